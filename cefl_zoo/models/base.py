@@ -1,0 +1,318 @@
+"""What every video classifier in the zoo shares.
+
+A video batch is a float tensor ``(B, N, K, C, H, W)``: B videos, N clips per video,
+K frames per clip, C channels (3), H x W pixels. Models fold the frames into the batch
+for the 2-D backbone, ``(B*N*K, C, H, W) -> (B*N*K, d)``, and then model time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn as nn
+
+from ..registry import PretrainedCfg, UnknownModelError, get_pretrained_cfg, list_pretrained
+from .backbones import backbone_data_config, create_backbone
+
+__all__ = [
+    "EXPECTED_SHAPE",
+    "ExplainOutput",
+    "VideoClassifier",
+    "build_model",
+    "check_video_input",
+]
+
+#: The input layout every model takes.
+EXPECTED_SHAPE = "(B, N, K, 3, H, W)"
+
+
+class ExplainOutput(NamedTuple):
+    """Everything a model can say about one batch, for explanations.
+
+    Fields a model does not have are ``None`` (e.g. ``clip_scores`` of the frame-average
+    baseline).
+
+    Attributes:
+        logits: Class logits, ``(B, C)``.
+        clip_scores: Emotion-intensity score of every clip for every class, ``(B, C, N)``;
+            sums to 1 over the N clips (paper eq. 5).
+        emotion_rich_clip: Index of the emotion-rich clip for the predicted class,
+            ``(B,)`` (paper eq. 6).
+        frame_weights: Local-global relation weight of every frame, ``(B, N, K)``, in
+            ``(0, 1)`` (paper eq. 2).
+        clip_features: Clip-level features ``V^f``, ``(B, N, d_out)`` (paper eq. 4).
+    """
+
+    logits: torch.Tensor
+    clip_scores: torch.Tensor | None = None
+    emotion_rich_clip: torch.Tensor | None = None
+    frame_weights: torch.Tensor | None = None
+    clip_features: torch.Tensor | None = None
+
+
+def check_video_input(x: Any, in_chans: int = 3) -> None:
+    """Raise a clear error unless ``x`` is a float video batch ``(B, N, K, C, H, W)``.
+
+    Args:
+        x: The candidate input.
+        in_chans: Expected channel count C (3 for RGB).
+
+    Raises:
+        TypeError: If ``x`` is not a tensor or not floating point.
+        ValueError: For a wrong rank, channel count, or an empty N or K axis.
+
+    Example:
+        >>> import torch
+        >>> check_video_input(torch.zeros(2, 7, 5, 3, 32, 32))
+        >>> check_video_input(torch.zeros(7, 5, 3, 32, 32))
+        Traceback (most recent call last):
+        ...
+        ValueError: expected a video batch of shape (B, N, K, 3, H, W), got a 5-D tensor of shape (7, 5, 3, 32, 32); a single video (N, K, 3, H, W) needs a batch axis: x.unsqueeze(0)
+    """
+    expected = EXPECTED_SHAPE.replace("3", str(in_chans))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor of shape {expected}, got {type(x).__name__}")
+    shape = tuple(x.shape)
+    if x.ndim != 6:
+        hint = ""
+        if x.ndim == 5:
+            hint = "; a single video (N, K, 3, H, W) needs a batch axis: x.unsqueeze(0)"
+        elif x.ndim == 4:
+            hint = (
+                "; a (T, 3, H, W) frame stack must be sampled into N clips of K frames first "
+                "(see cefl_zoo.transforms_for(model))"
+            )
+        raise ValueError(
+            f"expected a video batch of shape {expected}, got a {x.ndim}-D tensor of shape "
+            f"{shape}{hint}"
+        )
+    if shape[3] != in_chans:
+        hint = ""
+        if shape[-1] == in_chans:
+            hint = "; channels-last frames (..., H, W, C) need x.permute(0, 1, 2, 5, 3, 4)"
+        raise ValueError(
+            f"expected a video batch of shape {expected} with {in_chans} channels on axis 3, "
+            f"got shape {shape}{hint}"
+        )
+    if shape[1] == 0 or shape[2] == 0:
+        raise ValueError(
+            f"expected a video batch of shape {expected} with at least one clip (N) and one "
+            f"frame per clip (K), got N={shape[1]}, K={shape[2]} in shape {shape}"
+        )
+    if not torch.is_floating_point(x):
+        raise TypeError(
+            f"expected a floating-point video batch of shape {expected}, got dtype {x.dtype}; "
+            "convert uint8 frames with x.float() / 255 and normalise them "
+            "(cefl_zoo.transforms_for(model) does both)"
+        )
+
+
+class VideoClassifier(nn.Module):
+    """Base class: a 2-D backbone applied to every frame, then a temporal model and head.
+
+    Subclasses implement :meth:`forward_features`, :meth:`forward_head`,
+    :meth:`get_classifier` and :meth:`reset_classifier`, and may override
+    :meth:`forward_explain`.
+
+    Args:
+        backbone: ``timm.create_model`` name or a module with ``num_features``.
+        num_classes: Number of output classes C.
+        in_chans: Channels per frame.
+        pretrained_backbone: Load the backbone's ImageNet weights through timm.
+        backbone_kwargs: Extra arguments for ``timm.create_model``.
+
+    Attributes:
+        backbone: The frame feature extractor.
+        num_features: Frame feature size d.
+        num_classes: Number of classes C.
+        pretrained_cfg: The :class:`~cefl_zoo.registry.PretrainedCfg` that describes the
+            preprocessing and class names of this model.
+        architecture: Registry name, set by :func:`build_model` (``None`` for a model
+            built directly).
+    """
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "resnet18",
+        num_classes: int = 7,
+        in_chans: int = 3,
+        pretrained_backbone: bool = False,
+        backbone_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.backbone = create_backbone(
+            backbone, pretrained=pretrained_backbone, in_chans=in_chans, **(backbone_kwargs or {})
+        )
+        self.num_features: int = int(self.backbone.num_features)
+        self.num_classes = int(num_classes)
+        self.in_chans = int(in_chans)
+        self.architecture: str | None = None
+        self.init_kwargs: dict[str, Any] = {
+            "backbone": backbone if isinstance(backbone, str) else None,
+            "num_classes": self.num_classes,
+            "in_chans": self.in_chans,
+            "backbone_kwargs": dict(backbone_kwargs or {}),
+        }
+        data_cfg = backbone_data_config(self.backbone)
+        self.pretrained_cfg = PretrainedCfg(
+            input_size=(in_chans, *data_cfg["input_size"][1:]),
+            mean=data_cfg["mean"],
+            std=data_cfg["std"],
+            interpolation=data_cfg["interpolation"],
+        )
+
+    # -- shared plumbing -------------------------------------------------------------
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """Class names in output order (``class_0``, ... when the weights name none)."""
+        names = self.pretrained_cfg.label_names
+        if names is not None and len(names) == self.num_classes:
+            return tuple(names)
+        return tuple(f"class_{i}" for i in range(self.num_classes))
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error unless ``x`` is a float ``(B, N, K, C, H, W)`` batch."""
+        check_video_input(x, self.in_chans)
+
+    def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the backbone on every frame.
+
+        Args:
+            x: Video batch ``(B, N, K, C, H, W)``.
+
+        Returns:
+            Frame features ``(B, N, K, d)``.
+        """
+        self.check_input(x)
+        b, n, k = x.shape[:3]
+        feats = self.backbone(x.flatten(0, 2))
+        return feats.reshape(b, n, k, feats.shape[-1])
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Features before the classification head (shape depends on the model)."""
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Map :meth:`forward_features` output to logits ``(B, C)``."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Classify a video batch.
+
+        Args:
+            x: ``(B, N, K, C, H, W)`` float frames, normalised.
+
+        Returns:
+            Logits ``(B, C)``.
+        """
+        return self.forward_head(self.forward_features(x))
+
+    def forward_explain(self, x: torch.Tensor) -> ExplainOutput:
+        """Logits plus whatever the model can say about clips and frames."""
+        return ExplainOutput(logits=self.forward(x))
+
+    def get_classifier(self) -> nn.Module:
+        """The module holding the class-specific parameters."""
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the class-specific layers with fresh ones for ``num_classes`` classes."""
+        raise NotImplementedError
+
+    def _set_num_classes(self, num_classes: int) -> None:
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.init_kwargs["num_classes"] = self.num_classes
+        names = self.pretrained_cfg.label_names
+        if names is not None and len(names) != self.num_classes:
+            self.pretrained_cfg = self.pretrained_cfg.replace(label_names=None)
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Trade compute for memory in the backbone (timm's gradient checkpointing)."""
+        if hasattr(self.backbone, "set_grad_checkpointing"):
+            self.backbone.set_grad_checkpointing(enable)
+        else:
+            raise RuntimeError(
+                f"backbone {type(self.backbone).__name__} does not support gradient checkpointing"
+            )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable description: ``architecture`` plus the constructor arguments."""
+        return {"architecture": self.architecture, **self.init_kwargs}
+
+
+def build_model(
+    model_cls: type[VideoClassifier],
+    variant: str,
+    pretrained: bool = False,
+    pretrained_cfg: PretrainedCfg | None = None,
+    default_args: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> VideoClassifier:
+    """Build a registered architecture (timm's ``build_model_with_cfg``).
+
+    Args:
+        model_cls: The model class.
+        variant: Registry name of the architecture.
+        pretrained: Load the weights described by ``pretrained_cfg``.
+        pretrained_cfg: Weight configuration; defaults to the architecture's default.
+        default_args: The architecture's constructor arguments (e.g. its backbone);
+            ``kwargs`` override them.
+        **kwargs: The caller's constructor arguments. ``num_classes`` defaults to the
+            number of class names of the weights (when ``pretrained``), else 7.
+
+    Returns:
+        The model, with ``architecture`` and ``pretrained_cfg`` set.
+
+    Raises:
+        RuntimeError: ``pretrained=True`` for an architecture without weights.
+    """
+    cfg = pretrained_cfg
+    if cfg is None:
+        try:
+            cfg = get_pretrained_cfg(variant)
+        except UnknownModelError:
+            cfg = None
+    if pretrained and (cfg is None or not cfg.tag):
+        tags = [c.name for c in list_pretrained(f"{variant}.*")]
+        hint = f" Weight sets: {', '.join(tags)}." if tags else " No weight sets are registered."
+        raise RuntimeError(
+            f"no pretrained weights are registered for {variant!r}.{hint} "
+            f"Use pretrained=False for random weights, or create_model('{variant}.<tag>', "
+            "pretrained=True) for a listed weight set."
+        )
+    args = {**(default_args or {}), **kwargs}
+    if args.get("num_classes") is None:
+        args["num_classes"] = len(cfg.label_names) if cfg and cfg.label_names else 7
+    model = model_cls(**args)
+    model.architecture = variant
+    swapped_backbone = "backbone" in kwargs and kwargs["backbone"] != (default_args or {}).get(
+        "backbone"
+    )
+    if cfg is not None:
+        resolved = cfg.replace(architecture=variant)
+        if swapped_backbone and not cfg.tag:
+            # The user swapped the backbone: follow its preprocessing.
+            resolved = resolved.replace(
+                input_size=model.pretrained_cfg.input_size,
+                mean=model.pretrained_cfg.mean,
+                std=model.pretrained_cfg.std,
+                interpolation=model.pretrained_cfg.interpolation,
+            )
+        if resolved.input_size[0] != model.in_chans:
+            resolved = resolved.replace(input_size=(model.in_chans, *resolved.input_size[1:]))
+        model.pretrained_cfg = resolved
+    else:
+        model.pretrained_cfg = model.pretrained_cfg.replace(architecture=variant)
+    model._set_num_classes(model.num_classes)  # drops label names that no longer fit
+    if pretrained:
+        from ..hub import load_pretrained
+
+        load_pretrained(model, cfg)
+    return model

@@ -1,0 +1,357 @@
+"""Model registry in timm's style.
+
+Architectures register an entry function with :func:`register_model`; weight sets
+register a :class:`PretrainedCfg` under ``"<architecture>.<tag>"`` with
+:func:`register_pretrained_cfgs`. :func:`create_model` resolves a name, builds the model
+and (with ``pretrained=True``) loads the weights through :mod:`cefl_zoo.hub`.
+
+Example:
+    >>> import cefl_zoo
+    >>> "ceflnet_resnet18" in cefl_zoo.list_models("ceflnet*")
+    True
+    >>> model = cefl_zoo.create_model("ceflnet_tiny", num_classes=5)
+    >>> model.num_classes
+    5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch.nn as nn
+
+__all__ = [
+    "PretrainedCfg",
+    "UnknownModelError",
+    "register_model",
+    "register_pretrained_cfgs",
+    "create_model",
+    "list_models",
+    "list_pretrained",
+    "is_model",
+    "model_entrypoint",
+    "get_pretrained_cfg",
+    "split_model_name",
+]
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """Everything that travels with one set of weights (timm's ``PretrainedCfg`` idea).
+
+    It says where the weights live, how to feed the model (the preprocessing it was
+    trained with), which class names its outputs mean, and where the weights came from.
+    An architecture without trained weights still has one (``tag=""``): it carries the
+    preprocessing defaults of its backbone.
+
+    Attributes:
+        architecture: Registry name of the architecture, e.g. ``"ceflnet_resnet18"``.
+        tag: Weight tag, e.g. ``"dfew"``; ``""`` for the untrained default.
+        hf_hub_id: Hugging Face Hub repository holding ``model.safetensors`` and
+            ``config.json``.
+        hf_hub_revision: Pinned revision (a 40-hex commit) of ``hf_hub_id``.
+        hf_hub_filename: Weights file inside the repository.
+        sha256: Hex sha256 of the weights file; downloads are verified against it.
+        file: Local directory with the weights, relative to the ``cefl_zoo`` package
+            (for weights that ship inside the wheel), or an absolute path.
+        label_names: Class names in output order (canonical names, see
+            :mod:`cefl_zoo.labels`).
+        num_clips: Clips per video, N (paper: 7).
+        frames_per_clip: Frames per clip, K (paper: 5).
+        input_size: ``(channels, height, width)`` of each frame.
+        mean: Per-channel mean used to normalise frames.
+        std: Per-channel standard deviation used to normalise frames.
+        interpolation: Resize interpolation (``"bilinear"`` or ``"bicubic"``).
+        dataset: Dataset the weights were trained on.
+        fold: Split or fold of that dataset.
+        metrics: Metrics the weights reached (e.g. ``{"war": 0.65, "uar": 0.56}``).
+        train_command: The command that produced the weights.
+        license: Licence of the weights.
+        status: ``"available"`` when the weights can be loaded, ``"not-trained"`` when
+            nobody has trained and published them yet, ``"none"`` for an architecture's
+            untrained default.
+        notes: Free text shown by :func:`list_pretrained`.
+    """
+
+    architecture: str = ""
+    tag: str = ""
+    hf_hub_id: str | None = None
+    hf_hub_revision: str | None = None
+    hf_hub_filename: str = "model.safetensors"
+    sha256: str | None = None
+    file: str | None = None
+    label_names: tuple[str, ...] | None = None
+    num_clips: int = 7
+    frames_per_clip: int = 5
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+    dataset: str | None = None
+    fold: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    train_command: str | None = None
+    license: str | None = None
+    status: str = "none"
+    notes: str = ""
+
+    @property
+    def name(self) -> str:
+        """``"architecture.tag"``, or just the architecture for the untrained default."""
+        return f"{self.architecture}.{self.tag}" if self.tag else self.architecture
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether weights exist for this configuration (``status == "available"``)."""
+        return self.status == "available"
+
+    def replace(self, **changes: Any) -> PretrainedCfg:
+        """Return a copy with some fields changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dictionary of all fields (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PretrainedCfg:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        for key in ("label_names", "input_size", "mean", "std"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+
+class UnknownModelError(ValueError):
+    """Raised for a model or weight name that is not in the registry."""
+
+
+_model_entrypoints: dict[str, Callable[..., nn.Module]] = {}
+_model_to_module: dict[str, str] = {}
+# architecture -> {tag -> cfg}; the first tag registered is the default one.
+_pretrained_cfgs: dict[str, dict[str, PretrainedCfg]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator that adds a model entry function to the registry.
+
+    The function's name becomes the architecture name. It must accept
+    ``pretrained: bool`` and ``**kwargs`` and return an ``nn.Module``.
+
+    Example:
+        >>> import cefl_zoo
+        >>> from cefl_zoo import CEFLNet, register_model
+        >>> @register_model
+        ... def my_ceflnet(pretrained=False, **kwargs):
+        ...     return cefl_zoo.models.build_model(
+        ...         CEFLNet, "my_ceflnet", pretrained, backbone="test_convnext", **kwargs)
+        >>> cefl_zoo.create_model("my_ceflnet", num_classes=3).num_classes
+        3
+    """
+    name = fn.__name__
+    if name in _model_entrypoints and _model_to_module.get(name) != fn.__module__:
+        raise ValueError(f"model {name!r} is already registered by {_model_to_module[name]}")
+    _model_entrypoints[name] = fn
+    _model_to_module[name] = fn.__module__
+    module = sys.modules.get(fn.__module__)
+    if module is not None and hasattr(module, "__all__") and name not in module.__all__:
+        module.__all__.append(name)
+    return fn
+
+
+def register_pretrained_cfgs(cfgs: Iterable[PretrainedCfg]) -> None:
+    """Register weight configurations; the first one of an architecture is its default.
+
+    Args:
+        cfgs: Configurations whose ``architecture`` and ``tag`` fields name them.
+    """
+    for cfg in cfgs:
+        if not cfg.architecture:
+            raise ValueError("a PretrainedCfg needs its architecture field set")
+        _pretrained_cfgs.setdefault(cfg.architecture, {})[cfg.tag] = cfg
+
+
+def split_model_name(name: str) -> tuple[str, str | None]:
+    """Split ``"arch.tag"`` into ``("arch", "tag")``; a bare name gives ``(name, None)``."""
+    arch, _, tag = name.partition(".")
+    return arch, (tag or None)
+
+
+def _unknown(name: str, candidates: Iterable[str], what: str) -> UnknownModelError:
+    candidates = sorted(candidates)
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
+    if close:
+        hint = f" Close matches: {', '.join(close)}."
+    else:
+        hint = f" Available: {', '.join(candidates)}." if len(candidates) <= 20 else ""
+    return UnknownModelError(f"unknown {what} {name!r}.{hint} See cefl_zoo.list_models().")
+
+
+def is_model(name: str) -> bool:
+    """Whether ``name`` (optionally ``"arch.tag"``) is a registered architecture."""
+    return split_model_name(name)[0] in _model_entrypoints
+
+
+def model_entrypoint(name: str) -> Callable[..., nn.Module]:
+    """Return the registered entry function of an architecture.
+
+    Raises:
+        UnknownModelError: For an unknown name; the message lists close matches.
+    """
+    arch = split_model_name(name)[0]
+    if arch not in _model_entrypoints:
+        raise _unknown(arch, _model_entrypoints, "model")
+    return _model_entrypoints[arch]
+
+
+def get_pretrained_cfg(name: str) -> PretrainedCfg | None:
+    """Return the configuration of ``"arch"`` (its default tag) or ``"arch.tag"``.
+
+    Returns ``None`` for an architecture without registered weight configurations.
+
+    Raises:
+        UnknownModelError: For an unknown architecture or tag.
+    """
+    arch, tag = split_model_name(name)
+    model_entrypoint(arch)  # raises for an unknown architecture
+    tags = _pretrained_cfgs.get(arch, {})
+    if tag is None:
+        return next(iter(tags.values()), None)
+    if tag not in tags:
+        raise _unknown(name, [f"{arch}.{t}" for t in tags if t], "weights")
+    return tags[tag]
+
+
+def list_models(
+    filter: str | Iterable[str] = "",
+    pretrained: bool = False,
+    exclude_filters: str | Iterable[str] = "",
+) -> list[str]:
+    """List registered architectures, optionally filtered like ``timm.list_models``.
+
+    Args:
+        filter: fnmatch pattern(s), e.g. ``"ceflnet*"``; empty for all.
+        pretrained: If true, list ``"arch.tag"`` names of weight sets that are
+            available to load instead of bare architectures.
+        exclude_filters: fnmatch pattern(s) to drop.
+
+    Returns:
+        Sorted names.
+
+    Example:
+        >>> from cefl_zoo import list_models
+        >>> list_models("*lstm*")
+        ['cnnlstm_resnet18']
+    """
+    if pretrained:
+        names = [
+            cfg.name
+            for arch in _model_entrypoints
+            for cfg in _pretrained_cfgs.get(arch, {}).values()
+            if cfg.tag and cfg.has_weights
+        ]
+    else:
+        names = list(_model_entrypoints)
+    includes = [filter] if isinstance(filter, str) else list(filter)
+    includes = [f for f in includes if f]
+    if includes:
+        names = [n for n in names if any(fnmatch.fnmatch(n, f) for f in includes)]
+    excludes = [exclude_filters] if isinstance(exclude_filters, str) else list(exclude_filters)
+    excludes = [f for f in excludes if f]
+    if excludes:
+        names = [n for n in names if not any(fnmatch.fnmatch(n, f) for f in excludes)]
+    return sorted(names)
+
+
+def list_pretrained(filter: str = "", include_unavailable: bool = True) -> list[PretrainedCfg]:
+    """List the registered weight sets with their status.
+
+    Args:
+        filter: fnmatch pattern on ``"arch.tag"`` names; empty for all.
+        include_unavailable: Also list weight sets that are registered but not trained
+            yet (``status == "not-trained"``), as torchvision lists its weights.
+
+    Returns:
+        The configurations, sorted by name. ``cfg.status`` says whether each can be
+        loaded; ``cfg.train_command`` says how to produce the missing ones.
+
+    Example:
+        >>> from cefl_zoo import list_pretrained
+        >>> all(cfg.tag for cfg in list_pretrained())
+        True
+    """
+    cfgs = [
+        cfg
+        for tags in _pretrained_cfgs.values()
+        for cfg in tags.values()
+        if cfg.tag and (include_unavailable or cfg.has_weights)
+    ]
+    if filter:
+        cfgs = [c for c in cfgs if fnmatch.fnmatch(c.name, filter)]
+    return sorted(cfgs, key=lambda c: c.name)
+
+
+def create_model(
+    model_name: str,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Create a model by name, timm style.
+
+    Args:
+        model_name: A registered architecture (``"ceflnet_resnet18"``), an architecture
+            with a weight tag (``"ceflnet_resnet18.dfew"``), ``"hf-hub:org/repo"`` or a
+            local directory holding ``config.json`` + ``model.safetensors``.
+        pretrained: Load the weights named by the tag (or the architecture's default
+            tag). Raises a clear error where no weights exist.
+        num_classes: Number of output classes. Defaults to the number of classes of the
+            weights when ``pretrained=True``, else 7. Loading weights into a model with
+            another number of classes keeps everything but the classifier.
+        **kwargs: Passed to the model constructor (e.g. ``backbone="resnet34"``,
+            ``eian_kernel_size=3``, ``pretrained_backbone=True``).
+
+    Returns:
+        The model, in training mode, on the CPU.
+
+    Raises:
+        UnknownModelError: For an unknown name (the message lists close matches).
+
+    Example:
+        >>> from cefl_zoo import create_model
+        >>> model = create_model("ceflnet_tiny", num_classes=7)
+        >>> type(model).__name__
+        'CEFLNet'
+    """
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if _is_hub_reference(model_name):
+        from . import hub
+
+        return hub.load_model(model_name, **kwargs)
+    arch, tag = split_model_name(model_name)
+    entry = model_entrypoint(arch)
+    cfg = get_pretrained_cfg(model_name)
+    return entry(pretrained=pretrained, pretrained_cfg=cfg, **kwargs)
+
+
+def _is_hub_reference(name: str) -> bool:
+    if name.startswith("hf-hub:"):
+        return True
+    if is_model(name):
+        return False
+    import os
+
+    return os.path.isdir(name)
