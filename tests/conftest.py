@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Nothing may download at test time: the Hugging Face Hub (timm weights, our hub code)
-# must fail at once instead of retrying for a minute.
+# must fail at once instead of retrying for a minute. huggingface_hub reads these at
+# import, so they are set before anything imports it. The cache starts empty, so no test
+# depends on what the developer's own cache holds; tests that need a cache build one.
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="cefl-zoo-test-hf-")
+os.environ.pop("HF_HUB_CACHE", None)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -17,12 +21,3 @@ import torch  # noqa: E402
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_hf_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point the Hugging Face cache at an empty directory unless a test sets its own."""
-    cache = tmp_path_factory.getbasetemp() / "hf-cache-empty"
-    cache.mkdir(exist_ok=True)
-    monkeypatch.setenv("HF_HOME", str(cache))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache / "hub"))
