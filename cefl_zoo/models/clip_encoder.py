@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 __all__ = ["SelfAttention", "LocalGlobalRelation", "ClipEncoder"]
 
@@ -41,19 +40,21 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, qkv_bias: bool = True, attn_drop: float = 0.0) -> None:
         super().__init__()
         self.dim = dim
+        self.scale = dim**-0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.attn_drop = attn_drop
+        self.attn_drop = nn.Dropout(attn_drop)
 
-    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Written out rather than F.scaled_dot_product_attention: with K = 5 frames the
+        # fused kernels gain nothing, and torch's flop counter misses some of them.
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        return q, k, v
+        attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
+        return attn, v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Attend across frames: ``(..., K, d) -> (..., K, d)``."""
-        q, k, v = self._qkv(x)
-        return F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0
-        )
+        attn, v = self._attention(x)
+        return self.attn_drop(attn) @ v
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
         """The frame-to-frame attention matrix ``softmax(Q K^T / sqrt(d))``.
@@ -64,8 +65,7 @@ class SelfAttention(nn.Module):
         Returns:
             ``(..., K, K)``; each row sums to 1.
         """
-        q, k, _ = self._qkv(x)
-        return torch.softmax(q @ k.transpose(-2, -1) / self.dim**0.5, dim=-1)
+        return self._attention(x)[0]
 
 
 class LocalGlobalRelation(nn.Module):

@@ -1,0 +1,57 @@
+"""Faithfulness to the paper's Table 8 and Table 9, counted with torch's flop counter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cefl_zoo
+from cefl_zoo import count_macs, count_parameters, model_complexity
+
+PAPER_PARAMS = 12.83e6  # Table 8
+PAPER_GMACS_BY_FRAMES = {2: 25.52, 5: 63.80, 10: 127.59, 15: 191.39}  # Table 9
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / b
+
+
+def test_table8_params_and_macs_within_5_percent() -> None:
+    c = model_complexity("ceflnet_resnet18", num_clips=7, frames_per_clip=5, img_size=224)
+    assert c["input_shape"] == (1, 7, 5, 3, 224, 224)
+    assert _rel(c["params"], PAPER_PARAMS) < 0.05
+    assert _rel(c["macs"] / 1e9, 63.80) < 0.05
+
+
+@pytest.mark.parametrize("frames", sorted(PAPER_GMACS_BY_FRAMES))
+def test_table9_frames_per_clip_within_5_percent(frames: int) -> None:
+    c = model_complexity("ceflnet_resnet18", num_clips=7, frames_per_clip=frames, img_size=224)
+    assert _rel(c["macs"] / 1e9, PAPER_GMACS_BY_FRAMES[frames]) < 0.05
+
+
+def test_macs_grow_linearly_with_frames() -> None:
+    macs = {k: model_complexity("ceflnet_resnet18", frames_per_clip=k)["macs"] for k in (5, 10)}
+    # The backbone dominates: doubling K doubles MACs to within the head's share (<1 %).
+    assert abs(macs[10] / macs[5] - 2.0) < 0.01
+
+
+def test_count_macs_hand_checked() -> None:
+    assert count_macs(torch.nn.Linear(10, 4), torch.randn(3, 10)) == 3 * 10 * 4
+    conv = torch.nn.Conv2d(2, 3, kernel_size=3, padding=1, bias=False)
+    assert count_macs(conv, torch.randn(1, 2, 5, 5)) == 5 * 5 * 3 * 2 * 9
+
+
+def test_meta_count_equals_real_count() -> None:
+    model = cefl_zoo.create_model("ceflnet_tiny").eval()
+    real = count_macs(model, torch.randn(1, 7, 5, 3, 64, 64))
+    assert model_complexity("ceflnet_tiny")["macs"] == real
+    assert model_complexity(model, device="cpu")["macs"] == real
+    assert count_parameters(model) == sum(p.numel() for p in model.parameters())
+
+
+def test_trainable_only_counts_unfrozen_parameters() -> None:
+    model = cefl_zoo.create_model("ceflnet_tiny")
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    head = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("backbone."))
+    assert count_parameters(model, trainable_only=True) == head

@@ -1,0 +1,185 @@
+"""create_model / list_models / register_model, and clear errors for wrong input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cefl_zoo
+from cefl_zoo import CEFLNet, UnknownModelError, create_model, list_models
+from cefl_zoo.models import build_model
+
+SHAPE = r"\(B, N, K, 3, H, W\)"
+
+
+# --- listing and creating ---------------------------------------------------------------
+def test_list_models_filters_like_timm() -> None:
+    everything = list_models()
+    assert everything == sorted(everything)
+    assert set(list_models("ceflnet*")) == {m for m in everything if m.startswith("ceflnet")}
+    assert list_models(["frameavg*", "cnnlstm*"]) == ["cnnlstm_resnet18", "frameavg_resnet18"]
+    assert "ceflnet_resnet18" not in list_models("ceflnet*", exclude_filters="*resnet18*")
+    assert list_models("no_such_*") == []
+
+
+def test_unknown_model_lists_close_matches() -> None:
+    with pytest.raises(UnknownModelError, match="ceflnet_resnet18") as err:
+        create_model("ceflnet_resnet81")
+    assert "Close matches" in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_unknown_weight_tag() -> None:
+    with pytest.raises(UnknownModelError, match="unknown weights 'ceflnet_tiny.no_such_tag'"):
+        create_model("ceflnet_tiny.no_such_tag")
+
+
+def test_num_classes_and_kwargs_reach_the_model() -> None:
+    model = create_model("ceflnet_tiny", num_classes=11, eian_kernel_size=3, clip_dim=32)
+    assert isinstance(model, CEFLNet)
+    assert model.num_classes == 11 and model.clip_dim == 32
+    assert model.head.temporal_conv.kernel_size == (3,)
+    assert model.config == {
+        "architecture": "ceflnet_tiny",
+        "backbone": "test_convnext",
+        "num_classes": 11,
+        "in_chans": 3,
+        "backbone_kwargs": {},
+        "clip_dim": 32,
+        "self_attention": True,
+        "relation": True,
+        "head": "eian",
+        "eian_kernel_size": 3,
+        "drop_rate": 0.0,
+        "attn_drop": 0.0,
+    }
+
+
+def test_config_rebuilds_the_same_architecture() -> None:
+    model = create_model("ceflnet_resnet18_sal", backbone="test_convnext", num_classes=3)
+    config = dict(model.config)
+    arch = config.pop("architecture")
+    rebuilt = create_model(arch, **config)
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    rebuilt.load_state_dict(model.state_dict())  # same shapes everywhere
+
+
+def test_ablation_flags_of_table6_models() -> None:
+    sal = create_model("ceflnet_resnet18_sal", backbone="test_convnext")
+    lrl = create_model("ceflnet_resnet18_sal_lrl", backbone="test_convnext")
+    full = create_model("ceflnet_resnet18", backbone="test_convnext")
+    assert sal.clip_encoder.sal is not None and sal.clip_encoder.lrl.relation is None
+    assert sal.head_type == lrl.head_type == "mean"
+    assert lrl.clip_encoder.lrl.relation is not None
+    assert full.head_type == "eian"
+    assert isinstance(create_model("frameavg_resnet18", backbone="test_convnext"), cefl_zoo.FrameAverage)
+    assert isinstance(create_model("cnnlstm_resnet18", backbone="test_convnext"), cefl_zoo.CNNLSTM)
+
+
+def test_pretrained_cfg_follows_a_swapped_backbone() -> None:
+    default = create_model("ceflnet_resnet18")
+    assert default.pretrained_cfg.mean == (0.485, 0.456, 0.406)
+    assert default.pretrained_cfg.input_size == (3, 224, 224)
+    swapped = create_model("ceflnet_resnet18", backbone="test_convnext")
+    assert swapped.pretrained_cfg.mean == (0.5, 0.5, 0.5)
+    assert swapped.pretrained_cfg.input_size == (3, 160, 160)
+    tiny = create_model("ceflnet_tiny")
+    assert tiny.pretrained_cfg.input_size == (3, 64, 64)  # the registry's choice, not timm's
+
+
+def test_label_names_default_and_after_reset() -> None:
+    model = create_model("ceflnet_tiny", num_classes=3)
+    assert model.label_names == ("class_0", "class_1", "class_2")
+    model.pretrained_cfg = model.pretrained_cfg.replace(label_names=("a", "b", "c"))
+    assert model.label_names == ("a", "b", "c")
+    model.reset_classifier(2)
+    assert model.label_names == ("class_0", "class_1")
+
+
+def test_pretrained_without_weights_says_what_to_do() -> None:
+    with pytest.raises(RuntimeError, match="pretrained=False"):
+        create_model("frameavg_resnet18", pretrained=True)
+
+
+def test_pretrained_backbone_offline_fails_clearly() -> None:
+    # HF_HUB_OFFLINE=1 with an empty cache (tests/conftest.py): timm cannot fetch ImageNet
+    # weights, and the error must say how to proceed instead of a bare hub exception.
+    with pytest.raises(RuntimeError, match="pretrained_backbone=False"):
+        create_model("ceflnet_resnet18", pretrained_backbone=True)
+
+
+def test_unknown_backbone() -> None:
+    with pytest.raises(ValueError, match="unknown timm backbone 'resnet1800'"):
+        CEFLNet(backbone="resnet1800")
+
+
+def test_register_a_user_model() -> None:
+    @cefl_zoo.register_model
+    def my_test_ceflnet(pretrained: bool = False, **kwargs):
+        return build_model(
+            CEFLNet, "my_test_ceflnet", pretrained, default_args={"backbone": "test_convnext", "clip_dim": 16}, **kwargs
+        )
+
+    assert "my_test_ceflnet" in list_models("my_test_*")
+    model = create_model("my_test_ceflnet", num_classes=2)
+    assert model.clip_dim == 16 and model.num_classes == 2
+    assert model.architecture == "my_test_ceflnet"
+
+
+def test_num_classes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="num_classes"):
+        create_model("ceflnet_tiny", num_classes=0)
+
+
+def test_pretrained_cfg_dict_round_trip() -> None:
+    cfg = create_model("ceflnet_tiny").pretrained_cfg.replace(label_names=("x", "y"), metrics={"war": 0.5})
+    data = cfg.to_dict()
+    assert data["input_size"] == [3, 64, 64] and data["label_names"] == ["x", "y"]
+    assert cefl_zoo.PretrainedCfg.from_dict({**data, "future_field": 1}) == cfg
+
+
+# --- input validation -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny() -> CEFLNet:
+    return create_model("ceflnet_tiny").eval()
+
+
+@pytest.mark.parametrize(
+    "x,error,extra",
+    [
+        (torch.randn(7, 5, 3, 32, 32), ValueError, "unsqueeze"),  # one video, no batch axis
+        (torch.randn(35, 3, 32, 32), ValueError, "sampled"),  # frames, not clips
+        (torch.randn(1, 7, 5, 32, 32, 3), ValueError, "permute"),  # channels last
+        (torch.randn(1, 7, 5, 1, 32, 32), ValueError, "3 channels"),  # grayscale
+        (torch.randn(1, 0, 5, 3, 32, 32), ValueError, "N=0"),
+        (torch.randn(1, 7, 0, 3, 32, 32), ValueError, "K=0"),
+        (torch.zeros(1, 7, 5, 3, 32, 32, dtype=torch.uint8), TypeError, "x.float"),
+        (torch.zeros(1, 2, 2, 3, 8, 8).long(), TypeError, "floating-point"),
+    ],
+)
+def test_wrong_input_gets_a_clear_error(tiny: CEFLNet, x: torch.Tensor, error: type, extra: str) -> None:
+    with pytest.raises(error, match=SHAPE) as info:
+        tiny(x)
+    assert extra in str(info.value)
+
+
+def test_non_tensor_input(tiny: CEFLNet) -> None:
+    with pytest.raises(TypeError, match=SHAPE):
+        tiny([[1.0]])
+
+
+def test_explain_and_features_validate_too(tiny: CEFLNet) -> None:
+    with pytest.raises(ValueError, match=SHAPE):
+        tiny.forward_explain(torch.randn(7, 5, 3, 32, 32))
+    with pytest.raises(ValueError, match=SHAPE):
+        tiny.forward_features(torch.randn(7, 5, 3, 32, 32))
+
+
+def test_models_in_half_precision_and_autocast(tiny: CEFLNet) -> None:
+    x = torch.randn(1, 2, 2, 3, 32, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = tiny(x)
+    assert out.shape == (1, 7) and torch.isfinite(out.float()).all()
+    with torch.no_grad():
+        reference = tiny(x)
+    torch.testing.assert_close(out.float(), reference, rtol=0.1, atol=0.1)
