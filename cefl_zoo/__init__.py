@@ -51,6 +51,24 @@ from .registry import (
 # Public names defined in modules that load on first access: name -> module.
 # One line per name; keep the list sorted by module.
 _LAZY_IMPORTS: dict[str, str] = {
+    "FaceCropper": "cefl_zoo.faces",
+    "NoFaceError": "cefl_zoo.faces",
+    "RetinaFaceDetector": "cefl_zoo.faces",
+    "precompute_face_crops": "cefl_zoo.faces",
+    "PretrainedWeightsError": "cefl_zoo.hub",
+    "WeightsNotTrainedError": "cefl_zoo.hub",
+    "load_weights": "cefl_zoo.hub",
+    "Prediction": "cefl_zoo.predict",
+    "Predictor": "cefl_zoo.predict",
+    "Timeline": "cefl_zoo.predict",
+    "TrainConfig": "cefl_zoo.train",
+    "Trainer": "cefl_zoo.train",
+    "evaluate": "cefl_zoo.train",
+    "run_folds": "cefl_zoo.train",
+    "create_model_and_transforms": "cefl_zoo.transforms",
+    "transforms_for": "cefl_zoo.transforms",
+    "open_video": "cefl_zoo.video",
+    "ClipSampler": "cefl_zoo.video",
 }
 
 __all__ = [

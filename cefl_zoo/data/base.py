@@ -1,0 +1,333 @@
+"""The dataset base class: a list of videos in, ``(N, K, 3, H, W)`` samples out.
+
+:class:`VideoDataset` does everything that is the same for every dataset: open a video
+(file or frame folder), sample clips with a :class:`~cefl_zoo.video.ClipSampler`, decode
+only the sampled frames, crop faces (optional), apply the spatial transform, locate the
+apex clip, and handle broken files. A dataset adapter only says *which* videos there are:
+it overrides :meth:`VideoDataset._load_items` to return a list of :class:`VideoItem`
+(path, label index, metadata) and sets :attr:`VideoDataset.classes`.
+
+Reproducibility: all randomness of a sample (the clip sampling and the augmentation)
+comes from a seed derived from ``(dataset seed, epoch, index)``. The same item in the same
+epoch gives the same sample whatever the number of DataLoader workers, the order, or the
+process (a resumed or distributed run). Call :meth:`VideoDataset.set_epoch` at the start of
+every epoch, before iterating a DataLoader (with ``persistent_workers=True`` the workers keep
+their own copy of the dataset and never see the new epoch, so leave it off).
+
+Example:
+    >>> from cefl_zoo.data import VideoDataset, VideoItem
+    >>> class MyDataset(VideoDataset):
+    ...     classes = ("happiness", "sadness")
+    ...     def __init__(self, root, **kwargs):
+    ...         self.root = root
+    ...         super().__init__(**kwargs)
+    ...     def _load_items(self):
+    ...         return [VideoItem(f"{self.root}/a.mp4", 0), VideoItem(f"{self.root}/b.mp4", 1)]
+    >>> ds = MyDataset("videos")  # doctest: +SKIP
+    >>> sample = ds[0]  # doctest: +SKIP
+    >>> sample["video"].shape  # doctest: +SKIP
+    torch.Size([7, 5, 3, 224, 224])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypedDict
+
+import torch
+from torch.utils.data import Dataset
+
+from ..video.io import VideoReader, VideoReadError, open_video
+from ..video.sampling import ClipSampler, apex_clip_index
+
+__all__ = [
+    "FaceCropper",
+    "Sample",
+    "VideoDataset",
+    "VideoItem",
+    "item_seed",
+]
+
+#: Errors a broken item can raise; ``on_error="skip"`` skips these (and only these).
+ITEM_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError, EOFError)
+
+
+class FaceCropper(Protocol):
+    """What :class:`VideoDataset` expects of ``face_cropper`` (see :mod:`cefl_zoo.faces`)."""
+
+    def __call__(self, frames: torch.Tensor, path: str) -> torch.Tensor:
+        """Crop ``uint8 (T, 3, H, W)`` frames of the video at ``path`` to
+        ``uint8 (T, 3, S, S)`` faces."""
+        ...
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One video of a dataset.
+
+    Attributes:
+        path: Video file or frame folder.
+        label: Class index into the dataset's ``classes``.
+        meta: Anything else the adapter knows, e.g. ``{"apex_frame": 42}`` (the apex
+            frame's index in the original video, used for ``apex_clip``), a subject id,
+            the original label string.
+    """
+
+    path: str
+    label: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Sample(TypedDict):
+    """One item as :meth:`VideoDataset.__getitem__` returns it (default collate works).
+
+    Keys:
+        video: ``float32 (N, K, 3, H, W)`` after the transform (``[0, 1]`` floats when
+            the dataset has no transform).
+        label: Class index.
+        path: The video's path.
+        apex_clip: Index of the clip nearest to the item's apex frame (see
+            :func:`~cefl_zoo.video.apex_clip_index`), ``-1`` when the apex is unknown.
+        frame_indices: Original frame index of every frame, ``LongTensor (N, K)``.
+        index: Index of the item returned (differs from the one asked for when a broken
+            item was skipped).
+    """
+
+    video: torch.Tensor
+    label: int
+    path: str
+    apex_clip: int
+    frame_indices: torch.Tensor
+    index: int
+
+
+def item_seed(seed: int, epoch: int, index: int, stream: str = "") -> int:
+    """A 63-bit seed from ``(seed, epoch, index)``, independent of process and order.
+
+    Example:
+        >>> item_seed(0, 1, 5) == item_seed(0, 1, 5) != item_seed(0, 2, 5)
+        True
+    """
+    digest = hashlib.blake2b(f"{seed}/{epoch}/{index}/{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+class VideoDataset(Dataset):
+    """Base class of the video datasets: sampling, decoding, transforms, bad files.
+
+    Subclasses (dataset adapters) override :meth:`_load_items` and set :attr:`classes`;
+    everything else is shared. The base class also works directly on a list of items.
+
+    Args:
+        items: The videos; ``None`` calls :meth:`_load_items`.
+        classes: Class names in label order (canonical names, see
+            :mod:`cefl_zoo.labels`); defaults to the class attribute :attr:`classes`.
+        sampler: Temporal sampler; defaults to the paper's ``ClipSampler()`` (7 x 5).
+        transform: Maps ``uint8 (N, K, 3, H, W)`` to the model input, e.g.
+            :func:`cefl_zoo.transforms_for(model, train) <cefl_zoo.transforms.transforms_for>`.
+            ``None`` gives ``float32`` frames in ``[0, 1]``.
+        train: Random sampling (training) or the deterministic evaluation sampling.
+        face_cropper: Optional ``(frames uint8 (T, 3, H, W), path) -> uint8 (T, 3, S, S)``,
+            applied to the decoded frames (in temporal order, each frame once) before the
+            transform. Leave it ``None`` for datasets that ship face crops.
+        on_error: ``"skip"``: a broken item (unreadable, truncated, too short, no face,
+            ...) is reported with its path (a warning and a record in :attr:`failures`)
+            and the next item (``index + 1``, wrapping around) that loads is returned in
+            its place, its ``"index"`` telling which. ``"raise"``: raise the error, with
+            the path in the message.
+        seed: Base seed of the per-item randomness.
+        reader_kwargs: Options for :func:`~cefl_zoo.video.open_video` (e.g.
+            ``{"fps": 30}`` for frame folders).
+
+    Attributes:
+        items: The :class:`VideoItem` list.
+        classes: Class names, a tuple.
+        epoch: Current epoch (see :meth:`set_epoch`).
+        failures: One dict per failed load in this process: ``index``, ``path``,
+            ``epoch``, ``error`` (type name), ``message``. (DataLoader workers keep
+            their own list; the warnings reach the console either way.)
+    """
+
+    #: Class names in label order; adapters set this (or pass ``classes=``).
+    classes: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        items: Iterable[VideoItem] | None = None,
+        classes: Sequence[str] | None = None,
+        *,
+        sampler: ClipSampler | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        train: bool = False,
+        face_cropper: FaceCropper | None = None,
+        on_error: str = "skip",
+        seed: int = 0,
+        reader_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        if classes is not None:
+            self.classes = tuple(classes)
+        self.items: list[VideoItem] = list(self._load_items() if items is None else items)
+        self.classes = tuple(self.classes)
+        if not self.classes:
+            raise ValueError(
+                f"{type(self).__name__} has no class names: pass classes=... or set the "
+                "`classes` class attribute"
+            )
+        for item in self.items:
+            if not 0 <= int(item.label) < len(self.classes):
+                raise ValueError(
+                    f"{item.path}: label {item.label} is outside 0..{len(self.classes) - 1} "
+                    f"for the {len(self.classes)} classes {self.classes}"
+                )
+        self.sampler = sampler if sampler is not None else ClipSampler()
+        self.transform = transform
+        self.train = bool(train)
+        self.face_cropper = face_cropper
+        self.on_error = on_error
+        self.seed = int(seed)
+        self.reader_kwargs = dict(reader_kwargs or {})
+        self.epoch = 0
+        self.failures: list[dict[str, Any]] = []
+
+    # -- the seam for adapters ---------------------------------------------------------
+    def _load_items(self) -> list[VideoItem]:
+        """Build the list of videos. Dataset adapters override this.
+
+        Called once by ``__init__`` when no ``items`` are passed (after the subclass has
+        set its own attributes, e.g. ``self.root``, and before anything else).
+
+        Returns:
+            The :class:`VideoItem` list, labels indexing :attr:`classes`.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must override _load_items() or be given items=[...]"
+        )
+
+    def open(self, item: VideoItem) -> VideoReader:
+        """Open an item's video. Override to read from elsewhere (memory, a cache)."""
+        return open_video(item.path, **self.reader_kwargs)
+
+    # -- basics --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    @property
+    def targets(self) -> list[int]:
+        """The label of every item (e.g. for class weights or a balanced sampler)."""
+        return [int(item.label) for item in self.items]
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of items per class name, in class order."""
+        counts = Counter(self.targets)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random samples ``__getitem__`` returns."""
+        self.epoch = int(epoch)
+
+    def generator(self, index: int, stream: str = "sampler") -> torch.Generator:
+        """The generator of item ``index`` in the current epoch."""
+        return torch.Generator().manual_seed(item_seed(self.seed, self.epoch, index, stream))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(items={len(self)}, classes={len(self.classes)}, "
+            f"train={self.train}, sampler={self.sampler!r})"
+        )
+
+    # -- loading -------------------------------------------------------------------------
+    def load_sample(self, index: int) -> Sample:
+        """Load item ``index`` without any error handling (see ``__getitem__``)."""
+        item = self.items[index]
+        with self.open(item) as reader:
+            num_frames = len(reader)
+            clip = self.sampler.sample(num_frames, self.train, self.generator(index))
+            indices = clip.indices
+            unique, inverse = torch.unique(indices, return_inverse=True)
+            frames = reader.read(unique)
+        if self.face_cropper is not None:
+            frames = self.face_cropper(frames, item.path)
+        video = frames[inverse]  # (N, K, 3, H, W)
+        video = self._apply_transform(video, index)
+        apex = item.meta.get("apex_frame")
+        return {
+            "video": video,
+            "label": int(item.label),
+            "path": item.path,
+            "apex_clip": apex_clip_index(clip.windows, apex),
+            "frame_indices": indices,
+            "index": int(index),
+        }
+
+    def _apply_transform(self, video: torch.Tensor, index: int) -> torch.Tensor:
+        if self.transform is None:
+            return video.float().div_(255) if video.dtype == torch.uint8 else video
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(
+                item_seed(self.seed, self.epoch, index, "transform")
+            )
+            return self.transform(video)
+
+    def __getitem__(self, index: int) -> Sample:
+        """The sample of item ``index`` (see :class:`Sample`), or of a replacement.
+
+        Raises:
+            VideoReadError: With ``on_error="raise"``, for a broken item (the message
+                names the file).
+            RuntimeError: With ``on_error="skip"``, when every item fails.
+        """
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n} items")
+        index %= n
+        for attempt in range(n):
+            i = (index + attempt) % n
+            try:
+                return self.load_sample(i)
+            except ITEM_ERRORS as err:
+                error = self._describe(i, err)
+                self.failures.append(
+                    {
+                        "index": i,
+                        "path": self.items[i].path,
+                        "epoch": self.epoch,
+                        "error": type(err).__name__,
+                        "message": str(error),
+                    }
+                )
+                if self.on_error == "raise":
+                    if error is err:
+                        raise
+                    raise error from err
+                warnings.warn(
+                    f"skipping unreadable item {i} ({error}); returning the next item instead",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        raise RuntimeError(
+            f"{type(self).__name__}: every one of its {n} items failed to load; first "
+            f"failure: {self.failures[-n]['message']}"
+        )
+
+    def _describe(self, index: int, err: BaseException) -> BaseException:
+        """The error as raised to the user: always naming the item's file."""
+        path = self.items[index].path
+        if isinstance(err, VideoReadError) or path in str(err):
+            return err
+        return VideoReadError(path, str(err))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["failures"] = []  # workers start with their own, empty list
+        return state

@@ -1,0 +1,274 @@
+"""The frame cache: round trip equals the direct path; JPEG, GPU-style decoding, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import pytest
+import torch
+from _video_utils import tree_snapshot
+from torch.utils.data import DataLoader
+
+import cefl_zoo
+from cefl_zoo.cli import main
+from cefl_zoo.data import (
+    CachedVideoDataset,
+    SyntheticVideoDataset,
+    VideoDataset,
+    VideoItem,
+    build_dataset,
+    build_frame_cache,
+    collate_encoded,
+    decode_jpeg_batch,
+    prepare_batch,
+    write_synthetic_dataset,
+)
+from cefl_zoo.video import ClipSampler, VideoReadError
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache") / "synth"
+    write_synthetic_dataset(
+        root, num_videos=8, seed=1, size=32, min_frames=40, max_frames=130, progress=False
+    )
+    return root
+
+
+def source(root, **kwargs):
+    kwargs.setdefault(
+        "transform", cefl_zoo.transforms_for("ceflnet_tiny", train=True, input_size=32)
+    )
+    kwargs.setdefault("train", True)
+    return SyntheticVideoDataset(root, split=None, seed=4, **kwargs)
+
+
+def test_uint8_cache_gives_exactly_the_direct_samples(synth, tmp_path):
+    direct = source(synth)
+    before = tree_snapshot(synth)
+    out = build_frame_cache(direct, tmp_path / "u8", format="uint8", progress=False)
+    assert tree_snapshot(synth) == before  # the dataset directory is only read
+    cached = CachedVideoDataset(out, transform=direct.transform, train=True, seed=4)
+    assert cached.classes == direct.classes and len(cached) == len(direct)
+    assert cached.sampler == direct.sampler
+    for epoch in (0, 3):
+        direct.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(direct)):
+            a, b = direct[i], cached[i]
+            assert torch.equal(a["video"], b["video"]), (epoch, i)
+            for key in ("frame_indices",):
+                assert torch.equal(a[key], b[key])
+            assert (a["label"], a["apex_clip"], a["path"], a["index"]) == (
+                b["label"],
+                b["apex_clip"],
+                b["path"],
+                b["index"],
+            )
+
+
+def test_cache_stores_only_reachable_frames(synth, tmp_path):
+    direct = source(synth)
+    out = build_frame_cache(direct, tmp_path / "u8", format="uint8", progress=False)
+    index = json.loads((out / "index.json").read_text())
+    for entry in index["items"]:
+        reachable = ClipSampler().reachable_frames(entry["num_frames"]).tolist()
+        assert entry["frames"] == reachable and len(reachable) <= 105
+        assert entry["shape"] == [3, 32, 32]
+    assert index["sampler"] == ClipSampler().config() and index["format"] == "uint8"
+    shard_bytes = sum(p.stat().st_size for p in out.glob("shard_*.bin"))
+    assert shard_bytes == sum(len(e["frames"]) for e in index["items"]) * 3 * 32 * 32
+
+
+def test_jpeg_cache_resized_and_close_to_direct(synth, tmp_path):
+    direct = source(synth, transform=None, train=False)
+    out = build_frame_cache(
+        direct,
+        tmp_path / "jpg",
+        format="jpeg",
+        size=24,
+        quality=95,
+        shard_bytes=20_000,
+        progress=False,
+    )
+    assert len(list(out.glob("shard_*.bin"))) > 1  # several shards
+    cached = CachedVideoDataset(out)
+    for i in (0, 7):
+        a, b = direct[i], cached[i]
+        assert b["video"].shape == (7, 5, 3, 24, 24)
+        small = torch.nn.functional.interpolate(
+            a["video"].flatten(0, 1), size=24, mode="bilinear", antialias=True
+        ).reshape(b["video"].shape)
+        assert (small - b["video"]).abs().mean() < 0.03
+        assert torch.equal(a["frame_indices"], b["frame_indices"])
+
+
+def test_undecoded_batches_decode_to_the_same_video(synth, tmp_path):
+    tf = cefl_zoo.transforms_for("ceflnet_tiny", train=True, input_size=32)
+    for fmt in ("jpeg", "uint8"):
+        out = build_frame_cache(source(synth), tmp_path / fmt, format=fmt, progress=False)
+        decoded = CachedVideoDataset(out, transform=tf, train=True, seed=2)
+        raw = CachedVideoDataset(out, decode=False, train=True, seed=2)
+        decoded.set_epoch(1)
+        raw.set_epoch(1)
+        batch = next(iter(DataLoader(raw, batch_size=4, collate_fn=collate_encoded, num_workers=2)))
+        assert batch["shape"] == (4, 7, 5)
+        if fmt == "jpeg":
+            assert len(batch["jpeg"]) == 4 * 35 and batch["jpeg"][0].dtype == torch.uint8
+        video = prepare_batch(batch, "cpu", transform=tf)
+        expected = torch.stack([decoded[i]["video"] for i in range(4)])
+        assert torch.equal(video, expected)
+        assert batch["label"].tolist() == [decoded[i]["label"] for i in range(4)]
+        frames = prepare_batch(batch, "cpu")
+        assert frames.dtype == torch.uint8 and frames.shape == (4, 7, 5, 3, 32, 32)
+
+
+def test_decode_jpeg_batch_shapes():
+    from torchvision.io import encode_jpeg
+
+    from cefl_zoo.video.io import quiet_image_io
+
+    ramp = torch.arange(16).view(1, 1, 16) * 8 + torch.arange(16).view(1, 16, 1) * 4
+    frames = torch.stack([(ramp + 20 * i).expand(3, 16, 16) % 256 for i in range(6)]).to(
+        torch.uint8
+    )
+    with quiet_image_io():
+        jpegs = encode_jpeg(list(frames), quality=100)
+    out = decode_jpeg_batch(jpegs, (2, 3))
+    assert out.shape == (2, 3, 3, 16, 16)
+    assert (out.flatten(0, 1).float() - frames.float()).abs().mean() < 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_decoding_matches_cpu(synth, tmp_path):
+    out = build_frame_cache(source(synth), tmp_path / "gpu", format="jpeg", progress=False)
+    raw = CachedVideoDataset(out, decode=False)
+    batch = collate_encoded([raw[0], raw[1]])
+    gpu = prepare_batch(batch, "cuda")
+    cpu = prepare_batch(batch, "cpu")
+    assert gpu.is_cuda and gpu.shape == cpu.shape
+    assert (gpu.cpu().float() - cpu.float()).abs().mean() < 2
+
+
+def test_gpu_decoding_without_cuda_says_so():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available")
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        decode_jpeg_batch([torch.zeros(4, dtype=torch.uint8)], device="cuda")
+
+
+def test_build_is_atomic_and_refuses_to_clobber(synth, tmp_path):
+    out = tmp_path / "c"
+    build_frame_cache(source(synth), out, format="uint8", progress=False)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        build_frame_cache(source(synth), out, progress=False)
+    build_frame_cache(source(synth), out, format="jpeg", progress=False, overwrite=True)
+    assert json.loads((out / "index.json").read_text())["format"] == "jpeg"
+    # A failing build leaves neither the cache nor its temporary directory behind.
+    broken = VideoDataset(
+        [VideoItem(str(tmp_path / "missing.mp4"), 0)], classes=("anger",), on_error="raise"
+    )
+    with pytest.raises(VideoReadError, match="missing.mp4"):
+        build_frame_cache(broken, tmp_path / "never", progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["c"]
+
+
+def test_failed_items_are_listed_and_skipped(synth, tmp_path):
+    good = source(synth)
+    items = good.items[:2] + [VideoItem(str(tmp_path / "gone.mp4"), 0)]
+    ds = VideoDataset(items, classes=good.classes)
+    with pytest.warns(RuntimeWarning, match="frame cache: skipping .*gone.mp4"):
+        out = build_frame_cache(ds, tmp_path / "c", progress=False)
+    index = json.loads((out / "index.json").read_text())
+    assert len(index["items"]) == 2
+    assert index["failures"][0]["path"].endswith("gone.mp4")
+    assert "file does not exist" in index["failures"][0]["error"]
+
+
+def test_split_selection(synth, tmp_path):
+    out = build_frame_cache(source(synth), tmp_path / "c", progress=False)
+    test = CachedVideoDataset(out, split="test")
+    assert len(test) == 1 and len(CachedVideoDataset(out, split="train")) == 7
+    assert isinstance(build_dataset("cache", out, split="test"), CachedVideoDataset)
+    with pytest.raises(ValueError, match=r"no cached videos of split 'val' \(found: test, train\)"):
+        CachedVideoDataset(out, split="val")
+    plain = VideoDataset(source(synth).items[:2], classes=source(synth).classes)
+    for item in plain.items:
+        item.meta.pop("split", None)
+    bare = build_frame_cache(plain, tmp_path / "bare", progress=False)
+    with pytest.raises(ValueError, match="does not say which split"):
+        CachedVideoDataset(bare, split="train")
+    labelled = build_frame_cache(plain, tmp_path / "lab", progress=False, split="val")
+    assert len(CachedVideoDataset(labelled, split="val")) == 2
+
+
+def test_sampler_needing_uncached_frames_is_an_error(synth, tmp_path):
+    out = build_frame_cache(source(synth), tmp_path / "c", progress=False)
+    greedy = CachedVideoDataset(out, sampler=ClipSampler(10, 5), on_error="raise")
+    with pytest.raises(VideoReadError, match="not in the cache.*rebuild the cache"):
+        for i in range(len(greedy)):
+            greedy[i]
+
+
+def test_missing_cache(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a frame cache.*cefl-zoo cache"):
+        CachedVideoDataset(tmp_path)
+
+
+def test_cli_builds_a_cache(synth, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert (
+        main(
+            [
+                "cache",
+                f"synthetic:{synth}",
+                str(out),
+                "--model",
+                "ceflnet_tiny",
+                "--format",
+                "uint8",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert "cached 8 videos (0 failed)" in capsys.readouterr().out
+    index = json.loads((out / "index.json").read_text())
+    assert index["size"] == 64 and index["items"][0]["shape"] == [3, 64, 64]
+    assert (
+        main(
+            [
+                "cache",
+                str(synth),
+                str(tmp_path / "bare_path"),
+                "--size",
+                "16",
+                "--quiet",
+                "--num-clips",
+                "4",
+                "--frames-per-clip",
+                "2",
+            ]
+        )
+        == 0
+    )
+    index = json.loads((tmp_path / "bare_path" / "index.json").read_text())
+    assert index["sampler"]["num_clips"] == 4 and index["format"] == "jpeg"
+    assert main(["cache", str(tmp_path / "nothing_here"), str(tmp_path / "x"), "--quiet"]) == 2
+    assert "cannot tell which dataset" in capsys.readouterr().err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["cache", f"synthetic:{synth}", str(out), "--quiet"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_truncated_shard_is_reported(synth, tmp_path):
+    for fmt in ("uint8", "jpeg"):
+        out = build_frame_cache(source(synth), tmp_path / fmt, format=fmt, progress=False)
+        shard = out / "shard_00000.bin"
+        shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+        cached = CachedVideoDataset(out, on_error="raise")
+        with pytest.raises(VideoReadError, match="shard_00000.bin: truncated cache shard"):
+            cached[len(cached) - 1]
