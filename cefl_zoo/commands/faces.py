@@ -1,0 +1,132 @@
+"""``cefl-zoo faces INPUT OUT``: precompute face crops (RetinaFace) once, train many times.
+
+INPUT is a video file, a frame folder, a folder of video files, or (with ``--dataset``)
+a dataset root. Each video becomes a frame folder of square face crops plus
+``faces.json`` under OUT (see :mod:`cefl_zoo.faces.cache`); existing, current crops are
+kept. Exit codes: 0 all done, 1 some videos failed (each reported on stderr), 2 usage
+error (bad path, missing ``faces`` extra, unknown dataset).
+
+Examples::
+
+    cefl-zoo faces clip.mp4 crops/
+    cefl-zoo faces /data/AFEW crops/afew --dataset afew --split val --stride 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+NAME = "faces"
+HELP = "precompute square face crops of videos or a dataset (needs cefl-zoo[faces])"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="video file, frame folder, folder of videos, or dataset root")
+    parser.add_argument("out", help="output folder (never inside a dataset's own folder)")
+    parser.add_argument("--dataset", help="read INPUT as this registered dataset (afew, mmi, ...)")
+    parser.add_argument("--split", default=None, help="dataset split (with --dataset)")
+    parser.add_argument("--fold", default=None, help="dataset fold (with --dataset)")
+    parser.add_argument("--size", type=int, default=224, help="crop side in pixels (224)")
+    parser.add_argument("--margin", type=float, default=0.25,
+                        help="fraction of the face size added on each side (0.25)")
+    parser.add_argument("--smoothing", type=float, default=2.0,
+                        help="temporal smoothing of the boxes, Gaussian sigma in frames (2)")
+    parser.add_argument("--stride", type=int, default=1,
+                        help="detect on every N-th frame and interpolate between (1)")
+    parser.add_argument("--score-threshold", type=float, default=0.7,
+                        help="RetinaFace confidence threshold (0.7)")
+    parser.add_argument("--max-size", type=int, default=640,
+                        help="longest frame side used for detection (640)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="onnxruntime threads (0: all cores)")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality (95)")
+    parser.add_argument("--overwrite", action="store_true", help="recompute existing crops")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _error(message: str) -> None:
+    print(f"cefl-zoo faces: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _videos_in(folder: str) -> list[str] | None:
+    """The video files of a folder of videos; ``None`` if it is a frame folder."""
+    from ..data.generic import VIDEO_EXTENSIONS
+    from ..video.io import IMAGE_EXTENSIONS, natural_sort_key
+
+    names = [n for n in os.listdir(folder) if not n.startswith(".")]
+    if any(n.lower().endswith(IMAGE_EXTENSIONS) for n in names):
+        return None
+    videos = [n for n in names if n.lower().endswith(VIDEO_EXTENSIONS)]
+    return [os.path.join(folder, n) for n in sorted(videos, key=natural_sort_key)]
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from ..data.base import ITEM_ERRORS
+    from ..faces import FaceCropper, RetinaFaceDetector, precompute_face_crops
+    from ..faces.cache import precompute_dataset_face_crops
+
+    try:
+        detector = RetinaFaceDetector(
+            score_threshold=args.score_threshold, max_size=args.max_size, num_threads=args.threads
+        )
+        cropper = FaceCropper(
+            detector, size=args.size, margin=args.margin, smoothing=args.smoothing,
+            stride=args.stride,
+        )
+    except (ImportError, ValueError) as err:
+        _error(str(err))
+        return 2
+    if not os.path.exists(args.input):
+        _error(f"{args.input}: does not exist")
+        return 2
+
+    if args.dataset:
+        from ..data import build_dataset
+
+        try:
+            dataset = build_dataset(args.dataset, args.input, split=args.split, fold=args.fold)
+        except (ValueError, OSError) as err:
+            _error(str(err))
+            return 2
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                cached = precompute_dataset_face_crops(
+                    dataset, args.out, cropper, on_error="skip", overwrite=args.overwrite,
+                    progress=not args.no_progress, quality=args.quality,
+                )
+            except (ValueError, RuntimeError, OSError) as err:
+                _error(str(err))
+                return 2
+        for w in caught:
+            print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+        print(f"{len(cached)} of {len(dataset)} videos cropped into {args.out}")
+        return 1 if cached.failures else 0
+
+    videos = [args.input]
+    if os.path.isdir(args.input):
+        found = _videos_in(args.input)
+        if found is not None:
+            if not found:
+                _error(f"{args.input}: holds neither frame images nor video files")
+                return 2
+            videos = found
+    from tqdm.auto import tqdm
+
+    failed = 0
+    for video in tqdm(videos, desc="face crops", unit="video",
+                      disable=args.no_progress or len(videos) == 1):
+        try:
+            folder = precompute_face_crops(
+                video, args.out, cropper, quality=args.quality, overwrite=args.overwrite
+            )
+        except ITEM_ERRORS as err:
+            failed += 1
+            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+            continue
+        print(folder)
+    return 1 if failed else 0
