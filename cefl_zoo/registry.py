@@ -314,7 +314,8 @@ def create_model(
     Args:
         model_name: A registered architecture (``"ceflnet_resnet18"``), an architecture
             with a weight tag (``"ceflnet_resnet18.dfew"``), ``"hf-hub:org/repo"`` or a
-            local directory holding ``config.json`` + ``model.safetensors``.
+            local directory holding ``config.json`` + ``model.safetensors``; like
+            open_clip, these two name a set of weights and always load it.
         pretrained: Load the weights named by the tag (or the architecture's default
             tag). Raises a clear error where no weights exist.
         num_classes: Number of output classes. Defaults to the number of classes of the

@@ -11,6 +11,7 @@ from .baselines import CNNLSTM, FrameAverage
 from .ceflnet import CEFLNet, MeanClipHead
 from .clip_encoder import ClipEncoder, LocalGlobalRelation, SelfAttention
 from .eian import EIANOutput, EmotionIntensityActivation, emotion_rich_clip
+from . import weights  # noqa: F401  (registers the weight sets)
 
 __all__ = [
     "EXPECTED_SHAPE",

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn as nn
 
+from ..hub_mixin import HubMixin
 from ..registry import PretrainedCfg, UnknownModelError, get_pretrained_cfg, list_pretrained
 from .backbones import backbone_data_config, create_backbone
 
@@ -108,7 +109,7 @@ def check_video_input(x: Any, in_chans: int = 3) -> None:
         )
 
 
-class VideoClassifier(nn.Module):
+class VideoClassifier(HubMixin, nn.Module):
     """Base class: a 2-D backbone applied to every frame, then a temporal model and head.
 
     Subclasses implement :meth:`forward_features`, :meth:`forward_head`,

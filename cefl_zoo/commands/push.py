@@ -1,0 +1,87 @@
+"""``cefl-zoo push OUT_DIR REPO_ID``: publish an exported weights folder on the Hub.
+
+The folder is checked first (``config.json``, ``model.safetensors`` with the sha256
+recorded in the config, ``README.md``), then uploaded in one commit with
+``huggingface_hub`` (``HfApi.create_repo`` + ``upload_folder``), which uses the
+logged-in token (``hf auth login`` / ``HF_TOKEN``) and ``HF_ENDPOINT``. The command
+prints the commit to pin and the registry fields to paste into
+``cefl_zoo/models/weights.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["HELP", "NAME", "add_arguments", "registry_snippet", "run"]
+
+#: The sub-command name: ``cefl-zoo push``.
+NAME = "push"
+#: One-line help of the sub-command.
+HELP = "upload an exported weights folder to the Hugging Face Hub"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``cefl-zoo push`` to ``parser``."""
+    parser.add_argument("folder", help="folder written by `cefl-zoo export` or save_pretrained")
+    parser.add_argument("repo_id", help="Hugging Face repository, e.g. cefl-zoo/ceflnet_resnet18.dfew")
+    parser.add_argument("--revision", default=None, help="branch to commit to (created if missing)")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--token", default=None, help="Hugging Face token (default: the logged-in one)")
+    parser.add_argument("--commit-message", default=None, help="commit message")
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+
+
+def registry_snippet(config: dict, repo_id: str, commit: str | None) -> str:
+    """The fields that make a pushed folder a pinned registry weight set.
+
+    Example:
+        >>> cfg = {"architecture": "a", "pretrained_cfg": {"tag": "t", "sha256": "ab", "metrics": {}}}
+        >>> print(registry_snippet(cfg, "org/a.t", "c" * 40).splitlines()[0])
+        a.t: hf_hub_id='org/a.t',
+    """
+    cfg = config.get("pretrained_cfg") or {}
+    name = f"{config.get('architecture')}.{cfg.get('tag')}"
+    return (
+        f"{name}: hf_hub_id={repo_id!r},\n"
+        f"    hf_hub_revision={commit!r},\n"
+        f"    sha256={cfg.get('sha256')!r},\n"
+        f"    metrics={cfg.get('metrics') or {}!r},\n"
+        "    status='available'"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``cefl-zoo push`` with parsed ``args``; returns the exit code."""
+    from ..hub import PretrainedWeightsError
+    from ..hub_mixin import check_folder, upload_folder
+
+    try:
+        config = check_folder(args.folder)
+    except PretrainedWeightsError as err:
+        print(f"cefl-zoo push: error: {err}")
+        return 1
+    try:
+        info = upload_folder(
+            args.folder,
+            args.repo_id,
+            revision=args.revision,
+            private=args.private or None,
+            token=args.token,
+            commit_message=args.commit_message,
+            create_pr=args.create_pr,
+        )
+    except OSError as err:  # huggingface_hub's HTTP errors are OSErrors
+        print(
+            f"cefl-zoo push: error: uploading {args.folder} to {args.repo_id} failed: {err}. "
+            "Fix: log in (`hf auth login` or HF_TOKEN) with write access, and check the network "
+            "and HF_ENDPOINT."
+        )
+        return 1
+    commit = getattr(info, "oid", None)
+    print(f"pushed {args.folder} to {getattr(info, 'commit_url', args.repo_id)}")
+    print(f"pin it with revision {commit}; registry fields for cefl_zoo/models/weights.py:")
+    print(registry_snippet(config, args.repo_id, commit))
+    print(f"load it with: cefl_zoo.create_model('hf-hub:{args.repo_id}@{commit}')")
+    print(json.dumps({"repo_id": args.repo_id, "revision": commit, "sha256": config["pretrained_cfg"]["sha256"]}))
+    return 0

@@ -1,0 +1,81 @@
+"""Helpers for the hub, hubconf, weights-table and wheel tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import torch
+
+import cefl_zoo
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Tiny shapes that keep every registry architecture fast on CPU.
+SIZE = 32
+N_CLIPS = 2
+N_FRAMES = 2
+
+
+def tiny_model(arch: str = "ceflnet_tiny", **kwargs) -> torch.nn.Module:
+    """A registry architecture with timm's 0.2 M-parameter ``test_convnext`` backbone."""
+    kwargs.setdefault("backbone", "test_convnext")
+    return cefl_zoo.create_model(arch, **kwargs).eval()
+
+
+def video(batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """A random ``(B, N, K, 3, H, W)`` batch at the tiny test size."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, N_CLIPS, N_FRAMES, 3, SIZE, SIZE, generator=gen)
+
+
+def build_hf_cache(cache_dir: Path, repo_id: str, folder: Path, revision: str = "a" * 40,
+                   ref: str | None = "main") -> Path:
+    """Put the files of ``folder`` into a Hugging Face cache, as ``hf_hub_download`` would.
+
+    Layout: ``models--ORG--NAME/snapshots/<revision>/FILE`` plus ``refs/<ref>``
+    holding the revision. Returns the snapshot directory.
+    """
+    repo_dir = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo_dir / "snapshots" / revision
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for path in Path(folder).iterdir():
+        if path.is_file():
+            shutil.copy2(path, snapshot / path.name)
+    if ref:
+        (repo_dir / "refs").mkdir(exist_ok=True)
+        (repo_dir / "refs" / ref).write_text(revision)
+    return snapshot
+
+
+def checkout_files() -> list[str]:
+    """The files a clean checkout holds: tracked plus untracked-but-not-ignored.
+
+    Read-only git query; untracked files count because the lead commits them later.
+    Outside a git work tree (e.g. an unpacked sdist) every file but build and cache
+    output is taken.
+    """
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=REPO_ROOT, check=True, capture_output=True,
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", "build", "dist", "runs", ".venv"}
+        return [
+            p.relative_to(REPO_ROOT).as_posix()
+            for p in REPO_ROOT.rglob("*")
+            if p.is_file() and not skip & set(p.relative_to(REPO_ROOT).parts)
+            and not any(part.endswith(".egg-info") for part in p.parts)
+        ]
+    return [f for f in out.split("\0") if f and (REPO_ROOT / f).is_file()]
+
+
+def copy_checkout(dest: Path) -> Path:
+    """Copy :func:`checkout_files` into ``dest`` (a clean checkout without .git)."""
+    for rel in checkout_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / rel, target)
+    return dest

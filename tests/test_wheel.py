@@ -1,0 +1,132 @@
+"""The wheel ships the packaged weights, and a non-editable install loads them.
+
+A wheel is built from a clean copy of the checkout, installed with
+``pip install --no-deps --target``, and used from a fresh interpreter whose
+``PYTHONPATH`` puts the install first and whose working directory is outside the repo.
+While the real ``ceflnet_tiny.synthetic`` weights are not trained yet, the copy gets a
+stand-in folder written by ``save_pretrained``, so the packaging and loading path is
+tested either way; the test of the real weights skips until they exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from _hub_utils import REPO_ROOT, copy_checkout, tiny_model
+
+import cefl_zoo
+from cefl_zoo.hub import sha256sum
+from cefl_zoo.labels import DATASET_CLASSES
+
+WEIGHTS_REL = Path("cefl_zoo/weights/ceflnet_tiny.synthetic")
+REAL_WEIGHTS = REPO_ROOT / WEIGHTS_REL / "model.safetensors"
+
+_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import torch
+    import cefl_zoo
+    from cefl_zoo.models.weights import SYNTHETIC_WEIGHTS as cfg
+
+    out = {"file": cefl_zoo.__file__, "status": cfg.status, "notes": cfg.notes}
+    if cfg.status == "available":
+        model = cefl_zoo.create_model("ceflnet_tiny.synthetic", pretrained=True).eval()
+        x = torch.load(sys.argv[1])
+        with torch.no_grad():
+            out["logits"] = model(x).tolist()
+        out["labels"] = list(model.label_names)
+        # A package-relative folder: resolve it against the imported package.
+        out["weights_dir"] = str((Path(cefl_zoo.__file__).parent / model.pretrained_cfg.file).resolve())
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+def _pip(*args: str, cwd: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pip", *args], check=False, cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"pip {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """Build, install and run; returns a dict of what the installed copy reported."""
+    root = tmp_path_factory.mktemp("wheel")
+    src = copy_checkout(root / "src")
+    stand_in = None
+    if not REAL_WEIGHTS.is_file():
+        torch.manual_seed(123)
+        stand_in = tiny_model("ceflnet_tiny", num_classes=7, backbone="test_convnext")
+        cfg = stand_in.pretrained_cfg.replace(
+            tag="synthetic", label_names=DATASET_CLASSES["synthetic"], input_size=(3, 32, 32),
+            num_clips=2, frames_per_clip=2, metrics={"war": 0.0},
+            train_command="stand-in written by tests/test_wheel.py",
+        )
+        stand_in.save_pretrained(src / WEIGHTS_REL, pretrained_cfg=cfg)
+    _pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist"), str(src), cwd=root)
+    wheel = next((root / "dist").glob("cefl_zoo-*.whl"))
+    site = root / "site"
+    _pip("install", "--no-deps", "--no-compile", "-q", "--target", str(site), str(wheel), cwd=root)
+
+    cfg = json.loads((src / WEIGHTS_REL / "config.json").read_text())["pretrained_cfg"]
+    c, h, w = cfg["input_size"]
+    x = torch.randn(2, cfg["num_clips"], cfg["frames_per_clip"], c, h, w, generator=torch.Generator().manual_seed(0))
+    torch.save(x, root / "x.pt")
+    script = root / "run.py"
+    script.write_text(_SCRIPT)
+    outside = root / "elsewhere"
+    outside.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(root / "x.pt")], check=False, cwd=outside, env=env, capture_output=True,
+        text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    return {"src": src, "wheel": wheel, "site": site, "x": x, "stand_in": stand_in,
+            "result": json.loads(line[len("RESULT "):])}
+
+
+def test_wheel_contains_every_packaged_weight_file(installed):
+    names = set(zipfile.ZipFile(installed["wheel"]).namelist())
+    packaged = sorted(
+        p.relative_to(installed["src"]).as_posix()
+        for p in (installed["src"] / "cefl_zoo" / "weights").rglob("*") if p.is_file()
+    )
+    assert f"{WEIGHTS_REL.as_posix()}/model.safetensors" in packaged
+    assert set(packaged) <= names
+    assert {"cefl_zoo/hub.py", "cefl_zoo/models/weights.py"} <= names
+
+
+def test_the_installed_copy_is_imported_not_the_repo(installed):
+    file = Path(installed["result"]["file"]).resolve()
+    assert file.is_relative_to(installed["site"].resolve()), file
+    assert not file.is_relative_to(REPO_ROOT)
+
+
+def test_installed_wheel_loads_the_packaged_weights_and_predicts(installed):
+    result = installed["result"]
+    assert result["status"] == "available", result["notes"]
+    assert Path(result["weights_dir"]) == (installed["site"] / WEIGHTS_REL).resolve()
+    assert result["labels"] == list(DATASET_CLASSES["synthetic"])
+    if installed["stand_in"] is not None:
+        expected = installed["stand_in"].eval()
+    else:
+        expected = cefl_zoo.create_model("ceflnet_tiny.synthetic", pretrained=True).eval()
+    with torch.no_grad():
+        assert torch.equal(torch.tensor(result["logits"]), expected(installed["x"]))
+
+
+def test_the_real_shipped_weights_are_in_the_wheel(installed):
+    assert REAL_WEIGHTS.is_file(), f"{WEIGHTS_REL}/model.safetensors is missing from the checkout"
+    installed_file = installed["site"] / WEIGHTS_REL / "model.safetensors"
+    assert sha256sum(installed_file) == sha256sum(REAL_WEIGHTS)
+    assert cefl_zoo.get_pretrained_cfg("ceflnet_tiny.synthetic").status == "available"
