@@ -1,0 +1,104 @@
+"""Turn what a user passes on the command line into a list of videos.
+
+A path can be a video file, a folder of frame images (one video, as DFEW ships its face
+crops), or a folder of videos and frame folders, searched recursively.
+
+Example:
+    >>> import os, tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> for name in ("b.mp4", "a.avi", "notes.txt"):
+    ...     open(os.path.join(root, name), "wb").close()
+    >>> [os.path.basename(p) for p in expand_inputs([root])]
+    ['a.avi', 'b.mp4']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..video.io import IMAGE_EXTENSIONS, natural_sort_key
+
+__all__ = ["VIDEO_EXTENSIONS", "expand_inputs", "is_frame_folder", "is_video_file"]
+
+#: File name endings treated as videos when a folder is expanded (case-insensitive).
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
+    ".3gp", ".ogv", ".ts", ".mts",
+)
+
+
+def is_video_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file with a video file-name ending."""
+    return os.path.isfile(path) and str(path).lower().endswith(VIDEO_EXTENSIONS)
+
+
+def is_frame_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder that directly holds frame images."""
+    try:
+        with os.scandir(path) as it:
+            return any(
+                e.is_file() and not e.name.startswith(".")
+                and e.name.lower().endswith(IMAGE_EXTENSIONS)
+                for e in it
+            )
+    except (NotADirectoryError, FileNotFoundError, PermissionError):
+        return False
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """Expand folders to the videos inside them, keeping the order of ``paths``.
+
+    * a file (of any kind) or a missing path is kept as it is, so that the predictor
+      reports what is wrong with it;
+    * a folder holding frame images is one video;
+    * any other folder is searched recursively for video files (:data:`VIDEO_EXTENSIONS`)
+      and frame folders, in natural order (``2.mp4`` before ``10.mp4``); hidden entries
+      are skipped. A folder with nothing in it to predict is kept as it is, so that the
+      predictor reports it.
+
+    Args:
+        paths: Files and folders.
+
+    Returns:
+        Paths of videos and frame folders, without duplicates.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def add(p: str) -> None:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+
+    for raw in paths:
+        path = os.fspath(raw)
+        if not os.path.isdir(path) or is_frame_folder(path):
+            add(path)
+            continue
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = sorted(
+                (d for d in dirnames if not d.startswith(".")), key=natural_sort_key
+            )
+            keep = []
+            for d in dirnames:
+                full = os.path.join(dirpath, d)
+                if is_frame_folder(full):
+                    found.append(full)
+                else:
+                    keep.append(d)
+            dirnames[:] = keep
+            found.extend(
+                os.path.join(dirpath, f)
+                for f in filenames
+                if not f.startswith(".") and f.lower().endswith(VIDEO_EXTENSIONS)
+            )
+        if not found:
+            add(path)
+        # order: by path components, naturally
+        for p in sorted(found, key=lambda f: [natural_sort_key(part) for part in Path(f).parts]):
+            add(p)
+    return out

@@ -1,0 +1,283 @@
+"""Sliding-window prediction of long, untrimmed videos: window arithmetic and the result.
+
+CEFLNet reads a video as one 105-frame span (paper section 4.1). A long video (a
+10-minute interview) is scored window by window: every ``length`` frames (105 by
+default) starting every ``stride`` frames, each window sampled with the evaluation
+sampler as if it were a video of its own. The result, a :class:`Timeline`, holds the
+class probabilities of every window over time.
+
+* :func:`parse_span` - ``105`` (frames) or ``"4.2s"`` (seconds) to frames.
+* :func:`window_starts` - where the windows start.
+* :class:`Timeline` - the per-window probabilities with ``to_dict`` / ``to_json`` /
+  ``plot``.
+
+Example:
+    >>> window_starts(300, length=105, stride=50)  # the last window ends at the last frame
+    [0, 50, 100, 150, 195]
+    >>> parse_span("4.2s", fps=25), parse_span(105, fps=25), parse_span("60", fps=30)
+    (105, 105, 60)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["Timeline", "parse_span", "window_starts"]
+
+
+def parse_span(value: float | str, fps: float | None) -> int:
+    """A window length or stride in frames.
+
+    Args:
+        value: An ``int`` or a digit string is a number of frames (``105``, ``"105"``,
+            ``"105f"``); a string ending in ``s`` is seconds (``"4.2s"``), converted
+            with ``fps`` and rounded to the nearest frame (at least 1).
+        fps: Frame rate of the video (needed for seconds).
+
+    Raises:
+        ValueError: For anything else, a value below one frame, or seconds without an
+            fps.
+
+    Example:
+        >>> parse_span("2s", fps=29.97), parse_span("35f", fps=None)
+        (60, 35)
+    """
+    text = str(value).strip().lower()
+    try:
+        if text.endswith("s"):
+            seconds = float(text[:-1])
+            if not fps or fps <= 0:
+                raise ValueError(f"a span in seconds ({value!r}) needs the video's frame rate")
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise ValueError
+            frames = max(1, round(seconds * fps))
+        else:
+            number = float(text.removesuffix("f"))
+            if not number.is_integer():
+                raise ValueError
+            frames = int(number)
+    except ValueError as err:
+        if "frame rate" in str(err):
+            raise
+        raise ValueError(
+            f"cannot read {value!r} as a window span: give frames (105, '105f') or seconds "
+            "('4.2s')"
+        ) from None
+    if frames < 1:
+        raise ValueError(f"a window span must be at least 1 frame, got {value!r}")
+    return frames
+
+
+def window_starts(num_frames: int, length: int, stride: int) -> list[int]:
+    """First frame of every window of ``length`` frames, ``stride`` apart.
+
+    Windows cover the whole video: when the stride does not land the last window on the
+    last frame, one more window ending there is added. A video no longer than one window
+    gives the single window ``[0]`` (its length is then the video's).
+
+    Args:
+        num_frames: Frames in the video.
+        length: Frames per window.
+        stride: Frames between window starts.
+
+    Returns:
+        Increasing start frames.
+
+    Example:
+        >>> window_starts(105, 105, 35), window_starts(50, 105, 35), window_starts(210, 105, 105)
+        ([0], [0], [0, 105])
+    """
+    if num_frames < 1:
+        raise ValueError(f"a video needs at least one frame, got {num_frames}")
+    if length < 1 or stride < 1:
+        raise ValueError(f"window length and stride must be >= 1, got {length} and {stride}")
+    if num_frames <= length:
+        return [0]
+    last = num_frames - length
+    starts = list(range(0, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+@dataclass(eq=False)
+class Timeline:
+    """Class probabilities over time for a long video, one row per window.
+
+    Shapes: W windows, C classes.
+
+    Attributes:
+        source: The video.
+        label_names: Class names, length C.
+        starts: First frame of each window, ``(W,)`` long.
+        ends: Last frame (inclusive) of each window, ``(W,)`` long.
+        probs: Class probabilities of each window, ``(W, C)``.
+        rich_clip_frames: First and last frame of each window's emotion-rich clip,
+            ``(W, 2)`` long; ``None`` for models without clip scores.
+        fps: Frame rate of the video.
+        num_frames: Frames in the video.
+        window: Window length in frames.
+        stride: Frames between window starts.
+        model: Name of the model.
+    """
+
+    source: str
+    label_names: tuple[str, ...]
+    starts: torch.Tensor
+    ends: torch.Tensor
+    probs: torch.Tensor
+    rich_clip_frames: torch.Tensor | None = None
+    fps: float | None = None
+    num_frames: int | None = None
+    window: int | None = None
+    stride: int | None = None
+    model: str | None = None
+
+    #: Always ``True`` (a failed video gives a :class:`~cefl_zoo.predict.PredictionFailure`).
+    ok = True
+
+    def __post_init__(self) -> None:
+        self.label_names = tuple(self.label_names)
+        self.starts = torch.as_tensor(self.starts, dtype=torch.long).reshape(-1)
+        self.ends = torch.as_tensor(self.ends, dtype=torch.long).reshape(-1)
+        self.probs = torch.as_tensor(self.probs, dtype=torch.float32).reshape(
+            len(self.starts), len(self.label_names)
+        )
+        if self.rich_clip_frames is not None:
+            self.rich_clip_frames = torch.as_tensor(self.rich_clip_frames, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return int(self.starts.numel())
+
+    @property
+    def labels(self) -> list[str]:
+        """Predicted class of each window."""
+        return [self.label_names[i] for i in self.probs.argmax(1).tolist()]
+
+    @property
+    def times(self) -> torch.Tensor:
+        """Centre of each window in seconds, ``(W,)`` (frames when the fps is unknown)."""
+        centre = (self.starts + self.ends + 1).double() / 2
+        return centre / self.fps if self.fps else centre
+
+    @property
+    def mean_probs(self) -> torch.Tensor:
+        """Probabilities averaged over the windows, ``(C,)``."""
+        return self.probs.mean(0)
+
+    @property
+    def label(self) -> str:
+        """The class with the highest mean probability over the whole video."""
+        return self.label_names[int(self.mean_probs.argmax())]
+
+    def segments(self) -> list[dict[str, Any]]:
+        """Runs of consecutive windows with the same label.
+
+        Returns:
+            ``[{"label", "first_frame", "last_frame", "start_s", "end_s"}, ...]``; the
+            frames are those of the first and last window of the run.
+        """
+        out: list[dict[str, Any]] = []
+        for w, label in enumerate(self.labels):
+            if out and out[-1]["label"] == label:
+                out[-1]["last_frame"] = int(self.ends[w])
+            else:
+                out.append({"label": label, "first_frame": int(self.starts[w]),
+                            "last_frame": int(self.ends[w])})
+        if self.fps:
+            for seg in out:
+                seg["start_s"] = round(seg["first_frame"] / self.fps, 4)
+                seg["end_s"] = round((seg["last_frame"] + 1) / self.fps, 4)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON description: video facts, the window settings, a summary and one
+        entry per window (frames, seconds, label, probabilities, emotion-rich clip)."""
+        windows = []
+        for w in range(len(self)):
+            first, last = int(self.starts[w]), int(self.ends[w])
+            entry: dict[str, Any] = {"index": w, "first_frame": first, "last_frame": last}
+            if self.fps:
+                entry["start_s"] = round(first / self.fps, 4)
+                entry["end_s"] = round((last + 1) / self.fps, 4)
+            row = self.probs[w]
+            entry["label"] = self.label_names[int(row.argmax())]
+            entry["probabilities"] = {
+                n: round(float(p), 6) for n, p in zip(self.label_names, row.tolist())
+            }
+            if self.rich_clip_frames is not None:
+                a, b = (int(v) for v in self.rich_clip_frames[w].tolist())
+                rich: dict[str, Any] = {"first_frame": a, "last_frame": b}
+                if self.fps:
+                    rich["start_s"], rich["end_s"] = round(a / self.fps, 4), round((b + 1) / self.fps, 4)
+                entry["emotion_rich_clip"] = rich
+            windows.append(entry)
+        duration = round(self.num_frames / self.fps, 4) if self.num_frames and self.fps else None
+        return {
+            "source": self.source,
+            "model": self.model,
+            "mode": "timeline",
+            "video": {"num_frames": self.num_frames, "fps": self.fps, "duration": duration},
+            "window": {"frames": self.window, "stride": self.stride},
+            "label": self.label,
+            "mean_probabilities": {
+                n: round(float(p), 6) for n, p in zip(self.label_names, self.mean_probs.tolist())
+            },
+            "segments": self.segments(),
+            "windows": windows,
+        }
+
+    def to_json(self, path: str | os.PathLike | None = None, indent: int | None = 2) -> str:
+        """The :meth:`to_dict` form as a JSON string; also written to ``path`` if given."""
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Timeline:
+        """Rebuild a timeline from :meth:`to_dict` output."""
+        names = tuple(data["mean_probabilities"])
+        windows = data["windows"]
+        rich = None
+        if windows and all("emotion_rich_clip" in w for w in windows):
+            rich = [[w["emotion_rich_clip"]["first_frame"], w["emotion_rich_clip"]["last_frame"]]
+                    for w in windows]
+        video = data.get("video") or {}
+        return cls(
+            source=data["source"],
+            label_names=names,
+            starts=[w["first_frame"] for w in windows],
+            ends=[w["last_frame"] for w in windows],
+            probs=[[w["probabilities"][n] for n in names] for w in windows],
+            rich_clip_frames=rich,
+            fps=video.get("fps"),
+            num_frames=video.get("num_frames"),
+            window=data.get("window", {}).get("frames"),
+            stride=data.get("window", {}).get("stride"),
+            model=data.get("model"),
+        )
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """Write the expression timeline as a PNG (see
+        :func:`cefl_zoo.predict.plot.plot_timeline`)."""
+        from .plot import plot_timeline
+
+        return plot_timeline(self, path)
+
+    def summary(self) -> str:
+        """One line: source, overall label and the number of windows and segments."""
+        segs = self.segments()
+        return (
+            f"{self.source}: {self.label} over {len(self)} windows "
+            f"({len(segs)} segment{'s' if len(segs) != 1 else ''}: "
+            + ", ".join(s["label"] for s in segs[:6]) + (", ..." if len(segs) > 6 else "") + ")"
+        )

@@ -1,0 +1,191 @@
+"""Sliding-window prediction of long videos: window arithmetic, bounded decoding, the result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _predict_utils import BrightnessModel, LazyReader, SpyReader, flash_frames
+
+from cefl_zoo.predict import Predictor, Timeline, parse_span, window_starts
+from cefl_zoo.video import ClipSampler
+
+
+# -- window arithmetic ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "num_frames, length, stride, expected",
+    [
+        (105, 105, 75, [0]),
+        (40, 105, 75, [0]),  # shorter than a window: one window, the whole video
+        (300, 105, 75, [0, 75, 150, 195]),  # the last window ends on the last frame
+        (315, 105, 105, [0, 105, 210]),  # exact tiling: no extra window
+        (106, 105, 200, [0, 1]),
+    ],
+)
+def test_window_starts(num_frames, length, stride, expected):
+    starts = window_starts(num_frames, length, stride)
+    assert starts == expected
+    # every frame is inside some window, no window leaves the video
+    covered = set()
+    for s in starts:
+        covered.update(range(s, min(s + length, num_frames)))
+    assert covered == set(range(num_frames))
+    assert all(s + min(length, num_frames) <= num_frames for s in starts)
+
+
+def test_window_starts_rejects_bad_numbers():
+    with pytest.raises(ValueError, match="at least one frame"):
+        window_starts(0, 105, 75)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        window_starts(100, 105, 0)
+
+
+@pytest.mark.parametrize(
+    "value, fps, frames",
+    [(105, 25, 105), ("105", None, 105), ("35f", None, 35), ("4.2s", 25, 105), ("1s", 29.97, 30),
+     ("0.01s", 25, 1)],
+)
+def test_parse_span(value, fps, frames):
+    assert parse_span(value, fps) == frames
+
+
+@pytest.mark.parametrize("value", ["abc", "-3", "0", "1.5", "s", "-1s", "0s"])
+def test_parse_span_rejects(value):
+    with pytest.raises(ValueError, match="window span"):
+        parse_span(value, 25)
+
+
+def test_parse_span_seconds_need_fps():
+    with pytest.raises(ValueError, match="frame rate"):
+        parse_span("2s", None)
+
+
+# -- the predictor's sliding window -----------------------------------------------------
+def test_timeline_reads_one_batch_of_windows_at_a_time():
+    frames = flash_frames(1000, size=16)
+    reader = SpyReader(frames, fps=25)
+    model = BrightnessModel()
+    predictor = Predictor(model, device="cpu", batch_size=3, num_workers=0)
+    events: list[tuple[str, int]] = []
+    original = predictor._explain
+
+    def spy_explain(batch):
+        events.append(("model", len(reader.calls)))
+        return original(batch)
+
+    predictor._explain = spy_explain
+    tl = predictor.predict_timeline(reader, window=105, stride=75)
+    starts = window_starts(1000, 105, 75)
+    assert tl.starts.tolist() == starts
+    assert (tl.ends - tl.starts + 1).unique().tolist() == [105]
+    per_window = 7 * 5
+    sampler = ClipSampler()
+    local = sampler(105)
+    batches = [starts[i : i + 3] for i in range(0, len(starts), 3)]
+    # exactly one read per batch of windows, asking only for that batch's sampled frames
+    assert len(reader.calls) == len(batches)
+    for call, batch in zip(reader.calls, batches):
+        assert len(call) == per_window * len(batch)
+        expected = torch.cat([(local + s).reshape(-1) for s in batch]).tolist()
+        assert call == expected
+        assert max(call) - min(call) < (len(batch) - 1) * 75 + 105
+    # at most one batch is decoded ahead of the model: bounded memory
+    for b, (_, reads_before) in enumerate(events):
+        assert reads_before <= b + 2
+    assert len(events) == len(batches)
+
+
+def test_timeline_of_a_ten_minute_video_follows_the_content():
+    """A 10-minute video (5 fps): dark for 4 minutes, bright for 3, dark again."""
+    fps = 5.0
+    n = int(10 * 60 * fps)
+    bright = (4 * 60 * fps, 7 * 60 * fps)
+
+    def value(t: int) -> int:
+        return 220 if bright[0] <= t < bright[1] else 30
+
+    reader = LazyReader(n, fps, value)
+    predictor = Predictor(BrightnessModel(), device="cpu", batch_size=8, num_workers=0)
+    tl = predictor.predict_timeline(reader, window="21s", stride="10s")
+    assert tl.window == 105 and tl.stride == 50
+    assert len(tl) == len(window_starts(n, 105, 50))
+    # the reader was never asked for more than one batch of windows' frames at a time
+    assert max(len(c) for c in reader.calls) <= 8 * 35
+    assert sum(len(c) for c in reader.calls) == len(tl) * 35
+    # windows whose sampled span lies wholly in a part get that part's label
+    for w in range(len(tl)):
+        lo, hi = int(tl.starts[w]) + 15, int(tl.starts[w]) + 89  # the centred 75-frame span
+        label = tl.labels[w]
+        if hi < bright[0] or lo >= bright[1]:
+            assert label == "dark", (w, lo, hi)
+        elif lo >= bright[0] and hi < bright[1]:
+            assert label == "bright", (w, lo, hi)
+    segments = tl.segments()
+    assert [s["label"] for s in segments] == ["dark", "bright", "dark"]
+    assert abs(segments[1]["start_s"] - 240) < 25 and abs(segments[1]["end_s"] - 420) < 25
+    # the emotion-rich clip of every window lies inside that window
+    assert ((tl.rich_clip_frames[:, 0] >= tl.starts) & (tl.rich_clip_frames[:, 1] <= tl.ends)).all()
+
+
+def test_timeline_rich_clip_points_at_the_flash():
+    frames = flash_frames(300, flash=(160, 166), base=200, bright=250, size=16)
+    predictor = Predictor(BrightnessModel(), device="cpu", num_workers=0)
+    tl = predictor.predict_timeline(frames, window=105, stride=105, fps=25)
+    w = next(i for i in range(len(tl)) if tl.starts[i] + 15 <= 163 <= tl.starts[i] + 89)
+    first, last = tl.rich_clip_frames[w].tolist()
+    assert first <= 163 <= last
+
+
+def test_timeline_short_video_is_one_window_and_too_short_is_an_error():
+    predictor = Predictor(BrightnessModel(), device="cpu", num_workers=0)
+    tl = predictor.predict_timeline(flash_frames(50, size=16), fps=25)
+    assert len(tl) == 1 and tl.starts.tolist() == [0] and tl.ends.tolist() == [49]
+    with pytest.raises(ValueError, match="only 2 frames.*min_frames=1"):
+        predictor.predict_timeline(flash_frames(2, size=16), fps=25)
+
+
+def test_timeline_without_clip_scores():
+    model = BrightnessModel()
+    original = model.forward_explain
+    model.forward_explain = lambda x: original(x)._replace(clip_scores=None, emotion_rich_clip=None)
+    tl = Predictor(model, device="cpu", num_workers=0).predict_timeline(
+        flash_frames(400, size=16), fps=25
+    )
+    assert tl.rich_clip_frames is None
+    assert "emotion_rich_clip" not in tl.to_dict()["windows"][0]
+
+
+# -- the result object ------------------------------------------------------------------
+def _timeline() -> Timeline:
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]])
+    starts = torch.tensor([0, 50, 100, 150, 200])
+    return Timeline("long.mp4", ("neutral", "happiness"), starts, starts + 104, probs,
+                    rich_clip_frames=torch.stack([starts + 20, starts + 34], 1),
+                    fps=25.0, num_frames=305, window=105, stride=50, model="m")
+
+
+def test_timeline_to_dict_round_trip_and_segments(tmp_path):
+    tl = _timeline()
+    data = json.loads(tl.to_json(tmp_path / "t.json"))
+    assert json.loads((tmp_path / "t.json").read_text()) == data
+    assert data["label"] == "neutral"  # mean p: 0.56 vs 0.44
+    assert [w["label"] for w in data["windows"]] == ["neutral"] * 2 + ["happiness"] * 2 + ["neutral"]
+    assert data["windows"][2]["start_s"] == 4.0 and data["windows"][2]["end_s"] == 8.2
+    assert data["windows"][2]["emotion_rich_clip"] == {
+        "first_frame": 120, "last_frame": 134, "start_s": 4.8, "end_s": 5.4}
+    assert [s["label"] for s in data["segments"]] == ["neutral", "happiness", "neutral"]
+    assert data["segments"][1]["first_frame"] == 100 and data["segments"][1]["last_frame"] == 254
+    again = Timeline.from_dict(data)
+    assert torch.allclose(again.probs, tl.probs)
+    assert again.starts.tolist() == tl.starts.tolist() and again.ends.tolist() == tl.ends.tolist()
+    assert again.rich_clip_frames.tolist() == tl.rich_clip_frames.tolist()
+    assert "neutral" in tl.summary() and "3 segments" in tl.summary()
+
+
+def test_timeline_plot_writes_a_png(tmp_path):
+    from PIL import Image
+
+    path = _timeline().plot(tmp_path / "plots" / "t.png")
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.width > 300 and img.height > 200
