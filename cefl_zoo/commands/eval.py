@@ -1,0 +1,146 @@
+"""``cefl-zoo eval``: WAR, UAR, per-class recall, confusion matrix and apex-clip accuracy.
+
+Examples::
+
+    cefl-zoo eval --checkpoint runs/synth/best.pt --data synthetic:data/synth --split test
+    cefl-zoo eval --model runs/synth/model --data synthetic:data/synth --output eval.json
+    cefl-zoo eval --model ceflnet_resnet18.dfew --pretrained --data dfew:/data/DFEW --fold 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "eval"
+HELP = "evaluate a checkpoint or model on a dataset split (WAR, UAR, confusion matrix, apex clips)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("Examples::", 1)[1]
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="PT", help="training checkpoint (last.pt, best.pt)")
+    src.add_argument(
+        "--model",
+        metavar="NAME_OR_DIR",
+        help="registry name (with --pretrained), save_pretrained dir or hf-hub:org/repo",
+    )
+    parser.add_argument(
+        "--pretrained", action="store_true", help="load the registry weights of --model"
+    )
+    parser.add_argument(
+        "--data", required=True, metavar="NAME:ROOT", help="e.g. synthetic:DIR, dfew:ROOT"
+    )
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--fold", type=int, default=None, help="fold of datasets with several")
+    parser.add_argument(
+        "--data-kwargs", default=None, metavar="JSON", help="extra build_dataset arguments"
+    )
+    parser.add_argument(
+        "--num-clips", type=int, default=None, help="clips per video (default: the model's)"
+    )
+    parser.add_argument(
+        "--frames-per-clip", type=int, default=None, help="frames per clip (default: the model's)"
+    )
+    parser.add_argument(
+        "--img-size", type=int, default=None, help="frame size (default: the model's)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
+    parser.add_argument(
+        "--output",
+        metavar="JSON",
+        default=None,
+        help="write metrics and per-video predictions here",
+    )
+    parser.add_argument(
+        "--confusion-png", metavar="PNG", default=None, help="write the confusion matrix here"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    from ..train import CheckpointError, ConfigError, DataError, TrainConfig
+    from ..train.checkpoint import load_checkpoint, model_from_checkpoint
+    from ..train.distributed import cleanup_distributed, init_distributed, setup_logging
+    from ..train.evaluate import evaluate
+    from ..train.loaders import build_split
+
+    setup_logging(args.verbose)
+    log = logging.getLogger("cefl_zoo.train")
+    try:
+        base: dict = {}
+        if args.checkpoint:
+            ckpt = load_checkpoint(args.checkpoint)
+            model = model_from_checkpoint(ckpt)
+            base = dict(ckpt.get("config") or {})
+        else:
+            from ..registry import create_model
+
+            model = create_model(args.model, pretrained=args.pretrained)
+        pcfg = model.pretrained_cfg
+        overrides = {
+            "data": args.data,
+            "fold": args.fold,
+            "num_clips": args.num_clips or pcfg.num_clips,
+            "frames_per_clip": args.frames_per_clip or pcfg.frames_per_clip,
+            "img_size": args.img_size or pcfg.input_size[-1],
+            "batch_size": args.batch_size,
+            "num_workers": args.num_workers,
+            "device": args.device,
+        }
+        if args.data_kwargs:
+            overrides["data_kwargs"] = args.data_kwargs
+        keep = {"data_kwargs", "seed"}
+        cfg = TrainConfig().update(
+            {k: v for k, v in base.items() if k in keep}, source=str(args.checkpoint)
+        )
+        cfg = cfg.update(overrides, source="the command line")
+        info = init_distributed(cfg.device)
+        model.to(info.device)
+        dataset = build_split(cfg, args.split, train=False, model=model)
+        result = evaluate(
+            model,
+            dataset,
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+            device=info.device,
+            amp=args.amp,
+            dist_info=info,
+            progress=not args.no_progress,
+            desc=f"eval {args.split}",
+        )
+    except (ConfigError, DataError, CheckpointError) as err:
+        print(f"cefl-zoo eval: error: {err}", file=sys.stderr)
+        return 2
+    if info.is_main:
+        print(str(result))
+        if args.output:
+            result.save(args.output)
+            log.info("wrote %s", args.output)
+        if args.confusion_png:
+            from ..train.plots import plot_confusion_matrix
+
+            m = result.metrics
+            plot_confusion_matrix(
+                m["confusion_matrix"],
+                m["class_names"],
+                args.confusion_png,
+                title=f"{getattr(model, 'architecture', '')} on {args.data} {args.split}",
+            )
+        if not args.output:
+            print(
+                json.dumps(
+                    {k: result.metrics[k] for k in ("war", "uar")}
+                    | {"clip_locating": result.metrics.get("clip_locating")}
+                )
+            )
+    cleanup_distributed(info)
+    return 0

@@ -1,0 +1,72 @@
+"""``cefl-zoo kfold``: one training per fold, reported as mean +- std like the paper.
+
+Examples::
+
+    cefl-zoo kfold --data dfew:/data/DFEW --output-dir runs/dfew     # 5 official folds
+    cefl-zoo kfold --data mmi:/data/MMI --output-dir runs/mmi        # 10 folds, by subject
+    cefl-zoo kfold --data afew:/data/AFEW --output-dir runs/afew     # train / val
+    cefl-zoo kfold --data dfew:/data/DFEW --folds 1,2 ...            # some folds only
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "kfold"
+HELP = "run a dataset's fold protocol (DFEW 5, MMI/BU-3DFE 10 folds, AFEW); mean +- std"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..train.config import add_config_arguments
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("Examples::", 1)[1]
+    parser.add_argument(
+        "--folds",
+        default=None,
+        metavar="K,K,...",
+        help="folds to run (default: the dataset's protocol)",
+    )
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="retrain finished folds instead of reusing their results",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..train import CheckpointError, ConfigError, DataError
+    from ..train.config import config_from_args
+    from ..train.distributed import setup_logging
+    from ..train.kfold import format_fold_table, run_folds
+
+    setup_logging(args.verbose)
+    folds = None
+    if args.folds:
+        try:
+            folds = [None if f.strip().lower() == "none" else int(f) for f in args.folds.split(",")]
+        except ValueError:
+            print(
+                "cefl-zoo kfold: error: --folds takes comma-separated integers, "
+                f"got {args.folds!r}",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        cfg = config_from_args(args)
+        result = run_folds(cfg, folds=folds, resume=not args.no_resume)
+    except (ConfigError, DataError, CheckpointError) as err:
+        print(f"cefl-zoo kfold: error: {err}", file=sys.stderr)
+        return 2
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(format_fold_table(result, "last"))
+        print(format_fold_table(result, "best"))
+        print(json.dumps({k: result[k]["summary"] for k in ("last", "best")}))
+    return 0

@@ -1,0 +1,49 @@
+"""Training and evaluation: the paper's recipe, resumable, mixed precision, multi-GPU.
+
+* :class:`TrainConfig` - every option, defaults from the paper's Table 1;
+* :class:`Trainer` / :func:`train` - the training loop (``cefl-zoo train``);
+* :func:`evaluate` - WAR, UAR, per-class recall, confusion matrix and the emotion-rich
+  clip-locating accuracy (``cefl-zoo eval``);
+* :func:`run_folds` - k-fold / official-split protocols with mean +- std
+  (``cefl-zoo kfold``);
+* :mod:`~cefl_zoo.train.checkpoint`, :mod:`~cefl_zoo.train.metrics`,
+  :mod:`~cefl_zoo.train.plots`, :mod:`~cefl_zoo.train.distributed` - the pieces.
+
+Example:
+    >>> from cefl_zoo.train import TrainConfig
+    >>> TrainConfig(model="ceflnet_tiny", data="synthetic:/tmp/synth").epochs
+    120
+"""
+
+from .checkpoint import CheckpointError, CheckpointMismatchError, load_checkpoint
+from .config import ConfigError, DataSpec, TrainConfig, parse_data_spec
+from .evaluate import EvalResult, evaluate
+from .kfold import FOLD_PROTOCOLS, fold_protocol, run_folds, summarize_folds
+from .loaders import DataError, label_mapping
+from .metrics import classification_metrics, clip_locating_accuracy, compute_metrics, format_metrics
+from .trainer import Trainer, seed_everything, train
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "ConfigError",
+    "DataError",
+    "DataSpec",
+    "EvalResult",
+    "FOLD_PROTOCOLS",
+    "TrainConfig",
+    "Trainer",
+    "classification_metrics",
+    "clip_locating_accuracy",
+    "compute_metrics",
+    "evaluate",
+    "fold_protocol",
+    "format_metrics",
+    "label_mapping",
+    "load_checkpoint",
+    "parse_data_spec",
+    "run_folds",
+    "seed_everything",
+    "summarize_folds",
+    "train",
+]

@@ -1,0 +1,248 @@
+"""Evaluate a model on a dataset: WAR, UAR, per-class recall, confusion matrix, apex clips.
+
+Works in one process or under ``torchrun``: each process runs its share of the videos,
+the predictions are gathered on every rank, and the repeats that
+``DistributedSampler`` pads the last share with are dropped by dataset index, so every
+video counts exactly once.
+
+Example:
+    >>> import torch, cefl_zoo
+    >>> from cefl_zoo.train import evaluate
+    >>> class Videos(torch.utils.data.Dataset):
+    ...     classes = ["happiness", "sadness"]
+    ...     def __len__(self): return 4
+    ...     def __getitem__(self, i):
+    ...         return {"video": torch.randn(2, 2, 3, 32, 32), "label": i % 2, "apex_clip": 1}
+    >>> model = cefl_zoo.create_model("ceflnet_tiny", num_classes=2)
+    >>> result = evaluate(model, Videos(), batch_size=2)
+    >>> result.metrics["num_videos"], sorted(result.metrics["clip_locating"])
+    (4, ['chance', 'gt_class', 'num_videos', 'pred_class'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoint import unwrap_model
+from .config import TrainConfig
+from .distributed import DistInfo, gather_objects
+from .loaders import build_loader, check_not_empty, dataset_classes_of, label_mapping
+from .metrics import compute_metrics, format_metrics
+
+__all__ = ["EvalResult", "evaluate", "autocast_context"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    """Metrics and per-video outputs of :func:`evaluate`.
+
+    Attributes:
+        metrics: :func:`~cefl_zoo.train.metrics.compute_metrics` output plus ``loss``
+            (when a loss function was given).
+        indices: ``(V,)`` dataset index of each video, ascending.
+        labels: ``(V,)`` true class, in the model's output order.
+        logits: ``(V, C)`` logits.
+        clip_scores: ``(V, C, N)`` EIAN clip scores, or ``None``.
+        apex_clip: ``(V,)`` apex clip (``-1`` unknown).
+        paths: Video paths where the dataset gives them.
+    """
+
+    metrics: dict[str, Any]
+    indices: torch.Tensor
+    labels: torch.Tensor
+    logits: torch.Tensor
+    clip_scores: torch.Tensor | None
+    apex_clip: torch.Tensor
+    paths: list[str] | None = None
+
+    def __str__(self) -> str:
+        return format_metrics(self.metrics)
+
+    def save(self, path: str | os.PathLike, predictions: bool = True) -> Path:
+        """Write the metrics (and per-video predictions) as JSON; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data: dict[str, Any] = {"metrics": self.metrics}
+        if predictions:
+            names = self.metrics["class_names"]
+            preds = self.logits.argmax(-1)
+            rows = []
+            for j in range(len(self.indices)):
+                row = {
+                    "index": int(self.indices[j]),
+                    "label": names[int(self.labels[j])],
+                    "pred": names[int(preds[j])],
+                    "probs": [round(float(p), 5) for p in self.logits[j].float().softmax(-1)],
+                    "apex_clip": int(self.apex_clip[j]),
+                }
+                if self.clip_scores is not None:
+                    row["emotion_rich_clip"] = int(self.clip_scores[j, preds[j]].argmax())
+                if self.paths is not None:
+                    row["path"] = self.paths[j]
+                rows.append(row)
+            data["predictions"] = rows
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, path)
+        return path
+
+
+def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``amp`` in ``("bf16", "fp16")`` on ``device``, else a no-op."""
+    if amp == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if amp == "fp16" and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: Dataset | DataLoader,
+    *,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: torch.device | str | None = None,
+    amp: str = "none",
+    loss_fn: nn.Module | None = None,
+    dist_info: DistInfo | None = None,
+    progress: bool = False,
+    desc: str = "eval",
+) -> EvalResult:
+    """Run ``model`` over every video of ``data`` and compute the metrics.
+
+    Args:
+        model: A video classifier (``forward_explain`` gives clip scores where the model
+            has them). DDP / compile wrappers are unwrapped.
+        data: A dataset of dicts (``video``, ``label``, optional ``apex_clip``,
+            ``path``) or a DataLoader over one (then ``dist_info`` must match it).
+        class_names: The model's output classes. Defaults to the model's
+            ``label_names`` if they name real classes, else the dataset's classes.
+            Dataset labels are mapped onto them by name.
+        batch_size: Videos per forward pass (for a dataset).
+        num_workers: Loader workers (for a dataset).
+        device: Where to run; defaults to the model's device.
+        amp: ``"none"``, ``"bf16"`` or ``"fp16"`` autocast.
+        loss_fn: If given, also report the mean loss.
+        dist_info: Process placement under ``torchrun``; ``None`` for one process.
+        progress: Show a tqdm bar (rank 0).
+        desc: Progress bar label.
+
+    Returns:
+        :class:`EvalResult` (the same on every rank).
+
+    Raises:
+        DataError: For an empty dataset, or dataset classes the model does not know.
+    """
+    from tqdm.auto import tqdm
+
+    info = dist_info or DistInfo()
+    bare = unwrap_model(model)
+    dev = torch.device(device) if device is not None else next(bare.parameters()).device
+    info = DistInfo(info.rank, info.world_size, info.local_rank, dev, info.initialized)
+
+    if isinstance(data, DataLoader):
+        loader = data
+        dataset = data.dataset.dataset if hasattr(data.dataset, "dataset") else data.dataset
+        sampler = getattr(loader.sampler, "sampler", None)
+    else:
+        dataset = data
+        check_not_empty(dataset, f"evaluation dataset {type(dataset).__name__}")
+        cfg = TrainConfig(num_workers=num_workers, batch_size=batch_size, persistent_workers=False)
+        loader, sampler = build_loader(dataset, cfg, info, train=False)
+        sampler.set_epoch(0)
+    check_not_empty(dataset, f"evaluation dataset {type(dataset).__name__}")
+
+    model_names = list(getattr(bare, "label_names", []) or [])
+    if class_names is None:
+        real = model_names and not all(n.startswith("class_") for n in model_names)
+        class_names = model_names if real else dataset_classes_of(dataset, model_names or None)
+    class_names = list(class_names)
+    data_names = dataset_classes_of(dataset, class_names)
+    lut = label_mapping(
+        data_names,
+        class_names,
+        what=f"dataset {type(dataset).__name__}",
+        target_what="the model's classes",
+    )
+
+    was_training = bare.training
+    bare.eval()
+    rows: list[dict[str, Any]] = []
+    order = [i[-1] if isinstance(i, tuple) else i for i in sampler] if sampler is not None else None
+    seen = 0
+    bar = tqdm(
+        loader, desc=desc, leave=False, disable=not (progress and info.is_main), dynamic_ncols=True
+    )
+    for batch in bar:
+        video = batch["video"].to(dev, non_blocking=True)
+        labels = lut[batch["label"].long()].to(dev)
+        with autocast_context(dev, amp):
+            out = bare.forward_explain(video)
+        logits = out.logits.float()
+        b = len(labels)
+        if "index" in batch:
+            idx = torch.as_tensor(batch["index"]).tolist()
+        elif order is not None:
+            idx = order[seen : seen + b]
+        else:
+            idx = list(range(seen, seen + b))
+        seen += b
+        apex = batch.get("apex_clip")
+        apex = apex.long() if torch.is_tensor(apex) else torch.full((b,), -1, dtype=torch.long)
+        paths = batch.get("path")
+        scores = out.clip_scores.float().cpu() if out.clip_scores is not None else None
+        for j in range(b):
+            rows.append(
+                {
+                    "index": int(idx[j]),
+                    "label": int(labels[j]),
+                    "logits": logits[j].cpu(),
+                    "scores": scores[j] if scores is not None else None,
+                    "apex": int(apex[j]),
+                    "path": paths[j] if isinstance(paths, (list, tuple)) else None,
+                }
+            )
+    bar.close()
+    if was_training:
+        bare.train()
+
+    by_index: dict[int, dict[str, Any]] = {}
+    for part_rows in gather_objects(rows, info):
+        for r in part_rows:
+            by_index.setdefault(r["index"], r)  # padded repeats share an index
+    ordered = [by_index[i] for i in sorted(by_index)]
+    logits = torch.stack([r["logits"] for r in ordered])
+    labels = torch.tensor([r["label"] for r in ordered], dtype=torch.long)
+    apex = torch.tensor([r["apex"] for r in ordered], dtype=torch.long)
+    scores = (
+        torch.stack([r["scores"] for r in ordered]) if ordered[0]["scores"] is not None else None
+    )
+    metrics = compute_metrics(logits, labels, class_names, clip_scores=scores, apex_clip=apex)
+    if loss_fn is not None:
+        metrics["loss"] = float(loss_fn(logits, labels))
+    paths = [r["path"] for r in ordered]
+    return EvalResult(
+        metrics=metrics,
+        indices=torch.tensor(sorted(by_index), dtype=torch.long),
+        labels=labels,
+        logits=logits,
+        clip_scores=scores,
+        apex_clip=apex,
+        paths=paths if all(p is not None for p in paths) else None,
+    )

@@ -1,0 +1,239 @@
+"""k-fold and official-split protocols, reported as mean +- std across folds like the paper.
+
+The paper evaluates DFEW with its 5 official folds, MMI and BU-3DFE with 10-fold
+subject-independent splits and AFEW on its train/val split (section 4.1). The dataset
+adapters own the fold logic (``build_dataset(..., fold=k)``, subject-independent where
+the dataset has subjects); this module runs one training per fold and summarises.
+
+A run directory holds one sub-directory per fold (``fold_1/``, ...), each a complete
+training run, plus ``folds.json`` (per-fold and mean +- std metrics). Re-running the
+same command skips finished folds and resumes an interrupted one.
+
+Example:
+    >>> from cefl_zoo.train.kfold import fold_protocol, summarize_folds
+    >>> fold_protocol("dfew").folds, fold_protocol("mmi").folds[-1], fold_protocol("afew").folds
+    ((1, 2, 3, 4, 5), 10, (None,))
+    >>> folds = [{"fold": 1, "war": 0.6, "uar": 0.5}, {"fold": 2, "war": 0.7, "uar": 0.4}]
+    >>> s = summarize_folds(folds)
+    >>> round(s["war"]["mean"], 3), round(s["war"]["std"], 4)
+    (0.65, 0.0707)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, TrainConfig
+
+__all__ = [
+    "FoldProtocol",
+    "FOLD_PROTOCOLS",
+    "fold_protocol",
+    "run_folds",
+    "summarize_folds",
+    "format_fold_table",
+]
+
+log = logging.getLogger("cefl_zoo.train")
+
+
+@dataclass(frozen=True)
+class FoldProtocol:
+    """How a dataset is evaluated.
+
+    Attributes:
+        folds: Fold numbers to run (``(None,)`` for a single official split).
+        train_split: Split trained on.
+        val_split: Split evaluated.
+        description: What the protocol is, for reports.
+    """
+
+    folds: tuple[int | None, ...]
+    train_split: str = "train"
+    val_split: str = "test"
+    description: str = ""
+
+
+#: The evaluation protocol of each dataset (paper section 4.1 for the first four).
+FOLD_PROTOCOLS: dict[str, FoldProtocol] = {
+    "dfew": FoldProtocol(
+        tuple(range(1, 6)), "train", "test", "DFEW: 5 official folds (set_1..set_5)"
+    ),
+    "mmi": FoldProtocol(tuple(range(1, 11)), "train", "test", "MMI: 10-fold subject-independent"),
+    "bu3dfe": FoldProtocol(
+        tuple(range(1, 11)), "train", "test", "BU-3DFE: 10-fold subject-independent"
+    ),
+    "afew": FoldProtocol((None,), "train", "val", "AFEW: train / val (test labels are not public)"),
+    "mafw": FoldProtocol(tuple(range(1, 6)), "train", "test", "MAFW: 5 official folds"),
+    "ferv39k": FoldProtocol((None,), "train", "test", "FERV39k: official train / test"),
+}
+
+
+def fold_protocol(dataset: str) -> FoldProtocol:
+    """The protocol of a dataset adapter name (``"dfew"``, ``"BU-3DFE"``, ...).
+
+    Raises:
+        ConfigError: For a dataset without a published protocol (pass folds explicitly).
+    """
+    key = dataset.strip().lower().replace("-", "").replace("_", "")
+    if key not in FOLD_PROTOCOLS:
+        raise ConfigError(
+            f"dataset {dataset!r} has no published fold protocol; pass the folds explicitly "
+            f"(--folds 1,2,...). Known protocols: {', '.join(sorted(FOLD_PROTOCOLS))}"
+        )
+    return FOLD_PROTOCOLS[key]
+
+
+def _fold_record(fold: int | None, summary: dict[str, Any], which: str) -> dict[str, Any]:
+    m = summary.get(which) or {}
+    loc = m.get("clip_locating") or {}
+    return {
+        "fold": fold,
+        "war": m.get("war"),
+        "uar": m.get("uar"),
+        "clip_locating_gt": loc.get("gt_class"),
+        "clip_locating_pred": loc.get("pred_class"),
+        "num_videos": m.get("num_videos"),
+        "epoch": summary.get("best_epoch") if which == "best" else summary.get("epoch"),
+    }
+
+
+def summarize_folds(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof = 1) of every numeric metric over folds.
+
+    Args:
+        records: One dict per fold, e.g. ``{"fold": 1, "war": 0.61, "uar": 0.5}``.
+
+    Returns:
+        ``{metric: {"mean", "std", "n"}}`` for every metric with a value in some fold
+        (``std`` is 0 for a single fold).
+    """
+    keys = [k for k in (records[0] if records else {}) if k not in ("fold", "epoch", "num_videos")]
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [float(r[key]) for r in records if r.get(key) is not None]
+        if not values:
+            continue
+        mean = sum(values) / len(values)
+        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+        out[key] = {"mean": mean, "std": math.sqrt(var), "n": len(values)}
+    return out
+
+
+def format_fold_table(result: dict[str, Any], which: str = "last") -> str:
+    """A printable table of :func:`run_folds` output (percentages)."""
+
+    def pct(v: Any) -> str:
+        return "   -  " if v is None else f"{100 * v:6.2f}"
+
+    rows = result[which]["folds"]
+    lines = [
+        f"{result.get('protocol', '')} ({which} epoch)",
+        f"{'fold':>6} {'WAR':>7} {'UAR':>7} {'apex(gt)':>9} {'apex(pred)':>10}",
+    ]
+    for r in rows:
+        lines.append(
+            f"{str(r['fold']):>6} {pct(r['war']):>7} {pct(r['uar']):>7} "
+            f"{pct(r['clip_locating_gt']):>9} {pct(r['clip_locating_pred']):>10}"
+        )
+    s = result[which]["summary"]
+
+    def ms(k: str) -> str:
+        return f"{100 * s[k]['mean']:.2f} +- {100 * s[k]['std']:.2f}" if k in s else "-"
+
+    lines.append(
+        f"{'mean':>6} WAR {ms('war')}   UAR {ms('uar')}   apex(gt) {ms('clip_locating_gt')}"
+    )
+    return "\n".join(lines)
+
+
+def run_folds(
+    config: TrainConfig,
+    folds: Sequence[int | None] | None = None,
+    output_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate one run per fold; summarise as mean +- std.
+
+    Args:
+        config: The recipe; ``data`` names the dataset. ``fold``, ``train_split``,
+            ``val_split`` and ``output_dir`` are set per fold.
+        folds: Fold numbers; default: the dataset's protocol (:data:`FOLD_PROTOCOLS`).
+        output_dir: Parent directory of the per-fold runs (default
+            ``config.output_dir``).
+        resume: Skip folds that finished and resume an interrupted one.
+
+    Returns:
+        ``{"protocol", "folds", "last": {"folds": [...], "summary": {...}},
+        "best": {...}}``; also written to ``output_dir/folds.json`` (rank 0).
+    """
+    from .distributed import init_distributed
+    from .trainer import Trainer
+
+    if not config.data:
+        raise ConfigError("run_folds needs config.data (e.g. dfew:/data/DFEW)")
+    spec = config.data_spec
+    assert spec is not None
+    try:
+        protocol: FoldProtocol | None = fold_protocol(spec.name)
+    except ConfigError:
+        if folds is None:
+            raise
+        protocol = None
+    fold_list = tuple(folds) if folds is not None else protocol.folds  # type: ignore[union-attr]
+    if not fold_list:
+        raise ConfigError("no folds to run")
+    train_split = protocol.train_split if protocol else config.train_split
+    val_split = protocol.val_split if protocol else config.val_split
+    root = Path(output_dir or config.output_dir)
+    info = init_distributed(config.device)  # one process group for every fold
+    per_fold: dict[str, list[dict[str, Any]]] = {"last": [], "best": []}
+    for fold in fold_list:
+        name = "split" if fold is None else f"fold_{fold}"
+        fold_cfg = config.replace(
+            fold=fold, train_split=train_split, val_split=val_split, output_dir=str(root / name)
+        )
+        done_file = root / name / "metrics.json"
+        if resume and done_file.is_file():
+            done = json.loads(done_file.read_text())
+            if done.get("epochs") == config.epochs:
+                summary = {
+                    "epoch": done["epochs"],
+                    "best_epoch": done.get("best_epoch"),
+                    "last": done.get("last"),
+                    "best": done.get("best"),
+                }
+                if info.is_main:
+                    log.info("%s: already finished, using %s", name, done_file)
+                for which in per_fold:
+                    per_fold[which].append(_fold_record(fold, summary, which))
+                continue
+        if info.is_main:
+            log.info("=== %s: %s ===", name, protocol.description if protocol else spec)
+        trainer = Trainer(fold_cfg)
+        summary = trainer.fit(resume="auto" if resume else None)
+        if summary["status"] != "completed":
+            raise RuntimeError(f"{name} was interrupted; run the same command again to resume it")
+        for which in per_fold:
+            per_fold[which].append(_fold_record(fold, summary, which))
+    result: dict[str, Any] = {
+        "protocol": protocol.description if protocol else f"{spec.name}: folds {list(fold_list)}",
+        "data": config.data,
+        "model": config.model,
+        "folds": list(fold_list),
+    }
+    for which, records in per_fold.items():
+        result[which] = {"folds": records, "summary": summarize_folds(records)}
+    if info.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".folds.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+        os.replace(tmp, root / "folds.json")
+    return result

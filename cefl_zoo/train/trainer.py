@@ -1,0 +1,987 @@
+"""The reference trainer: the paper's recipe, resumable, mixed precision, multi-GPU.
+
+:class:`Trainer` trains any registry model (CEFLNet, its ablation siblings, the
+baselines) on any dataset :func:`cefl_zoo.data.build_dataset` knows, or on datasets
+you pass in. One process or many (``torchrun``), CPU or GPU.
+
+What it writes to ``output_dir`` (rank 0 only):
+
+* ``config.json``: the resolved :class:`~cefl_zoo.train.TrainConfig`;
+* ``last.pt`` (every epoch and every ``checkpoint_every_steps`` steps), ``best.pt``
+  (best validation ``best_metric``), optionally ``epoch_XXX.pt``; all written
+  atomically;
+* ``history.json`` (one record per epoch), ``steps.jsonl`` (one line per log step);
+* ``metrics.json`` (last and best validation metrics), ``confusion_matrix.png`` (best
+  epoch), ``training_curves.png``;
+* ``train.log``.
+
+A run stopped by SIGTERM (e.g. a cluster pre-empting the job) finishes the current
+optimizer step, writes ``last.pt`` and returns; one killed outright (SIGKILL, power
+loss) resumes from the last checkpoint. ``fit(resume="auto")`` continues either and
+reaches the same weights as a run that was never stopped.
+
+Example:
+    >>> import torch
+    >>> from cefl_zoo.train import Trainer, TrainConfig
+    >>> class Videos(torch.utils.data.Dataset):
+    ...     classes = ["happiness", "sadness"]
+    ...     def __len__(self): return 8
+    ...     def __getitem__(self, i):
+    ...         g = torch.Generator().manual_seed(i)
+    ...         return {"video": torch.randn(2, 2, 3, 32, 32, generator=g) + i % 2, "label": i % 2}
+    >>> import tempfile
+    >>> cfg = TrainConfig(model="ceflnet_tiny", epochs=1, batch_size=4, num_workers=0,
+    ...                   output_dir=tempfile.mkdtemp(), progress=False, save_plots=False)
+    >>> summary = Trainer(cfg, train_dataset=Videos(), val_dataset=Videos()).fit()
+    >>> summary["status"], summary["global_step"]
+    ('completed', 2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from ..losses import CEFLNetLoss
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    atomic_save,
+    capture_rng_state,
+    check_compatible,
+    find_resume_checkpoint,
+    load_checkpoint,
+    load_model_weights,
+    model_state_dict,
+    remove_stale_temp_files,
+    restore_rng_state,
+    unwrap_model,
+)
+from .config import ConfigError, TrainConfig
+from .distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    cleanup_distributed,
+    gather_objects,
+    init_distributed,
+)
+from .evaluate import EvalResult, autocast_context, evaluate
+from .loaders import (
+    DataError,
+    build_loader,
+    build_split,
+    check_not_empty,
+    dataset_classes_of,
+    label_mapping,
+)
+from .metrics import format_metrics
+from .schedule import build_scheduler
+
+__all__ = ["Trainer", "seed_everything", "train"]
+
+log = logging.getLogger("cefl_zoo.train")
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) in (
+        sys.stdout,
+        sys.stderr,
+    )
+
+
+def _console_loggers() -> list[logging.Logger]:
+    """Loggers whose console handlers must write through tqdm while bars are shown."""
+    found = []
+    lg: logging.Logger | None = logging.getLogger("cefl_zoo")
+    while lg is not None:
+        if any(_is_console(h) for h in lg.handlers):
+            found.append(lg)
+        lg = lg.parent if lg.propagate else None
+    return found
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Train and evaluate a video classifier with the paper's recipe.
+
+    Args:
+        config: The run's configuration.
+        model: A model to train instead of ``create_model(config.model, ...)``.
+        train_dataset: Training data instead of ``config.data``'s ``train_split``.
+            Items are dicts with ``video`` ``(N, K, 3, H, W)`` and ``label``; the
+            dataset names its classes in ``.classes`` (or set ``config.classes``).
+        val_dataset: Validation data instead of ``config.data``'s ``val_split``.
+
+    Attributes:
+        model: The bare model (no DDP / compile wrapper), on the training device.
+        classes: Output class names, in order.
+        info: This process's :class:`~cefl_zoo.train.distributed.DistInfo`.
+        history: One dict per finished epoch.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: nn.Module | None = None,
+        train_dataset: Dataset | None = None,
+        val_dataset: Dataset | None = None,
+    ) -> None:
+        config.validate()
+        self.cfg = config
+        self.info: DistInfo = init_distributed(config.device)
+        self.device = self.info.device
+        self.output_dir = Path(config.output_dir)
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"epoch": None, "value": None, "metrics": None}
+        self.last_eval: EvalResult | None = None
+        self.last_metrics: dict[str, Any] | None = (
+            None  # of the latest evaluation (kept in checkpoints)
+        )
+        self._stop_requested = False
+        self._log_handler: logging.Handler | None = None
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        seed_everything(config.seed)
+
+        self.amp = self._resolve_amp(config.amp)
+        self.model = self._create_model(model)
+        torch.manual_seed(
+            config.seed + self.info.rank
+        )  # same init everywhere; own dropout per rank
+        self.gpu_decode = self._resolve_gpu_decode(train_dataset is None)
+        self.train_dataset = (
+            train_dataset
+            if train_dataset is not None
+            else build_split(
+                config, config.train_split, train=True, model=self.model, encoded=self.gpu_decode
+            )
+        )
+        check_not_empty(
+            self.train_dataset,
+            f"training dataset ({config.data or 'given'}, split {config.train_split!r})",
+        )
+        self.classes = self._resolve_classes()
+        if val_dataset is not None:
+            self.val_dataset: Dataset | None = val_dataset
+        elif config.val_split and config.data:
+            self.val_dataset = build_split(config, config.val_split, train=False, model=self.model)
+        else:
+            self.val_dataset = None
+        self.train_lut = label_mapping(
+            dataset_classes_of(self.train_dataset, self.classes),
+            self.classes,
+            what=f"training dataset ({config.data or type(self.train_dataset).__name__})",
+        ).to(self.device)
+        if self.val_dataset is not None:
+            label_mapping(  # fail now, not after the first epoch
+                dataset_classes_of(self.val_dataset, self.classes),
+                self.classes,
+                what=f"validation dataset ({config.data or type(self.val_dataset).__name__}, "
+                f"split {config.val_split!r})",
+            )
+
+        self.model.to(self.device)
+        if config.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = CEFLNetLoss(config.loss, label_smoothing=config.label_smoothing)
+        self.optimizer = self._create_optimizer()
+        collate = None
+        if self.gpu_decode:
+            from ..data.cache import collate_encoded
+            from ..transforms import transforms_for
+
+            collate = collate_encoded
+            size = {"input_size": config.img_size} if config.img_size else {}
+            tf_kwargs = {**size, **dict(config.data_kwargs.get("transform_kwargs") or {})}
+            self._gpu_transform = transforms_for(self.model, train=True, **tf_kwargs)
+        self.train_loader, self.train_sampler = build_loader(
+            self.train_dataset, config, self.info, train=True, collate_fn=collate
+        )
+        num_batches = math.ceil(self.train_sampler.samples_per_epoch / config.batch_size)
+        self.batches_per_epoch = num_batches
+        steps = math.ceil(num_batches / config.grad_accum_steps)
+        if config.limit_train_steps is not None:
+            steps = min(steps, config.limit_train_steps)
+        self.steps_per_epoch = steps
+        self.total_steps = steps * config.epochs
+        warmup = round(config.warmup_epochs * steps)
+        if warmup > self.total_steps // 2:
+            warmup = self.total_steps // 2
+            if self.info.is_main:
+                log.info(
+                    "warm-up of %g epochs is longer than half the run; warming up for %d steps",
+                    config.warmup_epochs,
+                    warmup,
+                )
+        self.warmup_steps = warmup
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            config.scheduler,
+            self.total_steps,
+            warmup_steps=warmup,
+            start_factor=config.warmup_start_factor,
+            min_lr=config.min_lr,
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
+        self._frozen: bool | None = None
+        self._train_model: nn.Module = self.model
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self._epoch_stats = torch.zeros(3, dtype=torch.float64)  # loss sum, videos, correct
+        self._live_stats: tuple[torch.Tensor, int] | None = None  # this session's part of the epoch
+
+    # -- setup -----------------------------------------------------------------------------
+    def _resolve_amp(self, amp: str) -> str:
+        if amp == "fp16" and self.device.type != "cuda":
+            log.warning("amp=fp16 needs CUDA; training in fp32 on %s", self.device)
+            return "none"
+        if amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            log.warning("this GPU has no bf16 support; training in fp32 (try --amp fp16)")
+            return "none"
+        return amp
+
+    #: Devices on which ``gpu_decode`` runs (tests add ``"cpu"`` to exercise the path).
+    _gpu_decode_devices: tuple[str, ...] = ("cuda",)
+
+    def _resolve_gpu_decode(self, from_spec: bool) -> bool:
+        cfg = self.cfg
+        if not cfg.gpu_decode:
+            return False
+        if not from_spec or cfg.data_spec is None or cfg.data_spec.name != "cache":
+            raise ConfigError(
+                "gpu_decode needs a JPEG frame cache as the data: --data cache:DIR (build one with "
+                "cefl_zoo.data.build_frame_cache(dataset, DIR, size=...))"
+            )
+        if self.device.type not in self._gpu_decode_devices:
+            log.warning(
+                "gpu_decode needs CUDA; decoding the cache on the CPU in the loader workers"
+            )
+            return False
+        return True
+
+    def _to_device(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's video on the training device (decoded there with ``gpu_decode``)."""
+        if self.gpu_decode:
+            from ..data.cache import prepare_batch
+
+            return prepare_batch(batch, self.device, self._gpu_transform)
+        return batch["video"].to(self.device, non_blocking=True)
+
+    def _create_model(self, model: nn.Module | None) -> nn.Module:
+        from ..registry import create_model
+
+        cfg = self.cfg
+        if model is None:
+            kwargs = dict(cfg.model_kwargs)
+            if cfg.classes:
+                kwargs["num_classes"] = len(cfg.classes)
+            model = create_model(cfg.model, pretrained=cfg.pretrained, **kwargs)
+        if cfg.init_from:
+            self._init_weights_from(model, cfg.init_from)
+        return model
+
+    def _init_weights_from(self, model: nn.Module, source: str) -> None:
+        """Copy weights from a checkpoint / model directory; a head of other classes is dropped."""
+        path = Path(source)
+        if path.is_file():
+            ckpt = load_checkpoint(path)
+            check_compatible(ckpt, model, path, allow_new_head=True)
+            state, names = ckpt["model"], ckpt.get("label_names")
+        else:
+            from ..registry import create_model, is_model
+
+            donor = create_model(source, pretrained=is_model(source))  # "arch.tag": its weights
+            check_compatible(
+                {
+                    "architecture": getattr(donor, "architecture", None),
+                    "model_config": getattr(donor, "config", {}),
+                },
+                model,
+                source,
+                allow_new_head=True,
+            )
+            state, names = donor.state_dict(), list(getattr(donor, "label_names", []) or [])
+        own = unwrap_model(model).state_dict()
+        fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        dropped = sorted(set(state) - set(fits))
+        if len(state) and len(dropped) == len(state):
+            raise DataError(
+                f"no weights of {source} fit model {getattr(model, 'architecture', '?')}"
+            )
+        load_model_weights(model, fits, strict=False)
+        if (
+            names
+            and hasattr(model, "pretrained_cfg")
+            and len(names) == getattr(model, "num_classes", -1)
+            and not dropped
+        ):
+            model.pretrained_cfg = model.pretrained_cfg.replace(label_names=tuple(names))
+        if self.info.is_main:
+            log.info(
+                "initialised from %s (%d tensors%s)",
+                source,
+                len(fits),
+                f"; new head, dropped {len(dropped)}: {', '.join(dropped[:4])}" if dropped else "",
+            )
+
+    def _resolve_classes(self) -> list[str]:
+        """Output classes: ``config.classes``, a pretrained head's classes, or the dataset's."""
+        cfg = self.cfg
+        data_classes = dataset_classes_of(self.train_dataset, cfg.classes)
+        model = self.model
+        if cfg.classes:
+            classes = list(cfg.classes)
+        else:
+            names = list(getattr(model, "label_names", []) or [])
+            real = names and not all(n.startswith("class_") for n in names)
+            keep_head = False
+            if real and len(names) == getattr(model, "num_classes", -1):
+                try:
+                    label_mapping(data_classes, names)
+                    keep_head = True
+                except DataError:
+                    keep_head = False
+            classes = names if keep_head else data_classes
+            if keep_head and self.info.is_main:
+                log.info("keeping the pretrained head: classes %s", ", ".join(classes))
+        if getattr(model, "num_classes", len(classes)) != len(classes) or (
+            not cfg.classes
+            and list(getattr(model, "label_names", [])) not in ([], classes)
+            and not all(n.startswith("class_") for n in getattr(model, "label_names", []))
+        ):
+            if not hasattr(model, "reset_classifier"):
+                raise DataError(
+                    f"model has {model.num_classes} outputs but the data has {len(classes)} classes"
+                )
+            if self.info.is_main:
+                log.info(
+                    "new classification head: %d classes (%s)", len(classes), ", ".join(classes)
+                )
+            model.reset_classifier(len(classes))
+        if hasattr(model, "pretrained_cfg"):
+            changes: dict[str, Any] = {
+                "label_names": tuple(classes),
+                "num_clips": cfg.num_clips,
+                "frames_per_clip": cfg.frames_per_clip,
+                "train_command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]) or None,
+            }
+            if cfg.img_size is not None:
+                changes["input_size"] = (
+                    model.pretrained_cfg.input_size[0],
+                    cfg.img_size,
+                    cfg.img_size,
+                )
+            if cfg.data:
+                changes["dataset"] = cfg.data_spec.name  # type: ignore[union-attr]
+                changes["fold"] = None if cfg.fold is None else str(cfg.fold)
+            model.pretrained_cfg = model.pretrained_cfg.replace(**changes)
+        return classes
+
+    def _create_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        params = list(self.model.parameters())
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+
+    def _set_frozen(self, frozen: bool) -> None:
+        """Freeze / unfreeze the backbone and (re)build the DDP / compile wrapper."""
+        if frozen == self._frozen:
+            return
+        backbone = getattr(self.model, "backbone", None)
+        if frozen and backbone is None:
+            raise DataError("freeze_backbone_epochs needs a model with a `backbone` attribute")
+        if backbone is not None:
+            for p in backbone.parameters():
+                p.requires_grad_(not frozen)
+                if frozen:
+                    p.grad = None
+        self._frozen = frozen
+        wrapped: nn.Module = self.model
+        if self.info.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            wrapped = DDP(self.model, device_ids=ids)
+        if self.cfg.compile:
+            wrapped = torch.compile(wrapped)
+        self._train_model = wrapped
+        if self.info.is_main and frozen:
+            log.info("backbone frozen for the first %d epoch(s)", self.cfg.freeze_backbone_epochs)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The full training state (gathers every rank's RNG state; call on all ranks)."""
+        rng = gather_objects(capture_rng_state(), self.info)
+        stats = gather_objects(self._current_epoch_stats().tolist(), self.info)
+        bare = unwrap_model(self.model)
+        from .. import __version__
+
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "cefl_zoo_version": __version__,
+            "torch_version": str(torch.__version__),
+            "architecture": getattr(bare, "architecture", None),
+            "model_config": dict(getattr(bare, "config", {}) or {}),
+            "pretrained_cfg": bare.pretrained_cfg.to_dict()
+            if hasattr(bare, "pretrained_cfg")
+            else None,
+            "label_names": list(self.classes),
+            "model": model_state_dict(bare),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "world_size": self.info.world_size,
+            "rng": rng,
+            "epoch_stats": stats,
+            "history": self.history,
+            "best": {k: v for k, v in self.best.items()},
+            "last_metrics": self.last_metrics,
+            "config": self.cfg.to_dict(),
+        }
+
+    def save_checkpoint(self, name: str = "last.pt", extra_names: tuple[str, ...] = ()) -> Path:
+        """Write the training state to ``output_dir/name`` (rank 0; call on all ranks)."""
+        state = self.state_dict()
+        path = self.output_dir / name
+        if self.info.is_main:
+            atomic_save(state, path)
+            for extra in extra_names:
+                atomic_save(state, self.output_dir / extra)
+        barrier(self.info)
+        return path
+
+    def load_state(self, path: str | os.PathLike) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` (model, optimizer,
+        scheduler, scaler, epoch, step, RNG, history).
+
+        Raises:
+            CheckpointMismatchError: The checkpoint belongs to another architecture.
+        """
+        ckpt = load_checkpoint(path)
+        check_compatible(ckpt, self.model, path)
+        if list(ckpt.get("label_names") or []) != list(self.classes):
+            raise DataError(
+                f"checkpoint {path} was trained on classes {ckpt.get('label_names')}, but this run "
+                f"has {self.classes}; resume with the same data and --classes"
+            )
+        load_model_weights(self.model, ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("steps_per_epoch") not in (None, self.steps_per_epoch):
+            log.warning(
+                "checkpoint %s had %s steps per epoch, this run has %d: the resumed run will "
+                "not retrace the original one exactly",
+                path,
+                ckpt["steps_per_epoch"],
+                self.steps_per_epoch,
+            )
+        self.epoch = int(ckpt["epoch"])
+        self.step_in_epoch = int(ckpt["step_in_epoch"])
+        self.global_step = int(ckpt["global_step"])
+        self.history = list(ckpt.get("history") or [])
+        self.best = dict(ckpt.get("best") or self.best)
+        self.last_metrics = ckpt.get("last_metrics")
+        rng, stats = ckpt["rng"], ckpt.get("epoch_stats")
+        same_world = ckpt.get("world_size") == self.info.world_size
+        restore_rng_state(rng[self.info.rank] if same_world else rng[0])
+        if stats is not None and same_world:
+            self._epoch_stats = torch.tensor(stats[self.info.rank], dtype=torch.float64)
+        if self.info.is_main:
+            changed = {
+                k: (v, getattr(self.cfg, k))
+                for k, v in (ckpt.get("config") or {}).items()
+                if hasattr(self.cfg, k)
+                and v != getattr(self.cfg, k)
+                and k not in ("progress", "num_workers", "output_dir", "log_every_steps", "device")
+            }
+            if changed:
+                log.warning(
+                    "resuming with changed options: %s",
+                    ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
+                )
+            log.info(
+                "resumed from %s: epoch %d, step %d of %d, global step %d",
+                path,
+                self.epoch + 1,
+                self.step_in_epoch,
+                self.steps_per_epoch,
+                self.global_step,
+            )
+
+    # -- signals -----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask the run to checkpoint and return after the current optimizer step."""
+        self._stop_requested = True
+
+    @contextlib.contextmanager
+    def _sigterm_checkpoints(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def handler(signum, frame):
+            self._stop_requested = True
+
+        signal.signal(signal.SIGTERM, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _should_stop(self, sync: bool) -> bool:
+        if not self.info.distributed:
+            return self._stop_requested
+        if not sync:
+            return False
+        flag = torch.tensor(
+            [1.0 if self._stop_requested else 0.0],
+            device=self.device if self.device.type == "cuda" else "cpu",
+        )
+        torch.distributed.all_reduce(flag)
+        return bool(flag.item() > 0)
+
+    # -- logging -----------------------------------------------------------------------------
+    def _open_logs(self, resumed_step: int | None) -> None:
+        if not self.info.is_main:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.output_dir / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.getLogger("cefl_zoo").addHandler(handler)
+        if logging.getLogger("cefl_zoo").getEffectiveLevel() > logging.INFO:
+            logging.getLogger("cefl_zoo").setLevel(logging.INFO)
+        self._log_handler = handler
+        steps_file = self.output_dir / "steps.jsonl"
+        if resumed_step is not None and steps_file.is_file():
+            keep = [
+                line
+                for line in steps_file.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= resumed_step
+            ]
+            steps_file.write_text("".join(line + "\n" for line in keep))
+        elif resumed_step is None:
+            steps_file.write_text("")
+
+    def _close_logs(self) -> None:
+        if self._log_handler is not None:
+            logging.getLogger("cefl_zoo").removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+    def _write_step(self, record: dict[str, Any]) -> None:
+        if self.info.is_main:
+            with open(self.output_dir / "steps.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    # -- training ----------------------------------------------------------------------------
+    def fit(self, resume: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Train for ``config.epochs`` epochs (from a checkpoint with ``resume``).
+
+        Args:
+            resume: ``None`` (fresh run), ``"auto"`` (``output_dir/last.pt`` when it
+                exists) or a checkpoint path.
+
+        Returns:
+            A summary: ``status`` (``"completed"`` or ``"interrupted"`` by SIGTERM /
+            :meth:`request_stop`), ``epoch``, ``global_step``, ``best_epoch``,
+            ``best`` and ``last`` validation metrics, ``history`` and ``output_dir``.
+        """
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        cfg = self.cfg
+        resume_path: Path | None = None
+        if resume == "auto":
+            resume_path = find_resume_checkpoint(self.output_dir)
+            if resume_path is None and self.info.is_main:
+                log.info("no checkpoint in %s: starting a new run", self.output_dir)
+        elif resume:
+            resume_path = Path(resume)
+        if self.info.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            for stale in remove_stale_temp_files(self.output_dir):
+                log.info("removed %s, left by an interrupted write", stale.name)
+            cfg.save(self.output_dir / "config.json")
+        barrier(self.info)
+        if resume_path is not None:
+            self.load_state(resume_path)
+        self._open_logs(self.global_step if resume_path is not None else None)
+        if self.info.is_main:
+            n_params = sum(p.numel() for p in self.model.parameters())
+            log.info(
+                "training %s (%.2f M params) on %s x%d | %d train videos, %s val videos | "
+                "%d epochs x "
+                "%d steps, batch %d x %d process(es) x %d accumulation | amp %s",
+                getattr(self.model, "architecture", type(self.model).__name__),
+                n_params / 1e6,
+                self.device,
+                self.info.world_size,
+                len(self.train_dataset),  # type: ignore[arg-type]
+                len(self.val_dataset) if self.val_dataset is not None else "no",  # type: ignore[arg-type]
+                cfg.epochs,
+                self.steps_per_epoch,
+                cfg.batch_size,
+                self.info.world_size,
+                cfg.grad_accum_steps,
+                self.amp,
+            )
+        status = "completed"
+        try:
+            with self._sigterm_checkpoints(), logging_redirect_tqdm(loggers=_console_loggers()):
+                while self.epoch < cfg.epochs:
+                    if not self._train_epoch():
+                        status = "interrupted"
+                        break
+                    self._end_epoch()
+            if status == "completed" and self.info.is_main:
+                self._write_final_outputs()
+        finally:
+            self._close_logs()
+        return self.summary(status)
+
+    def _train_epoch(self) -> bool:
+        """Train (the rest of) epoch ``self.epoch``; False when stopped by a signal."""
+        from tqdm.auto import tqdm
+
+        cfg, info = self.cfg, self.info
+        epoch, start_step = self.epoch, self.step_in_epoch
+        if start_step == 0:
+            self._epoch_stats.zero_()
+        self.train_sampler.set_epoch(epoch)
+        self.train_sampler.set_start_index(start_step * cfg.grad_accum_steps * cfg.batch_size)
+        self._set_frozen(epoch < cfg.freeze_backbone_epochs)
+        self.model.train()
+        if self._frozen and hasattr(self.model, "backbone"):
+            self.model.backbone.eval()  # frozen norm statistics
+        if start_step >= self.steps_per_epoch:
+            return True
+        accum = cfg.grad_accum_steps
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=start_step,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (cfg.progress and info.is_main),
+            dynamic_ncols=True,
+            leave=False,
+        )
+        bar_every = max(1, min(10, cfg.log_every_steps))
+        stats = torch.zeros(
+            2, dtype=torch.float64, device=self.device
+        )  # loss sum, correct (on device)
+        window = torch.zeros(
+            1, dtype=torch.float64, device=self.device
+        )  # loss sum since the last log
+        window_videos = 0
+        t0 = time.perf_counter()
+        videos_seen = 0
+        self._live_stats = (stats, 0)
+        step = start_step
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, batch in enumerate(self.train_loader):
+            batch_idx = start_step * accum + i
+            group_start = batch_idx - batch_idx % accum
+            group_size = min(accum, self.batches_per_epoch - group_start)
+            group_end = batch_idx - group_start == group_size - 1
+            video = self._to_device(batch)
+            labels = self.train_lut[batch["label"].to(self.device, non_blocking=True).long()]
+            sync = contextlib.nullcontext()
+            if info.distributed and not group_end:
+                inner = getattr(self._train_model, "_orig_mod", self._train_model)
+                sync = inner.no_sync() if hasattr(inner, "no_sync") else sync
+            with sync:
+                with autocast_context(self.device, self.amp):
+                    logits = self._train_model(video)
+                loss = self.loss_fn(logits.float(), labels)
+                self.scaler.scale(loss / group_size).backward()
+            b = labels.shape[0]
+            with torch.no_grad():
+                weighted = loss.detach().double() * b
+                stats[0] += weighted
+                stats[1] += (logits.detach().argmax(-1) == labels).sum()
+                window += weighted
+            videos_seen += b
+            window_videos += b
+            self._live_stats = (stats, videos_seen)
+            if not group_end:
+                continue
+            if cfg.clip_grad_norm is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            step += 1
+            self.step_in_epoch = step
+            self.global_step += 1
+            log_now = self.global_step % cfg.log_every_steps == 0 or step == self.steps_per_epoch
+            if log_now or step % bar_every == 0:
+                local = float(window) / max(window_videos, 1)  # (waits for the device)
+                lr = self.optimizer.param_groups[0]["lr"]
+                rate = videos_seen * info.world_size / max(1e-9, time.perf_counter() - t0)
+                if log_now:
+                    loss_avg = all_reduce_mean(local, info, weight=window_videos)
+                    window.zero_()
+                    window_videos = 0
+                    self._write_step(
+                        {
+                            "step": self.global_step,
+                            "epoch": epoch + 1,
+                            "loss": loss_avg,
+                            "lr": lr,
+                            "videos_per_s": rate,
+                            "elapsed_s": time.perf_counter() - t0,
+                            "videos": videos_seen * info.world_size,
+                        }
+                    )
+                else:
+                    loss_avg = local
+                bar.set_postfix(
+                    loss=f"{loss_avg:.4f}", lr=f"{lr:.2e}", vid_s=f"{rate:.1f}", refresh=False
+                )
+            bar.update(1)
+            done = step >= self.steps_per_epoch
+            sync_point = log_now or bool(
+                cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0
+            )
+            if self._should_stop(sync=sync_point):
+                bar.close()
+                if done:  # the epoch's last step: finish the epoch normally, then stop
+                    self._fold_live_stats()
+                    self._end_epoch()
+                else:
+                    self.save_checkpoint("last.pt")
+                if info.is_main:
+                    log.info(
+                        "stop requested: saved %s at global step %d",
+                        self.output_dir / "last.pt",
+                        self.global_step,
+                    )
+                return False
+            if (
+                cfg.checkpoint_every_steps
+                and self.global_step % cfg.checkpoint_every_steps == 0
+                and not done
+            ):
+                self.save_checkpoint("last.pt")
+            if done:
+                break
+        bar.close()
+        self._fold_live_stats()
+        self._epoch_time = time.perf_counter() - t0
+        self._epoch_rate = videos_seen * info.world_size / max(1e-9, self._epoch_time)
+        return True
+
+    def _live_totals(self) -> torch.Tensor:
+        """This session's part of the epoch as (loss sum, videos, correct) on the CPU."""
+        if self._live_stats is None:
+            return torch.zeros(3, dtype=torch.float64)
+        stats, videos = self._live_stats
+        loss_sum, correct = stats.tolist()
+        return torch.tensor([loss_sum, float(videos), correct], dtype=torch.float64)
+
+    def _fold_live_stats(self) -> None:
+        self._epoch_stats += self._live_totals()
+        self._live_stats = None
+
+    def _current_epoch_stats(self) -> torch.Tensor:
+        return self._epoch_stats + self._live_totals()
+
+    def _end_epoch(self) -> None:
+        """Reduce the epoch's statistics, evaluate, record history, checkpoint."""
+        cfg, info = self.cfg, self.info
+        totals = torch.tensor(self._epoch_stats.tolist(), dtype=torch.float64)
+        if info.distributed:
+            totals = totals.to(self.device if self.device.type == "cuda" else "cpu")
+            torch.distributed.all_reduce(totals)
+            totals = totals.cpu()
+        record: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "global_step": self.global_step,
+            "train_loss": float(totals[0] / totals[1]) if totals[1] else None,
+            "train_acc": float(totals[2] / totals[1]) if totals[1] else None,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "time_s": getattr(self, "_epoch_time", None),
+            "videos_per_s": getattr(self, "_epoch_rate", None),
+        }
+        last_epoch = self.epoch + 1 == cfg.epochs
+        if self.val_dataset is not None and (
+            (self.epoch + 1) % cfg.eval_every_epochs == 0 or last_epoch
+        ):
+            result = self.evaluate()
+            m = result.metrics
+            record.update(
+                val_loss=m.get("loss"),
+                val_war=m["war"],
+                val_uar=m["uar"],
+                val_clip_locating=(m.get("clip_locating") or {}).get("gt_class"),
+            )
+            self.last_eval = result
+            self.last_metrics = m
+            value = m["loss"] if cfg.best_metric == "loss" else m[cfg.best_metric]
+            better = self.best["value"] is None or (
+                value < self.best["value"]
+                if cfg.best_metric == "loss"
+                else value > self.best["value"]
+            )
+            if info.is_main:
+                log.info(
+                    "epoch %d/%d  train loss %.4f acc %.4f | val %s",
+                    self.epoch + 1,
+                    cfg.epochs,
+                    record["train_loss"],
+                    record["train_acc"],
+                    format_metrics(m).splitlines()[0],
+                )
+        else:
+            better = self.val_dataset is None
+            if info.is_main:
+                log.info(
+                    "epoch %d/%d  train loss %.4f acc %.4f",
+                    self.epoch + 1,
+                    cfg.epochs,
+                    record["train_loss"],
+                    record["train_acc"],
+                )
+        self.history.append(record)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self._epoch_stats.zero_()
+        names: list[str] = []
+        if better:
+            self.best = {
+                "epoch": self.epoch,
+                "value": record.get(f"val_{cfg.best_metric}"),
+                "metrics": self.last_metrics if self.val_dataset is not None else None,
+            }
+            names.append("best.pt")
+        if cfg.keep_epoch_checkpoints:
+            names.append(f"epoch_{self.epoch:03d}.pt")
+        self.save_checkpoint("last.pt", extra_names=tuple(names))
+        if info.is_main:
+            self._write_json("history.json", self.history)
+            if cfg.save_plots:
+                from .plots import plot_training_curves
+
+                plot_training_curves(self.history, self.output_dir / "training_curves.png")
+
+    def evaluate(self, dataset: Dataset | None = None, progress: bool | None = None) -> EvalResult:
+        """Evaluate the current model on ``dataset`` (default: the validation split)."""
+        dataset = dataset if dataset is not None else self.val_dataset
+        if dataset is None:
+            raise DataError("no validation dataset: set val_split or pass val_dataset")
+        return evaluate(
+            self.model,
+            dataset,
+            class_names=self.classes,
+            batch_size=self.cfg.batch_size,
+            num_workers=min(self.cfg.num_workers, 2) if self.cfg.num_workers else 0,
+            device=self.device,
+            amp=self.amp,
+            loss_fn=self.loss_fn,
+            dist_info=self.info,
+            progress=self.cfg.progress if progress is None else progress,
+            desc="eval",
+        )
+
+    # -- outputs -----------------------------------------------------------------------------
+    def _write_json(self, name: str, data: Any) -> Path:
+        path = self.output_dir / name
+        tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def _write_final_outputs(self) -> None:
+        last = self.last_metrics
+        best = self.best.get("metrics")
+        self._write_json(
+            "metrics.json",
+            {
+                "architecture": getattr(self.model, "architecture", None),
+                "data": self.cfg.data,
+                "fold": self.cfg.fold,
+                "split": self.cfg.val_split,
+                "epochs": self.epoch,
+                "best_metric": self.cfg.best_metric,
+                "best_epoch": self.best.get("epoch"),
+                "last": last,
+                "best": best,
+            },
+        )
+        if self.cfg.save_plots and (best or last):
+            from .plots import plot_confusion_matrix
+
+            m = best or last
+            plot_confusion_matrix(
+                m["confusion_matrix"],
+                m["class_names"],
+                self.output_dir / "confusion_matrix.png",
+                title=f"{getattr(self.model, 'architecture', '')} epoch {self.best.get('epoch')}",
+            )
+        if last is not None:
+            log.info("final evaluation:\n%s", format_metrics(last))
+
+    def summary(self, status: str = "completed") -> dict[str, Any]:
+        """What :meth:`fit` returns."""
+        return {
+            "status": status,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best_epoch": self.best.get("epoch"),
+            "best": self.best.get("metrics"),
+            "last": self.last_metrics,
+            "history": self.history,
+            "output_dir": str(self.output_dir),
+        }
+
+    def close(self) -> None:
+        """Leave the process group if this trainer created it."""
+        cleanup_distributed(self.info)
+
+
+def train(
+    config: TrainConfig, resume: str | os.PathLike | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """Build a :class:`Trainer`, :meth:`~Trainer.fit` it and clean up; returns the summary."""
+    trainer = Trainer(config, **kwargs)
+    try:
+        return trainer.fit(resume=resume)
+    finally:
+        trainer.close()

@@ -1,0 +1,118 @@
+"""The fold runner: DFEW-style official folds, mean +- std, resumable, on a fixture tree."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+from _train_utils import make_dfew_fixture
+
+from cefl_zoo.cli import main as cli
+from cefl_zoo.train import TrainConfig, fold_protocol, run_folds
+from cefl_zoo.train.config import ConfigError
+
+
+def test_protocols_follow_the_paper():
+    assert fold_protocol("DFEW").folds == (1, 2, 3, 4, 5)
+    assert fold_protocol("BU-3DFE").folds == tuple(range(1, 11))
+    assert fold_protocol("mmi").folds == tuple(range(1, 11))
+    afew = fold_protocol("afew")
+    assert afew.folds == (None,) and (afew.train_split, afew.val_split) == ("train", "val")
+    with pytest.raises(ConfigError, match="no published fold protocol"):
+        fold_protocol("folder")
+
+
+@pytest.fixture(scope="module")
+def dfew(tmp_path_factory):
+    return make_dfew_fixture(tmp_path_factory.mktemp("data") / "DFEW")
+
+
+def test_two_dfew_folds_mean_and_std(tmp_path, dfew, capsys):
+    out = tmp_path / "runs"
+    cfg = TrainConfig(
+        model="ceflnet_tiny",
+        data=f"dfew:{dfew}",
+        epochs=1,
+        batch_size=4,
+        num_clips=2,
+        frames_per_clip=2,
+        img_size=32,
+        num_workers=0,
+        progress=False,
+        save_plots=False,
+        output_dir=str(out),
+    )
+    result = run_folds(cfg, folds=[1, 2])
+    assert result["folds"] == [1, 2] and "DFEW: 5 official folds" in result["protocol"]
+    for which in ("last", "best"):
+        records = result[which]["folds"]
+        assert [r["fold"] for r in records] == [1, 2]
+        for r in records:
+            fold_metrics = json.loads((out / f"fold_{r['fold']}" / "metrics.json").read_text())[
+                which
+            ]
+            assert (
+                r["war"] == fold_metrics["war"] and r["num_videos"] == 2
+            )  # 2 test videos per fold
+            cfg_saved = json.loads((out / f"fold_{r['fold']}" / "config.json").read_text())
+            assert (cfg_saved["fold"], cfg_saved["train_split"], cfg_saved["val_split"]) == (
+                r["fold"],
+                "train",
+                "test",
+            )
+        wars = [r["war"] for r in records]
+        summary = result[which]["summary"]["war"]
+        assert summary["mean"] == pytest.approx(statistics.mean(wars))
+        assert summary["std"] == pytest.approx(statistics.stdev(wars))
+        assert summary["n"] == 2
+    assert json.loads((out / "folds.json").read_text()) == result
+
+    # the same command again reuses the finished folds instead of retraining them
+    stamp = (out / "fold_1" / "last.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    code = cli(
+        [
+            "kfold",
+            "--model",
+            "ceflnet_tiny",
+            "--data",
+            f"dfew:{dfew}",
+            "--folds",
+            "1,2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--num-clips",
+            "2",
+            "--frames-per-clip",
+            "2",
+            "--img-size",
+            "32",
+            "--num-workers",
+            "0",
+            "--no-progress",
+            "--no-save-plots",
+            "--output-dir",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert (out / "fold_1" / "last.pt").stat().st_mtime_ns == stamp
+    printed = capsys.readouterr().out
+    assert (
+        "DFEW: 5 official folds" in printed
+        and "(last epoch)" in printed
+        and "(best epoch)" in printed
+    )
+    assert "mean WAR" in printed
+    mean = 100 * result["last"]["summary"]["war"]["mean"]
+    assert f"{mean:.2f} +- " in printed
+
+
+def test_kfold_command_errors(tmp_path, capsys):
+    assert cli(["kfold", "--data", f"folder:{tmp_path}", "--output-dir", str(tmp_path / "o")]) == 2
+    assert "no published fold protocol" in capsys.readouterr().err
+    assert cli(["kfold", "--data", f"dfew:{tmp_path}", "--folds", "one"]) == 2
+    assert "comma-separated integers" in capsys.readouterr().err

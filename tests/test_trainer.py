@@ -1,0 +1,505 @@
+"""The trainer: the paper's defaults, config layering, options, outputs and clear errors.
+
+Fast tests on ``ToyVideos`` (in memory) and a tiny synthetic mp4 dataset; the learning
+test (real accuracy) is in test_learning.py, resume in test_checkpoint_resume.py,
+torchrun in test_distributed.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from _train_utils import CLASSES, ToyVideos, toy_config
+
+import cefl_zoo
+from cefl_zoo.cli import main as cli
+from cefl_zoo.train import (
+    ConfigError,
+    DataError,
+    TrainConfig,
+    Trainer,
+    evaluate,
+    load_checkpoint,
+    parse_data_spec,
+)
+from cefl_zoo.train.config import add_config_arguments, config_from_args
+from cefl_zoo.train.schedule import build_scheduler
+
+# -- configuration ---------------------------------------------------------------------
+
+
+def test_defaults_are_the_papers_table_1():
+    cfg = TrainConfig()
+    assert (cfg.optimizer, cfg.lr, cfg.weight_decay) == ("adam", 1e-4, 1e-4)
+    assert (cfg.batch_size, cfg.epochs, cfg.num_clips, cfg.frames_per_clip) == (8, 120, 7, 5)
+    assert cfg.scheduler == "cosine" and cfg.warmup_epochs > 0
+    assert cfg.loss == "bce" and cfg.label_smoothing == 0.0
+    assert cfg.model == "ceflnet_resnet18"
+    assert not cfg.compile and cfg.amp == "none"  # opt-in speed options
+
+
+def _parse(argv: list[str]):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def test_config_file_then_flags_override_defaults(tmp_path):
+    toml = tmp_path / "recipe.toml"
+    toml.write_text(
+        '[train]\nlr = 3e-4\nepochs = 30\namp = "bf16"\nmodel_kwargs = {backbone = "resnet34"}\n'
+    )
+    cfg = _parse(
+        ["--config", str(toml), "--epochs", "5", "--no-progress", "--classes", "anger,fear"]
+    )
+    assert cfg.lr == 3e-4 and cfg.amp == "bf16" and cfg.model_kwargs == {"backbone": "resnet34"}
+    assert cfg.epochs == 5  # the flag wins over the file
+    assert cfg.progress is False and cfg.classes == ["anger", "fear"]
+    assert cfg.batch_size == 8  # untouched default
+    js = tmp_path / "recipe.json"
+    js.write_text(json.dumps({"batch-size": 16, "val_split": None, "clip_grad_norm": 1.0}))
+    cfg = _parse(["--config", str(js), "--model-kwargs", '{"drop_rate": 0.1}'])
+    assert cfg.batch_size == 16 and cfg.val_split is None and cfg.clip_grad_norm == 1.0
+    assert cfg.model_kwargs == {"drop_rate": 0.1}
+    yml = tmp_path / "recipe.yaml"
+    yml.write_text("loss: ce\nlabel_smoothing: 0.1\n")
+    cfg = _parse(["--config", str(yml), "--val-split", "none"])
+    assert (cfg.loss, cfg.label_smoothing, cfg.val_split) == ("ce", 0.1, None)
+
+
+def test_config_errors_are_specific(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"learning_rate": 1e-3}))
+    with pytest.raises(ConfigError, match=r"bad\.json: 'learning_rate'"):
+        _parse(["--config", str(bad)])
+    with pytest.raises(ConfigError, match="did you mean 'lr'"):
+        TrainConfig().update({"lrr": 1})
+    with pytest.raises(ConfigError, match="amp must be one of"):
+        TrainConfig(amp="fp8")
+    with pytest.raises(ConfigError, match="bad value for epochs"):
+        TrainConfig().replace(epochs="ten")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("lr = = 1")
+    with pytest.raises(ConfigError, match="could not parse config file .*broken.toml"):
+        TrainConfig.from_file(broken)
+    with pytest.raises(ConfigError, match="NAME:ROOT"):
+        parse_data_spec("/data/DFEW")
+    assert parse_data_spec("csv:/data/my labels.csv").root == "/data/my labels.csv"
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = TrainConfig(
+        model="ceflnet_tiny", data="synthetic:/x", fold=2, classes=["anger", "fear"], amp="bf16"
+    )
+    path = cfg.save(tmp_path / "config.json")
+    assert TrainConfig.from_file(path) == cfg
+
+
+def test_warmup_then_cosine_per_step():
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = build_scheduler(
+        opt, "cosine", total_steps=20, warmup_steps=4, start_factor=0.1, min_lr=1e-5
+    )
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1e-4)  # warm-up starts at lr * start_factor
+    assert lrs[4] == pytest.approx(1e-3)  # peak after warm-up
+    assert all(a < b for a, b in zip(lrs[:4], lrs[1:5]))  # rising
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))  # annealing
+    assert lrs[12] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # half-way through the cosine
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)  # ends at min_lr
+
+
+# -- training ----------------------------------------------------------------------------
+
+
+def test_fit_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    cfg = toy_config(out, epochs=2, save_plots=True, checkpoint_every_steps=0, log_every_steps=3)
+    summary = Trainer(cfg, train_dataset=ToyVideos(24), val_dataset=ToyVideos(9, seed=1)).fit()
+    assert summary["status"] == "completed" and summary["global_step"] == 12
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "config.json",
+        "last.pt",
+        "best.pt",
+        "history.json",
+        "steps.jsonl",
+        "metrics.json",
+        "confusion_matrix.png",
+        "training_curves.png",
+        "train.log",
+    } <= names
+    assert (
+        TrainConfig.from_file(out / "config.json") == cfg
+    )  # the resolved config, next to the checkpoints
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    last = metrics["last"]
+    assert last["num_videos"] == 9 and last["class_names"] == list(CLASSES)
+    assert set(last["clip_locating"]) == {"gt_class", "pred_class", "num_videos", "chance"}
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["architecture"] == "ceflnet_tiny" and ckpt["label_names"] == list(CLASSES)
+    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (2, 0, 12)
+    for key in ("optimizer", "scheduler", "scaler", "rng", "config", "history"):
+        assert key in ckpt
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [3, 6, 9, 12] and all(s["videos_per_s"] > 0 for s in steps)
+    log = (out / "train.log").read_text()
+    assert "training ceflnet_tiny" in log and "epoch 2/2" in log and "WAR" in log
+
+
+def _final_weights(tmp_path, name, **overrides):
+    cfg = toy_config(
+        tmp_path / name, epochs=1, checkpoint_every_steps=0, warmup_epochs=0, **overrides
+    )
+    trainer = Trainer(cfg, train_dataset=ToyVideos(16))
+    trainer.fit()
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_gradient_accumulation_matches_a_larger_batch(tmp_path):
+    # 2 micro-batches of 4 accumulate to the gradient of one batch of 8 (no batch-norm in
+    # the tiny model): the same weights after the same number of optimizer steps.
+    big = _final_weights(tmp_path, "big", batch_size=8)
+    accum = _final_weights(tmp_path, "accum", batch_size=4, grad_accum_steps=2)
+    for key in big:
+        torch.testing.assert_close(accum[key], big[key], rtol=1e-4, atol=1e-5, msg=key)
+    small = _final_weights(tmp_path, "small", batch_size=4)  # 4 optimizer steps instead of 2
+    assert any(not torch.allclose(small[k], big[k], atol=1e-5) for k in big)
+
+
+def test_persistent_workers_see_every_epoch(tmp_path):
+    # ToyVideos draws new noise every epoch: with a persistent worker the samples must still
+    # follow the epoch, giving exactly the weights of a run without workers.
+    kwargs = dict(epochs=2, checkpoint_every_steps=0)
+    a = Trainer(toy_config(tmp_path / "a", num_workers=0, **kwargs), train_dataset=ToyVideos(8))
+    a.fit()
+    assert a.train_dataset.epoch == 1  # the samples of epoch 2 were drawn for epoch 2
+    b = Trainer(
+        toy_config(tmp_path / "b", num_workers=1, persistent_workers=True, **kwargs),
+        train_dataset=ToyVideos(8),
+    )
+    b.fit()
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+
+
+def test_backbone_frozen_for_first_epochs(tmp_path):
+    cfg = toy_config(tmp_path / "run", epochs=2, freeze_backbone_epochs=1, checkpoint_every_steps=0)
+    trainer = Trainer(cfg, train_dataset=ToyVideos(8))
+    backbone0 = {k: v.clone() for k, v in trainer.model.backbone.state_dict().items()}
+    head0 = trainer.model.head.temporal_conv.weight.clone()
+    trainer.cfg = cfg.replace(epochs=1)  # stop after the frozen epoch
+    trainer.fit()
+    assert all(torch.equal(v, trainer.model.backbone.state_dict()[k]) for k, v in backbone0.items())
+    assert not torch.equal(head0, trainer.model.head.temporal_conv.weight)
+    trainer.cfg = cfg
+    trainer.fit(resume="auto")  # epoch 2: the backbone trains
+    assert trainer.epoch == 2
+    assert any(
+        not torch.equal(v, trainer.model.backbone.state_dict()[k]) for k, v in backbone0.items()
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"amp": "bf16", "channels_last": True},
+        {"loss": "ce", "label_smoothing": 0.1, "optimizer": "adamw", "clip_grad_norm": 1.0},
+        {"optimizer": "sgd", "scheduler": "constant"},
+    ],
+    ids=["bf16-channels-last", "ce-smoothing-adamw-clip", "sgd-constant"],
+)
+def test_options_train(tmp_path, options):
+    cfg = toy_config(tmp_path / "run", epochs=1, checkpoint_every_steps=0, **options)
+    trainer = Trainer(cfg, train_dataset=ToyVideos(16))
+    summary = trainer.fit()
+    loss = summary["history"][0]["train_loss"]
+    assert summary["global_step"] == 4 and math.isfinite(loss) and loss < 10
+    if options.get("channels_last"):
+        conv = trainer.model.backbone.stem[0].weight
+        assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_cuda_only_options_degrade_on_cpu(tmp_path, caplog):
+    cfg = toy_config(tmp_path / "run", epochs=1, amp="fp16", pin_memory=True, device="cpu")
+    with caplog.at_level(logging.WARNING, logger="cefl_zoo"):
+        trainer = Trainer(cfg, train_dataset=ToyVideos(8))
+    assert trainer.amp == "none" and "fp16 needs CUDA" in caplog.text
+    assert trainer.train_loader.pin_memory is False
+    assert trainer.fit()["status"] == "completed"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_compile(tmp_path):  # pragma: no cover - runs where a GPU is lent
+    cfg = toy_config(
+        tmp_path / "run", epochs=1, amp="bf16", compile=True, channels_last=True, device="cuda"
+    )
+    assert Trainer(cfg, train_dataset=ToyVideos(16)).fit()["status"] == "completed"
+
+
+# -- classes and errors -------------------------------------------------------------------
+
+
+def test_label_map_orders_outputs_and_remaps_labels(tmp_path):
+    order = ["anger", "neutral", "happiness", "sadness"]
+    cfg = toy_config(tmp_path / "run", epochs=1, classes=order)
+    trainer = Trainer(cfg, train_dataset=ToyVideos(8), val_dataset=ToyVideos(6, seed=1))
+    assert trainer.model.num_classes == 4 and trainer.model.label_names == tuple(order)
+    assert trainer.train_lut.tolist() == [2, 3, 0]  # happiness, sadness, anger -> map indices
+    summary = trainer.fit()
+    assert summary["last"]["class_names"] == order
+    assert summary["last"]["support"] == [2, 0, 2, 2]
+
+
+def test_class_missing_from_label_map_is_named(tmp_path):
+    cfg = toy_config(tmp_path / "run", classes=["happiness", "sadness"])
+    with pytest.raises(DataError, match=r"'anger'.*not in the label map \(happiness, sadness\)"):
+        Trainer(cfg, train_dataset=ToyVideos(8))
+    # a validation set with a class the training set lacks fails before any training
+    cfg = toy_config(tmp_path / "run2")
+    val = ToyVideos(8, classes=("happiness", "sadness", "fear"))
+    with pytest.raises(DataError, match=r"validation dataset.*'fear'"):
+        Trainer(cfg, train_dataset=ToyVideos(8), val_dataset=val)
+
+
+def test_empty_split_is_named(tmp_path):
+    with pytest.raises(DataError, match="has no videos"):
+        Trainer(toy_config(tmp_path / "run"), train_dataset=ToyVideos(0))
+    with pytest.raises(ConfigError, match="no data given"):
+        Trainer(toy_config(tmp_path / "run"))
+
+
+def test_evaluate_maps_dataset_classes_onto_model_classes():
+    model = cefl_zoo.create_model("ceflnet_tiny", num_classes=4)
+    model.pretrained_cfg = model.pretrained_cfg.replace(
+        label_names=("fear", "anger", "sadness", "happiness")
+    )
+    result = evaluate(model, ToyVideos(6), batch_size=4)
+    # ToyVideos labels 0, 1, 2 = happiness, sadness, anger -> model classes 3, 2, 1
+    assert result.labels.tolist() == [3, 2, 1, 3, 2, 1]
+    assert result.metrics["support"] == [0, 2, 2, 2]
+    with pytest.raises(DataError, match="'contempt' that are not in the model's classes"):
+        evaluate(model, ToyVideos(3, classes=("happiness", "contempt", "anger")))
+
+
+def test_fine_tune_from_checkpoint_with_new_classes(tmp_path):
+    first = tmp_path / "first"
+    Trainer(toy_config(first, epochs=1), train_dataset=ToyVideos(8)).fit()
+    new = ("neutral", "surprise")
+    cfg = toy_config(tmp_path / "second", epochs=1, init_from=str(first / "last.pt"))
+    trainer = Trainer(cfg, train_dataset=ToyVideos(8, classes=new))
+    source = load_checkpoint(first / "last.pt")["model"]
+    own = trainer.model.state_dict()
+    assert torch.equal(own["backbone.stem.0.weight"], source["backbone.stem.0.weight"])  # copied
+    assert own["head.fc.weight"].shape[0] == 2  # new head
+    assert trainer.model.label_names == new
+    with pytest.raises(
+        Exception, match="ceflnet_tiny.*cnnlstm_resnet18|cnnlstm_resnet18.*ceflnet_tiny"
+    ):
+        Trainer(
+            toy_config(
+                tmp_path / "third",
+                model="cnnlstm_resnet18",
+                model_kwargs={"backbone": "test_convnext"},
+                init_from=str(first / "last.pt"),
+            ),
+            train_dataset=ToyVideos(8),
+        )
+
+
+# -- the command line on real (tiny) synthetic mp4s ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory) -> Path:
+    from cefl_zoo.data.synthetic import write_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    write_synthetic_dataset(
+        out, num_videos=21, seed=0, size=32, min_frames=24, max_frames=32, progress=False
+    )
+    return out
+
+
+TABLE_6 = [
+    "frameavg_resnet18",
+    "cnnlstm_resnet18",
+    "ceflnet_resnet18_sal",
+    "ceflnet_resnet18_sal_lrl",
+    "ceflnet_resnet18",
+]
+
+
+@pytest.mark.parametrize("model", TABLE_6)
+def test_table_6_models_train_with_the_same_command(tmp_path, synth_dir, model):
+    out = tmp_path / model
+    code = cli(
+        [
+            "train",
+            "--model",
+            model,
+            "--model-kwargs",
+            '{"backbone": "test_convnext"}',
+            "--data",
+            f"synthetic:{synth_dir}",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--num-clips",
+            "7",
+            "--frames-per-clip",
+            "2",
+            "--img-size",
+            "32",
+            "--num-workers",
+            "0",
+            "--limit-train-steps",
+            "2",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            "--no-save-plots",
+        ]
+    )
+    assert code == 0
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["architecture"] == model and ckpt["model_config"]["backbone"] == "test_convnext"
+    metrics = json.loads((out / "metrics.json").read_text())["last"]
+    assert metrics["num_videos"] == 7  # 21 videos, one of the three of each class held out
+    has_eian = model == "ceflnet_resnet18"
+    assert ("clip_locating" in metrics) == has_eian
+
+
+def test_eval_command_on_a_checkpoint(tmp_path, synth_dir, capsys):
+    out = tmp_path / "run"
+    assert (
+        cli(
+            [
+                "train",
+                "--model",
+                "ceflnet_tiny",
+                "--data",
+                f"synthetic:{synth_dir}",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "5",
+                "--num-clips",
+                "7",
+                "--frames-per-clip",
+                "2",
+                "--img-size",
+                "32",
+                "--num-workers",
+                "0",
+                "--output-dir",
+                str(out),
+                "--no-progress",
+                "--val-split",
+                "none",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((out / "metrics.json").read_text())["last"] is None  # no validation split
+    capsys.readouterr()
+    report = tmp_path / "eval.json"
+    png = tmp_path / "cm.png"
+    assert (
+        cli(
+            [
+                "eval",
+                "--checkpoint",
+                str(out / "last.pt"),
+                "--data",
+                f"synthetic:{synth_dir}",
+                "--split",
+                "test",
+                "--num-workers",
+                "0",
+                "--no-progress",
+                "--output",
+                str(report),
+                "--confusion-png",
+                str(png),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "WAR" in printed and "emotion-rich clip = apex clip" in printed
+    data = json.loads(report.read_text())
+    assert data["metrics"]["num_videos"] == 7 and len(data["predictions"]) == 7
+    assert {"index", "label", "pred", "probs", "apex_clip", "emotion_rich_clip", "path"} <= set(
+        data["predictions"][0]
+    )
+    assert data["predictions"][0]["path"].endswith(".mp4")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path, synth_dir, capsys):
+    assert (
+        cli(
+            [
+                "train",
+                "--model",
+                "ceflnet_tiny",
+                "--data",
+                f"synthetic:{tmp_path / 'nothing'}",
+                "--output-dir",
+                str(tmp_path / "o"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "labels.csv" in err and "cefl-zoo synth" in err
+    assert (
+        cli(
+            [
+                "train",
+                "--model",
+                "ceflnet_tiny",
+                "--data",
+                f"synthetic:{synth_dir}",
+                "--train-split",
+                "val",
+                "--output-dir",
+                str(tmp_path / "o"),
+                "--no-progress",
+                "--num-workers",
+                "0",
+            ]
+        )
+        == 2
+    )
+    assert "no rows with split 'val'" in capsys.readouterr().err
+    assert (
+        cli(
+            [
+                "eval",
+                "--checkpoint",
+                str(tmp_path / "missing.pt"),
+                "--data",
+                f"synthetic:{synth_dir}",
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
