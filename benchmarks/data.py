@@ -1,0 +1,281 @@
+"""Data-loading speed: frames/s and videos/s of every way cefl-zoo can feed the model.
+
+Paths measured (one process, ``--threads`` torch threads, as one DataLoader worker runs):
+
+* ``pyav_seek`` - :class:`~cefl_zoo.video.PyAVReader` reading the 35 sampled frames of a
+  video file (seek to the keyframe before each needed frame, decode forward);
+* ``pyav_decode_all`` - the same file decoded from start to end, then indexed (what a
+  reader without seeking does);
+* ``frame_folder`` - the 35 frames as JPEG files of a frame folder (DFEW's layout);
+* ``cache_uint8`` - :class:`~cefl_zoo.data.CachedVideoDataset`, raw ``uint8`` shards;
+* ``cache_jpeg_cpu`` - JPEG shards decoded on the CPU (libjpeg-turbo);
+* ``cache_jpeg_gpu`` - JPEG shards, bytes read by the loader, a batch of videos decoded
+  in one nvJPEG call (:func:`~cefl_zoo.data.decode_jpeg_batch`); only when CUDA exists;
+* ``train_transform`` - the training transform (random resized crop, flip, normalise)
+  on already decoded ``uint8`` frames, for scale.
+
+Each path reports wall-clock ``frames_per_s`` and ``videos_per_s`` (35 frames per video)
+and ``frames_per_cpu_s`` (frames per second of this process's CPU time, which a busy
+shared machine distorts much less than wall time), plus how many such workers would feed
+the ~15,000 frames/s an H100 consumes when training CEFLNet-ResNet-18 at full speed.
+
+The videos are the built-in synthetic faces rendered at ``--size`` (224 by default, the
+paper's face crops), ``--frames`` frames long, h264 with a keyframe every ``--gop``
+frames, written to a temporary directory.
+
+Usage::
+
+    python benchmarks/data.py                      # 224 px, writes results/data_cpu.json
+    python benchmarks/data.py --quick              # small and fast (a smoke run)
+    python benchmarks/data.py --device cuda        # adds nvJPEG; results/data_<gpu>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import device_slug, environment, result_path, write_json
+
+TARGET_FRAMES_PER_S = 15_000  # H100, CEFLNet-ResNet-18 bf16 compiled training, batch 32
+
+
+def _prepare(root: Path, videos: int, size: int, frames: int, gop: int) -> dict[str, Any]:
+    """Write the synthetic videos, their frame folders and both caches."""
+    import av
+
+    from cefl_zoo.data import SyntheticVideoDataset, build_frame_cache
+    from cefl_zoo.data.synthetic import make_video_spec, render_frames, synthetic_labels
+    from cefl_zoo.video.io import quiet_image_io
+
+    labels = synthetic_labels(videos, 0)
+    video_dir, folder_dir = root / "data" / "videos", root / "folders"
+    video_dir.mkdir(parents=True)
+    rows = ["path,label,split,apex_frame,num_frames"]
+    from torchvision.io import write_jpeg
+
+    for i in range(videos):
+        spec = make_video_spec(0, i, int(labels[i]), min_frames=frames, max_frames=frames)
+        clip = render_frames(spec, range(frames), size)
+        path = video_dir / f"{i:05d}.mp4"
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("libx264", rate=25)
+            stream.width = stream.height = size
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"g": str(gop), "crf": "18", "threads": "1"}
+            for img in clip.permute(0, 2, 3, 1).numpy():
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        folder = folder_dir / f"{i:05d}"
+        folder.mkdir(parents=True)
+        with quiet_image_io():
+            for t, img in enumerate(clip):
+                write_jpeg(img.contiguous(), str(folder / f"{t + 1}.jpg"), quality=90)
+        rows.append(f"videos/{i:05d}.mp4,{spec.label_name},train,{spec.apex_frame},{frames}")
+    (root / "data" / "labels.csv").write_text("\n".join(rows) + "\n")
+    dataset = SyntheticVideoDataset(root / "data", split=None)
+    for fmt in ("uint8", "jpeg"):
+        build_frame_cache(
+            dataset, root / f"cache_{fmt}", size=size, format=fmt, quality=90, progress=False
+        )
+    return {"dataset": dataset, "folders": sorted(folder_dir.iterdir())}
+
+
+def _measure(fn, items: list[Any], repeats: int, frames_per_item: int) -> dict[str, float]:
+    """Run ``fn(item)`` over every item ``repeats`` times (after one warm-up item)."""
+    fn(items[0])
+    t0, c0 = time.perf_counter(), time.process_time()
+    n = 0
+    for _ in range(repeats):
+        for item in items:
+            fn(item)
+            n += 1
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    frames = n * frames_per_item
+    fps = frames / wall
+    per_cpu = frames / cpu if cpu > 0 else float("nan")
+    return {
+        "videos": n,
+        "frames": frames,
+        "wall_s": round(wall, 4),
+        "cpu_s": round(cpu, 4),
+        "frames_per_s": round(fps, 1),
+        "videos_per_s": round(fps / frames_per_item, 2),
+        "frames_per_cpu_s": round(per_cpu, 1),
+        "workers_for_target": round(TARGET_FRAMES_PER_S / per_cpu, 1) if per_cpu else None,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import cefl_zoo
+    from cefl_zoo.data import CachedVideoDataset, collate_encoded, decode_jpeg_batch
+    from cefl_zoo.video import ClipSampler, open_video
+
+    torch.set_num_threads(args.threads)
+    sampler = ClipSampler()
+    per_video = sampler.num_clips * sampler.frames_per_clip
+    results: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="cefl-data-bench-") as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        prep = _prepare(root, args.videos, args.size, args.frames, args.gop)
+        prepare_s = time.perf_counter() - t0
+        dataset, folders = prep["dataset"], prep["folders"]
+        paths = [item.path for item in dataset.items]
+        gen = torch.Generator().manual_seed(0)
+        plans = [sampler(args.frames, train=True, generator=gen).flatten().tolist() for _ in paths]
+        jobs = list(zip(paths, folders, plans))
+
+        def pyav_seek(job):
+            with open_video(job[0]) as video:
+                return video.read(job[2])
+
+        def pyav_all(job):
+            with open_video(job[0]) as video:
+                return video.read_all()[job[2]]
+
+        def folder(job):
+            with open_video(job[1]) as video:
+                return video.read(job[2])
+
+        caches = {fmt: CachedVideoDataset(root / f"cache_{fmt}") for fmt in ("uint8", "jpeg")}
+
+        def cached(fmt):
+            ds = caches[fmt]
+
+            def read(job):
+                index = paths.index(job[0])
+                with ds.open(ds.items[index]) as video:
+                    return video.read(job[2])
+
+            return read
+
+        measures = {
+            "pyav_seek": pyav_seek,
+            "pyav_decode_all": pyav_all,
+            "frame_folder": folder,
+            "cache_uint8": cached("uint8"),
+            "cache_jpeg_cpu": cached("jpeg"),
+        }
+        for name, fn in measures.items():
+            row = {"path": name, **_measure(fn, jobs, args.repeats, per_video)}
+            results.append(row)
+            print(
+                f"{name:16s} {row['frames_per_s']:>9.1f} frames/s  {row['videos_per_s']:>7.2f} "
+                f"videos/s  {row['frames_per_cpu_s']:>9.1f} frames/cpu-s",
+                flush=True,
+            )
+
+        frames = cached("uint8")(jobs[0]).reshape(
+            sampler.num_clips, sampler.frames_per_clip, 3, args.size, args.size
+        )
+        train_tf = cefl_zoo.transforms_for("ceflnet_resnet18", train=True, input_size=args.size)
+        row = {
+            "path": "train_transform",
+            **_measure(lambda _: train_tf(frames), jobs, args.repeats, per_video),
+        }
+        results.append(row)
+        print(f"train_transform  {row['frames_per_s']:>9.1f} frames/s", flush=True)
+
+        if args.device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise SystemExit("--device cuda given but CUDA is not available")
+            raw = CachedVideoDataset(root / "cache_jpeg", decode=False, train=True)
+            batch = collate_encoded([raw[i % len(raw)] for i in range(args.gpu_batch)])
+            frames_per_batch = args.gpu_batch * per_video
+
+            def gpu(_):
+                out = decode_jpeg_batch(batch["jpeg"], batch["shape"], device=args.device)
+                torch.cuda.synchronize()
+                return out
+
+            row = {
+                "path": "cache_jpeg_gpu",
+                "batch_videos": args.gpu_batch,
+                **_measure(gpu, list(range(4)), args.repeats, frames_per_batch),
+            }
+            row["videos_per_s"] = round(row["frames_per_s"] / per_video, 2)
+            results.append(row)
+            print(f"cache_jpeg_gpu   {row['frames_per_s']:>9.1f} frames/s", flush=True)
+        cache_bytes = {
+            fmt: sum(p.stat().st_size for p in (root / f"cache_{fmt}").glob("shard_*.bin"))
+            for fmt in ("uint8", "jpeg")
+        }
+        video_bytes = sum(os.path.getsize(p) for p in paths)
+    import av
+
+    env = environment(args.device)
+    env["versions"]["av"] = av.__version__
+    env["versions"]["ffmpeg_libavcodec"] = ".".join(map(str, av.library_versions["libavcodec"]))
+    return {
+        "benchmark": "data",
+        "schema_version": 1,
+        "environment": env,
+        "config": {
+            "videos": args.videos,
+            "size": args.size,
+            "frames": args.frames,
+            "gop": args.gop,
+            "repeats": args.repeats,
+            "threads": args.threads,
+            "frames_per_video": per_video,
+            "sampler": sampler.config(),
+            "codec": "libx264 crf 18 yuv420p",
+            "jpeg_quality": 90,
+            "prepare_s": round(prepare_s, 1),
+        },
+        "storage_bytes_per_video": {
+            "mp4": video_bytes // args.videos,
+            "cache_uint8": cache_bytes["uint8"] // args.videos,
+            "cache_jpeg": cache_bytes["jpeg"] // args.videos,
+        },
+        "target_frames_per_s": TARGET_FRAMES_PER_S,
+        "host_load_1_5_15": {"before": list(load_before), "after": list(os.getloadavg())},
+        "results": results,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=12)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--gop", type=int, default=25, help="keyframe interval of the mp4s")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="'cuda' adds the nvJPEG path")
+    parser.add_argument("--gpu-batch", type=int, default=32, help="videos per nvJPEG call")
+    parser.add_argument("--quick", action="store_true", help="4 videos at 64 px, 1 repeat")
+    parser.add_argument(
+        "--output", default=None, help="JSON path (default results/data_<device>.json)"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.videos, args.size, args.frames, args.repeats = 4, 64, 60, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    payload = run(args)
+    payload["quick"] = bool(args.quick)
+    out = Path(args.output) if args.output else result_path(f"data_{device_slug(args.device)}")
+    write_json(out, payload)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""Training speed of the reference trainer: end to end (data included) vs compute only.
+
+Every number is the real :class:`cefl_zoo.train.Trainer` loop (forward, eq. 11 loss,
+backward, Adam step, scheduler; DDP and compile where asked) reading its batches from:
+
+* ``memory`` - preprocessed float tensors already in memory (compute-only roof: no
+  decoding, no augmentation, only the batch copy);
+* ``mp4`` - the built-in synthetic dataset as h264 files, decoded by PyAV with seeks,
+  sampled and augmented in DataLoader workers (``--data synthetic:DIR``);
+* ``cache`` - D1's JPEG frame cache of the same videos, decoded in the workers
+  (``--data cache:DIR``);
+* ``cache_gpu`` - the same cache, bytes read in the workers and decoded on the GPU with
+  nvJPEG in one call per batch (``--gpu-decode``; CUDA only).
+
+Throughput is measured from the trainer's own per-step log (``steps.jsonl``) after
+``--warmup`` steps, so start-up, worker spawn and compilation are excluded. The
+end-to-end share of the compute roof is what the data pipeline costs.
+
+Usage::
+
+    python benchmarks/train_speed.py --device cpu --quick         # CPU: tiny + ResNet-18, few steps
+    python benchmarks/train_speed.py --device cuda     # GPU: fp32 b8 eager vs bf16 b32 compiled
+
+Writes ``benchmarks/results/train_speed_<device-slug>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import device_slug, environment, result_path, write_json
+
+#: (model, frame size) of each benchmarked model.
+MODELS = {"ceflnet_tiny": 64, "ceflnet_resnet18": 224}
+
+#: Precision / compilation settings: (amp, channels_last, compile).
+CONFIGS = {
+    "fp32": ("none", False, False),
+    "bf16_cl": ("bf16", True, False),
+    "bf16_cl_compile": ("bf16", True, True),
+}
+
+
+class InMemory(Dataset):
+    """``length`` items cycling over a few preprocessed samples (no decoding at all)."""
+
+    classes = None
+
+    def __init__(self, source: Dataset, distinct: int, length: int) -> None:
+        self.samples = [source[i % len(source)] for i in range(distinct)]
+        self.classes = list(source.classes)
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        s = self.samples[index % len(self.samples)]
+        return {
+            "video": s["video"],
+            "label": s["label"],
+            "apex_clip": s["apex_clip"],
+            "index": index,
+        }
+
+
+def synthetic_data(root: Path, videos: int, size: int) -> Path:
+    """Write (once) a synthetic mp4 dataset of ``videos`` videos at ``size`` px."""
+    from cefl_zoo.data.synthetic import write_synthetic_dataset
+
+    out = root / f"synth_{videos}_{size}"
+    if not (out / "labels.csv").is_file():
+        write_synthetic_dataset(
+            out, num_videos=videos, seed=0, size=size, test_fraction=0.0, progress=True
+        )
+    return out
+
+
+def frame_cache(
+    root: Path, synth: Path, size: int, num_clips: int, frames: int, workers: int
+) -> Path:
+    """Build (once) a JPEG frame cache of the synthetic dataset."""
+    from cefl_zoo.data import build_dataset
+    from cefl_zoo.data.cache import build_frame_cache
+    from cefl_zoo.video import ClipSampler
+
+    out = root / f"cache_{synth.name}_{num_clips}x{frames}"
+    if not (out / "index.json").is_file():
+        ds = build_dataset(
+            "synthetic", synth, split="train", sampler=ClipSampler(num_clips, frames)
+        )
+        build_frame_cache(ds, out, size=size, format="jpeg", num_workers=workers, progress=True)
+    return out
+
+
+def measure(run_dir: Path, warmup: int) -> dict[str, Any]:
+    """Videos/s after ``warmup`` steps, from the trainer's ``steps.jsonl``."""
+    steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
+    if len(steps) <= warmup:
+        raise RuntimeError(f"only {len(steps)} steps logged; need more than --warmup {warmup}")
+    a, b = steps[warmup - 1], steps[-1]
+    seconds = b["elapsed_s"] - a["elapsed_s"]
+    videos = b["videos"] - a["videos"]
+    return {
+        "videos_per_s": videos / seconds,
+        "measured_steps": b["step"] - a["step"],
+        "measured_videos": videos,
+        "seconds": seconds,
+    }
+
+
+def run_one(
+    model: str,
+    size: int,
+    source: str,
+    config: str,
+    batch: int,
+    args,
+    data: dict[str, Path],
+    workdir: Path,
+) -> dict[str, Any]:
+    from cefl_zoo.train import TrainConfig, Trainer
+
+    amp, channels_last, compile_ = CONFIGS[config]
+    steps = args.warmup + args.steps
+    cfg = TrainConfig(
+        model=model,
+        epochs=1,
+        batch_size=batch,
+        num_clips=args.num_clips,
+        frames_per_clip=args.frames,
+        img_size=size,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile_,
+        device=args.device,
+        num_workers=args.workers if source != "memory" else 0,
+        persistent_workers=True,
+        limit_train_steps=steps,
+        log_every_steps=1,
+        checkpoint_every_steps=0,
+        val_split=None,
+        progress=False,
+        save_plots=False,
+        output_dir=str(workdir / f"{model}_{source}_{config}_b{batch}"),
+        warmup_epochs=0.0,
+        gpu_decode=source == "cache_gpu",
+        data=None
+        if source == "memory"
+        else (f"synthetic:{data['mp4']}" if source == "mp4" else f"cache:{data['cache']}"),
+    )
+    train_dataset = None
+    if source == "memory":
+        from cefl_zoo.train.loaders import build_split
+
+        src_cfg = cfg.replace(data=f"synthetic:{data['mp4']}")
+        train_dataset = InMemory(
+            build_split(src_cfg, "train", train=True), distinct=2 * batch, length=steps * batch
+        )
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, train_dataset=train_dataset)
+    trainer.fit()
+    wall = time.perf_counter() - t0
+    result = measure(Path(cfg.output_dir), args.warmup)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if trainer.device.type == "cuda" else None
+    trainer.close()
+    return {
+        "model": model,
+        "img_size": size,
+        "source": source,
+        "config": config,
+        "batch_size": batch,
+        "num_clips": args.num_clips,
+        "frames_per_clip": args.frames,
+        "workers": cfg.num_workers,
+        "wall_s": wall,
+        "peak_gib": peak,
+        **result,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated registry names")
+    parser.add_argument(
+        "--sources", default=None, help="memory,mp4,cache,cache_gpu (default: all that apply)"
+    )
+    parser.add_argument(
+        "--configs", default=None, help="fp32,bf16_cl,bf16_cl_compile (default: per device)"
+    )
+    parser.add_argument(
+        "--batch",
+        default=None,
+        help="batch size per config, e.g. fp32=8,bf16_cl_compile=32 (default: 8 / 32 on "
+        "CUDA; on CPU 8 at 64 px, 2 at 224 px)",
+    )
+    parser.add_argument("--num-clips", type=int, default=7)
+    parser.add_argument("--frames", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=5, help="steps excluded from the measurement")
+    parser.add_argument("--steps", type=int, default=30, help="measured steps")
+    parser.add_argument("--workers", type=int, default=max(1, min(16, (os.cpu_count() or 2) - 1)))
+    parser.add_argument(
+        "--videos", type=int, default=None, help="synthetic videos to write (default: enough)"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="where the synthetic data and cache are kept"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--quick", action="store_true", help="few steps, small batches (CPU smoke run)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="result JSON (default: results/train_speed_<device>.json)"
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other results of an existing result file (same device)",
+    )
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cuda = torch.device(args.device).type == "cuda"
+    if args.quick:
+        args.warmup, args.steps = 2, 4
+    configs = (
+        args.configs.split(",")
+        if args.configs
+        else (["fp32", "bf16_cl_compile"] if cuda else ["fp32"])
+    )
+    override = (
+        {k: int(v) for k, v in (kv.split("=") for kv in args.batch.split(","))}
+        if args.batch
+        else {}
+    )
+    sources = (
+        args.sources.split(",")
+        if args.sources
+        else (["memory", "mp4", "cache", "cache_gpu"] if cuda else ["memory", "mp4", "cache"])
+    )
+    data_root = Path(args.data_dir or Path(tempfile.gettempdir()) / "cefl_train_speed")
+    workdir = Path(tempfile.mkdtemp(prefix="cefl_train_speed_"))
+    results = []
+    for model in args.models.split(","):
+        size = MODELS.get(model, 224)
+        if cuda:  # the reference: fp32 eager batch 8 vs bf16 compiled batch 32
+            batches = {"fp32": 8, "bf16_cl": 32, "bf16_cl_compile": 32}
+        else:  # CPU: what fits a few seconds per step
+            batches = {c: 8 if size <= 64 else 2 for c in CONFIGS}
+        batches.update(override)
+        need = (args.warmup + args.steps) * max(batches[c] for c in configs)
+        videos = args.videos or min(max(need, 16), 512)
+        data = {"mp4": synthetic_data(data_root, videos, size)}
+        if any(s.startswith("cache") for s in sources):
+            data["cache"] = frame_cache(
+                data_root, data["mp4"], size, args.num_clips, args.frames, args.workers
+            )
+        for config in configs:
+            for source in sources:
+                r = run_one(model, size, source, config, batches[config], args, data, workdir)
+                results.append(r)
+                print(
+                    f"{model:18s} {size:4d}px {config:16s} b{r['batch_size']:<3d} {source:9s} "
+                    f"{r['videos_per_s']:8.2f} videos/s",
+                    flush=True,
+                )
+    for r in results:  # end-to-end as a share of the compute-only roof of the same setting
+        roof = next(
+            (
+                x
+                for x in results
+                if x["source"] == "memory"
+                and x["model"] == r["model"]
+                and x["config"] == r["config"]
+                and x["batch_size"] == r["batch_size"]
+            ),
+            None,
+        )
+        r["share_of_compute_only"] = r["videos_per_s"] / roof["videos_per_s"] if roof else None
+    path = Path(args.out) if args.out else result_path(f"train_speed_{device_slug(args.device)}")
+    settings = {
+        "warmup_steps": args.warmup,
+        "measured_steps": args.steps,
+        "workers": args.workers,
+        "threads": torch.get_num_threads(),
+        "num_clips": args.num_clips,
+        "frames_per_clip": args.frames,
+    }
+    for r in results:
+        r["settings"] = settings
+    env = environment(args.device)
+    runs = [{"environment": env}]
+    if args.merge and path.is_file():
+        old = json.loads(path.read_text())
+        key = ("model", "source", "config", "batch_size")
+        new_keys = {tuple(r[k] for k in key) for r in results}
+        results = [
+            r for r in old.get("results", []) if tuple(r[k] for k in key) not in new_keys
+        ] + results
+        runs = (old.get("runs") or [{"environment": old["environment"]}]) + runs
+    payload = {
+        "benchmark": "train_speed",
+        "schema_version": 1,
+        "environment": env,
+        "runs": runs,
+        "results": results,
+    }
+    write_json(path, payload)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

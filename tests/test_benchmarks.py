@@ -1,0 +1,482 @@
+"""Behaviour of the benchmark scripts: complexity vs the paper, throughput bookkeeping,
+and the Markdown tables generated from the JSON (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _common
+import complexity
+import tables
+import throughput
+
+# ------------------------------------------------------------------------- complexity
+
+
+@pytest.fixture(scope="module")
+def quick_complexity(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("cx") / "complexity.json"
+    assert complexity.main(["--quick", "--output", str(out)]) == 0
+    return out, json.loads(out.read_text())
+
+
+def test_complexity_quick_matches_paper_table8(quick_complexity: tuple[Path, dict]) -> None:
+    _, data = quick_complexity
+    assert data["benchmark"] == "complexity" and data["quick"] is True
+    rows = {r["method"]: r for r in data["paper_table8"]}
+    ours = rows["CEFLNet"]
+    assert ours["source"] == "measured" and ours["model"] == "ceflnet_resnet18"
+    assert abs(ours["params"] / 12.83e6 - 1) < 0.05
+    assert abs(ours["macs"] / 63.80e9 - 1) < 0.05
+    # The params split adds up, and counting ResNet-18's unused 1000-way fc closes the gap.
+    assert ours["params_backbone"] + ours["params_cfe_eian"] == ours["params"]
+    assert ours["params_imagenet_fc_unused"] == 512 * 1000 + 1000
+    assert abs(ours["params_with_imagenet_fc"] / 12.83e6 - 1) < 0.007
+    assert ours["params_rel_diff"] == pytest.approx(ours["params"] / 12.83e6 - 1)
+    # The C3D rows are quoted from the paper, never presented as measured.
+    for method in ("C3D", "C3D-LSTM"):
+        assert rows[method]["source"] == "quoted"
+        assert "macs" not in rows[method] and "params" not in rows[method]
+    assert rows["C3D"]["paper_gmacs"] == 326.41 and rows["C3D-LSTM"]["paper_params_m"] == 110.24
+
+
+def test_complexity_quick_records_table9(quick_complexity: tuple[Path, dict]) -> None:
+    _, data = quick_complexity
+    rows = data["paper_table9"]
+    assert [r["frames_per_clip"] for r in rows] == [2, 5, 10, 15]
+    assert [r["paper_gmacs"] for r in rows] == [25.52, 63.80, 127.59, 191.39]
+    for r in rows:
+        assert abs(r["macs"] / (r["paper_gmacs"] * 1e9) - 1) < 0.05
+    # The backbone dominates: MACs grow linearly with the frames per clip.
+    per_frame = [r["macs"] / r["frames_per_clip"] for r in rows]
+    assert max(per_frame) / min(per_frame) < 1.001
+
+
+def test_complexity_environment_is_recorded(quick_complexity: tuple[Path, dict]) -> None:
+    _, data = quick_complexity
+    env = data["environment"]
+    assert env["versions"]["torch"] == torch.__version__
+    assert env["versions"]["timm"] and env["versions"]["torchvision"]
+    assert env["machine"]["cpu_model"] and env["date"][:2] == "20"
+    assert "complexity.py" in env["command"] and "--quick" in env["command"]
+
+
+def test_peer_count_agrees_with_torchvision_metadata() -> None:
+    spec = next(p for p in complexity.PEERS if p["name"] == "r3d_18")
+    (row,) = complexity.peer_rows([spec])
+    assert row["input_shape"] == [1, 3, 16, 112, 112]
+    assert row["params"] == 33_371_472
+    # Same counter as torchvision's own published figure (3 decimals of GMACs).
+    assert abs(row["macs"] / 1e9 - row["torchvision_ops_g"]) < 1e-3
+
+
+def test_registry_rows_count_at_cfg_size_where_different() -> None:
+    (row,) = complexity.registry_rows(["ceflnet_tiny"])
+    assert row["input"] == {"num_clips": 7, "frames_per_clip": 5, "size": 224}
+    assert row["cfg_input"]["size"] == 64
+    # Convolution cost scales with the pixel count: 64 px is (64/224)^2 of 224 px.
+    assert row["macs_at_cfg"] / row["macs"] == pytest.approx((64 / 224) ** 2, rel=0.05)
+
+
+# ------------------------------------------------------------------------- throughput
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # One intra-op thread: on a busy 2-core CI machine two spinning OpenMP threads can make
+    # a tiny training step 10x slower. Restored afterwards for the other test files.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_spec() -> throughput.ModelSpec:
+    return throughput.model_spec("ceflnet_tiny", img_size=32)
+
+
+def test_model_spec_shapes_and_errors(tiny_spec: throughput.ModelSpec) -> None:
+    assert tiny_spec.input_shape == (7, 5, 3, 32, 32) and tiny_spec.frames_per_video == 35
+    assert tiny_spec.macs_per_video > 0
+    x = tiny_spec.make_input(2, torch.device("cpu"), channels_last=True)
+    assert x.shape == (2, 7, 5, 3, 32, 32)
+    # The folded batch the backbone sees is channels_last without a copy.
+    assert x.flatten(0, 2).is_contiguous(memory_format=torch.channels_last)
+    peer = throughput.model_spec("r3d_18")
+    assert peer.is_3d and peer.input_shape == (3, 16, 112, 112)
+    # Training labels follow the output size, also for a conv classifier (S3D's).
+    assert tiny_spec.num_classes == 7 and peer.num_classes == 400
+    assert throughput.model_spec("s3d").num_classes == 400
+    with pytest.raises(ValueError, match="unknown model 'resnet3d'.*ceflnet_resnet18.*r3d_18"):
+        throughput.model_spec("resnet3d")
+
+
+@pytest.mark.parametrize("mode,factor", [("inference", 2), ("training", 6)])
+def test_measure_reports_consistent_numbers(
+    tiny_spec: throughput.ModelSpec, mode: str, factor: int
+) -> None:
+    roof = {"float32": {"tflops": 0.5}}
+    e = throughput.measure(
+        tiny_spec,
+        mode,
+        "fp32",
+        1,
+        "cpu",
+        warmup=0,
+        repeats=2,
+        iters=1,
+        roof=roof,
+        bf16_peak_tflops=989.4,
+    )
+    assert e["status"] == "ok", e.get("error")
+    assert e["input_shape"] == [1, 7, 5, 3, 32, 32]
+    assert e["flops_factor"] == factor
+    assert len(e["repeat_step_s"]) == 2
+    assert e["videos_per_s"] == pytest.approx(1 / e["step_s"])
+    assert e["frames_per_s"] == pytest.approx(35 * e["videos_per_s"])
+    expected = factor * tiny_spec.macs_per_video * e["videos_per_s"] / 1e12
+    assert e["achieved_tflops"] == pytest.approx(expected)
+    assert e["fraction_of_measured_roof"] == pytest.approx(expected / 0.5)
+    assert e["fraction_of_bf16_peak"] == pytest.approx(expected / 989.4)
+    assert e["memory"]["kind"] == "cpu_rss" and e["memory"]["process_peak_rss_mib"] > 0
+    assert e["host_load"]["usable_cpus"] >= 1
+
+
+def test_measure_bf16_channels_last_and_profile(tiny_spec: throughput.ModelSpec) -> None:
+    e = throughput.measure(
+        tiny_spec, "inference", "bf16_cl", 1, "cpu", warmup=0, repeats=1, iters=1, profile=True
+    )
+    assert e["status"] == "ok", e.get("error")
+    assert e["dtype"] == "bfloat16" and e["channels_last"] and not e["compile"]
+    ops = e["profile"]["ops"]
+    assert ops and all(o["self_ms_per_step"] > 0 for o in ops)
+    assert [o["self_ms_per_step"] for o in ops] == sorted(
+        (o["self_ms_per_step"] for o in ops), reverse=True
+    )
+    assert sum(o["share"] for o in ops) <= 1.0 + 1e-9
+    assert any("conv" in o["op"] or "mm" in o["op"] for o in ops)
+
+
+def test_measure_reports_failures_instead_of_raising(tiny_spec: throughput.ModelSpec) -> None:
+    broken = throughput.ModelSpec(
+        "broken", "cefl_zoo", tiny_spec.input_shape, 35, 1, lambda d: torch.nn.Linear(3, 3)
+    )
+    e = throughput.measure(broken, "inference", "fp32", 1, "cpu", warmup=0, repeats=1, iters=1)
+    assert e["status"] == "error" and "RuntimeError" in e["error"]
+    with pytest.raises(ValueError, match="config must be one of"):
+        throughput.measure(tiny_spec, "inference", "fp16", 1, "cpu")
+
+
+def _entry(model: str, mode: str, config: str, batch: int, vps: float) -> dict:
+    return {
+        "model": model,
+        "mode": mode,
+        "config": config,
+        "batch": batch,
+        "status": "ok",
+        "videos_per_s": vps,
+    }
+
+
+def test_ratios_and_targets() -> None:
+    entries = [
+        _entry("ceflnet_resnet18", "inference", "fp32", 64, 500.0),
+        _entry("ceflnet_resnet18", "inference", "bf16_cl", 64, 1000.0),
+        _entry("ceflnet_resnet18", "inference", "bf16_cl_compile", 64, 1500.0),
+        _entry("ceflnet_resnet18", "training", "bf16_cl_compile", 32, 300.0),
+        {**_entry("r3d_18", "training", "fp32", 32, 0.0), "status": "oom"},
+    ]
+    throughput.add_ratios(entries)
+    assert entries[2]["speedup_vs_fp32"] == pytest.approx(3.0)
+    assert entries[2]["speedup_vs_bf16_cl"] == pytest.approx(1.5)
+    assert entries[3]["speedup_vs_fp32"] is None  # fp32 training was not measured
+    assert "speedup_vs_fp32" not in entries[4]
+
+    on_h100 = {t["mode"]: t for t in throughput.evaluate_targets(entries, "NVIDIA H100 80GB HBM3")}
+    assert on_h100["inference"]["met"] is True
+    assert on_h100["inference"]["ratio_to_target"] == pytest.approx(1500 / 1400)
+    assert on_h100["training"]["met"] is False
+    assert "--profile" in on_h100["training"]["where_the_time_goes"]
+    on_cpu = throughput.evaluate_targets(entries, "Intel(R) Xeon(R) Processor")
+    assert all(t["met"] is None and "H100" in t["why_not_judged"] for t in on_cpu)
+    on_h200 = throughput.evaluate_targets(entries[:1], "NVIDIA H200")
+    assert all(t["met"] is None and "not measured" in t["why_not_judged"] for t in on_h200)
+
+
+def test_throughput_cli_writes_json_and_merges(tmp_path: Path) -> None:
+    out = tmp_path / "throughput_test.json"
+    common = [
+        "--device",
+        "cpu",
+        "--models",
+        "ceflnet_tiny",
+        "--img-size",
+        "32",
+        "--quick",
+        "--no-roof",
+        "--modes",
+        "inference",
+        "--output",
+        str(out),
+    ]
+    assert throughput.main([*common, "--configs", "fp32"]) == 0
+    first = json.loads(out.read_text())
+    assert first["benchmark"] == "throughput" and first["device_slug"] == "cpu"
+    assert [(e["config"], e["batch"], e["run"]) for e in first["entries"]] == [("fp32", 1, 0)]
+    assert {t["mode"] for t in first["targets"]} == {"inference", "training"}
+
+    assert throughput.main([*common, "--configs", "bf16_cl", "--merge"]) == 0
+    merged = json.loads(out.read_text())
+    assert [(e["config"], e["run"]) for e in merged["entries"]] == [("fp32", 0), ("bf16_cl", 1)]
+    assert len(merged["runs"]) == 2
+    assert merged["entries"][1]["speedup_vs_fp32"] == pytest.approx(
+        merged["entries"][1]["videos_per_s"] / merged["entries"][0]["videos_per_s"]
+    )
+
+
+def test_quick_mode_defaults_exclude_compile() -> None:
+    args = throughput.parse_args(["--device", "cpu", "--quick"])
+    assert args.configs == ["fp32", "bf16_cl"]
+    assert args.infer_batch == [1] and args.train_batch == [1]
+    assert args.models[0] == "ceflnet_resnet18" and "swin3d_t" in args.models
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--configs", "fp16"])
+
+
+# ---------------------------------------------------------------------------- common
+
+
+def test_gpu_peaks_and_slug() -> None:
+    assert _common.peak_bf16_tflops("NVIDIA H100 80GB HBM3")["tflops"] == 989.4
+    assert _common.peak_bf16_tflops("NVIDIA H100 PCIe")["tflops"] == 756.0
+    assert _common.peak_bf16_tflops("NVIDIA H200")["label"].startswith("H200")
+    assert _common.peak_bf16_tflops("NVIDIA L4")["tflops"] == 121.0
+    assert _common.peak_bf16_tflops("Intel(R) Xeon(R) Processor") is None
+    assert _common.device_slug("cpu") == "cpu"
+
+
+def test_time_fn_counts_calls_and_write_json_cleans(tmp_path: Path) -> None:
+    calls = []
+    t = _common.time_fn(lambda: calls.append(1), "cpu", warmup=2, repeats=3, iters=4)
+    assert len(calls) == 2 + 3 * 4 and len(t["repeat_s"]) == 3
+    assert t["median_s"] == sorted(t["repeat_s"])[1]
+    with pytest.raises(ValueError):
+        _common.time_fn(lambda: None, "cpu", repeats=0)
+    path = _common.write_json(tmp_path / "r.json", {"a": math.nan, "b": (1, 2)})
+    assert json.loads(path.read_text()) == {"a": None, "b": [1, 2]}
+
+
+# ------------------------------------------------------------------------------ tables
+
+
+def _throughput_json() -> dict:
+    entries = [
+        {
+            **_entry("ceflnet_resnet18", "inference", "fp32", 64, 534.0),
+            "achieved_tflops": 68.0,
+            "memory": {"kind": "cuda_max_memory_allocated", "peak_mib": 1000.0},
+        },
+        {
+            **_entry("ceflnet_resnet18", "inference", "bf16_cl_compile", 64, 1602.0),
+            "achieved_tflops": 204.0,
+            "fraction_of_measured_roof": 0.258,
+            "memory": {"kind": "cuda_max_memory_allocated", "peak_mib": 2048.0},
+            "profile": {
+                "sort_by": "self_cuda_time",
+                "ops": [
+                    {"op": "aten::cudnn_convolution", "self_ms_per_step": 25.0, "share": 0.62},
+                    {"op": "aten::native_batch_norm", "self_ms_per_step": 4.5, "share": 0.11},
+                ],
+            },
+        },
+        {**_entry("swin3d_t", "training", "fp32", 64, 0.0), "status": "oom"},
+    ]
+    throughput.add_ratios(entries)
+    return {
+        "benchmark": "throughput",
+        "device_slug": "nvidia-h100-80gb-hbm3",
+        "environment": {
+            "device": {"type": "cuda", "name": "NVIDIA H100 80GB HBM3"},
+            "date": "2026-01-02T03:04:05+00:00",
+            "versions": {"torch": "2.14.1"},
+            "machine": {"cpu_model": "Xeon", "usable_cpus": 16},
+            "command": "python benchmarks/throughput.py --device cuda",
+        },
+        "matmul_roof": {"bfloat16": {"dtype": "bfloat16", "n": 8192, "tflops": 790.0}},
+        "bf16_peak": {"label": "H100 SXM", "tflops": 989.4},
+        "entries": entries,
+        "targets": throughput.evaluate_targets(entries, "NVIDIA H100 80GB HBM3"),
+    }
+
+
+@pytest.fixture()
+def results_dir(tmp_path: Path, quick_complexity: tuple[Path, dict]) -> Path:
+    d = tmp_path / "results"
+    d.mkdir()
+    (d / "complexity.json").write_text(quick_complexity[0].read_text())
+    (d / "throughput_nvidia-h100-80gb-hbm3.json").write_text(json.dumps(_throughput_json()))
+    return d
+
+
+def test_tables_render_the_json_numbers(results_dir: Path, quick_complexity) -> None:
+    blocks = tables.render_blocks(results_dir)
+    assert {
+        "complexity-paper",
+        "complexity-table9",
+        "throughput-nvidia-h100-80gb-hbm3",
+        "throughput-targets",
+        "results-index",
+    } <= set(blocks)
+    data = quick_complexity[1]
+    ours = data["paper_table8"][-1]
+    paper = blocks["complexity-paper"]
+    row = next(line for line in paper.splitlines() if line.startswith("| CEFLNet"))
+    assert f"| {ours['params'] / 1e6:.2f} |" in row and f"| {ours['macs'] / 1e9:.2f} |" in row
+    assert f"{ours['params_rel_diff'] * 100:+.1f} %" in row
+    assert "| C3D (quoted) | C3D | 79.99 | - |" in paper
+    t9 = blocks["complexity-table9"].splitlines()
+    assert t9[2].startswith("| 2 | 25.52 | " + f"{data['paper_table9'][0]['macs'] / 1e9:.2f}")
+    tp = blocks["throughput-nvidia-h100-80gb-hbm3"]
+    cefl = next(line for line in tp.splitlines() if line.startswith("| `ceflnet_resnet18`"))
+    assert "| 534 |" in cefl and "| 1,602 |" in cefl and "| 3.00x |" in cefl
+    assert "| 25.8 % |" in cefl and "| 2,048 |" in cefl
+    assert "| oom |" in tp and "790" in tp and "989.4" in tp
+    prof = blocks["throughput-profile-nvidia-h100-80gb-hbm3"]
+    assert "| `aten::cudnn_convolution` | 25.0 | 62.0 % |" in prof
+    assert "| `aten::native_batch_norm` | 4.50 | 11.0 % |" in prof and "self_cuda_time" in prof
+    targets = blocks["throughput-targets"]
+    assert "| 1,400 | 1,602 | met |" in targets
+    assert "| 390 | - | not judged" in targets
+
+
+def test_update_and_check_blocks(results_dir: Path, tmp_path: Path, capsys) -> None:
+    doc = tmp_path / "README.md"
+    doc.write_text(
+        "# Title\n\nintro\n\n<!-- bench:complexity-table9 -->\nold table\n"
+        "<!-- /bench:complexity-table9 -->\n\noutro\n"
+    )
+    args = ["--results", str(results_dir)]
+    assert tables.main([*args, "--check", str(doc)]) == 1
+    assert "stale block(s) complexity-table9" in capsys.readouterr().err
+    assert tables.main([*args, "--update", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith("# Title\n\nintro\n\n<!-- bench:complexity-table9 -->\n| Frames")
+    assert text.endswith("<!-- /bench:complexity-table9 -->\n\noutro\n") and "old table" not in text
+    assert tables.main([*args, "--check", str(doc)]) == 0
+    # Editing a generated number by hand makes the block stale again.
+    doc.write_text(text.replace("| 25.52 |", "| 25.50 |"))
+    assert tables.main([*args, "--check", str(doc)]) == 1
+
+
+def test_markers_in_code_are_examples_not_blocks(results_dir: Path) -> None:
+    blocks = tables.render_blocks(results_dir)
+    text = (
+        "Use `<!-- bench:NAME -->` markers:\n\n```markdown\n<!-- bench:complexity-paper -->\n"
+        "<!-- /bench:complexity-paper -->\n```\n\n<!-- bench:complexity-table9 -->\n"
+        "<!-- /bench:complexity-table9 -->\n"
+    )
+    new, changed = tables.update_text(text, blocks)
+    assert changed == ["complexity-table9"]
+    assert new.startswith(text.split("<!-- bench:complexity-table9 -->")[0])
+    assert new.count("| Frames per clip |") == 1 and "| Method |" not in new
+
+
+def test_block_errors_are_specific(results_dir: Path, tmp_path: Path, capsys) -> None:
+    blocks = tables.render_blocks(results_dir)
+    with pytest.raises(ValueError, match="unknown block 'nope'.*complexity-paper"):
+        tables.update_text("<!-- bench:nope -->x<!-- /bench:nope -->", blocks, "doc.md")
+    with pytest.raises(ValueError, match="doc.md: <!-- bench:complexity-paper --> has no closing"):
+        tables.update_text("<!-- bench:complexity-paper -->\nx\n", blocks, "doc.md")
+    assert (
+        tables.main(["--results", str(results_dir), "--check", str(tmp_path / "missing.md")]) == 2
+    )
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_generic_tables_from_other_benchmarks(results_dir: Path) -> None:
+    (results_dir / "data.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "data",
+                "environment": {"date": "2026-01-01"},
+                "tables": {
+                    "data-pipeline": {
+                        "columns": ["Path", "frames/s"],
+                        "rows": [["PyAV seek", 2900], ["frame folder", 1665.5]],
+                        "caption": "decoded frames per second",
+                    }
+                },
+            }
+        )
+    )
+    block = tables.render_blocks(results_dir)["data-pipeline"]
+    assert "| PyAV seek | 2,900 |" in block and "| frame folder | 1,666 |" in block
+    assert "decoded frames per second" in block
+    (results_dir / "dup.json").write_text(
+        json.dumps({"benchmark": "x", "tables": {"data-pipeline": {"columns": ["a"], "rows": []}}})
+    )
+    with pytest.raises(ValueError, match="block 'data-pipeline' is produced by both"):
+        tables.render_blocks(results_dir)
+
+
+def test_committed_readme_tables_match_committed_results() -> None:
+    readme = BENCH / "README.md"
+    stale = tables.check_file(readme, tables.render_blocks(BENCH / "results"))
+    assert stale == [], (
+        f"benchmarks/README.md blocks {stale} do not match benchmarks/results/*.json; run "
+        "`python benchmarks/tables.py --update benchmarks/README.md`"
+    )
+
+
+# -- accuracy.py ----------------------------------------------------------------------------
+
+
+def test_accuracy_peer_takes_zoo_videos_and_matches_the_tiny_cost():
+    import accuracy
+
+    from cefl_zoo.complexity import count_macs, count_parameters
+
+    peer, tiny = accuracy.build_model("r3d_tiny").eval(), accuracy.build_model("ceflnet_tiny").eval()
+    x = torch.randn(2, 7, 2, 3, 32, 32)  # (B, N, K, 3, H, W), as the trainer feeds every model
+    assert peer(x).shape == (2, 7) and peer.forward_explain(x).clip_scores is None
+    ratio = count_parameters(peer) / count_parameters(tiny)
+    assert 0.8 < ratio < 1.25, f"the 3-D CNN peer should match ceflnet_tiny's size, ratio {ratio:.2f}"
+    assert count_macs(peer, x[:1]) < 3 * count_macs(tiny, x[:1])
+    peer.reset_classifier(3)
+    assert peer(x).shape == (2, 3)
+    # The ablation rows differ from ceflnet_tiny only in what Table 6 varies: same backbone.
+    sal = accuracy.build_model("sal")
+    assert type(sal.backbone) is type(tiny.backbone)
+
+
+def test_accuracy_summary_averages_seeds_and_renders(tmp_path):
+    import accuracy
+
+    runs = [
+        {"model": m, "seed": s, "params": 1000, "macs": 2e6, "war": w, "uar": w - 0.1,
+         "clip_locating_gt_class": loc, "clip_locating_pred_class": loc, "train_seconds": 10.0}
+        for m, s, w, loc in [("ceflnet_tiny", 0, 0.9, 0.7), ("ceflnet_tiny", 1, 0.8, 0.5),
+                             ("frame_average", 0, 0.6, None)]
+    ]
+    args = accuracy.parse_args(["--seeds", "0,1", "--models", "ceflnet_tiny,frame_average"])
+    rows = accuracy.summarise(runs, args.models)
+    assert rows[0]["war"] == pytest.approx(0.85) and rows[0]["war_std"] == pytest.approx(0.0707, abs=1e-4)
+    assert rows[1]["clip_locating_gt_class"] is None
+    block = accuracy.table(rows, args)
+    assert block["rows"][0][3] == "85.0 ± 7.1" and block["rows"][1][5] == "-"
+    assert "2 seeds" in block["caption"]
+    path = tmp_path / "acc.json"
+    cfg = {k: v for k, v in vars(args).items() if k not in ("output", "work_dir")}
+    path.write_text(json.dumps({"benchmark": "accuracy", "config": cfg, "runs": runs}))
+    again = accuracy.rerender(path)
+    assert again["tables"]["accuracy-synthetic"]["rows"] == block["rows"]
