@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_parameters", "count_macs", "model_complexity"]
+__all__ = ["count_macs", "count_parameters", "model_complexity"]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -27,9 +27,9 @@ from __future__ import annotations
 import difflib
 
 __all__ = [
-    "CANONICAL_EMOTIONS",
-    "BASIC7",
     "BASIC6",
+    "BASIC7",
+    "CANONICAL_EMOTIONS",
     "DATASET_CLASSES",
     "canonical_label",
     "dataset_classes",

@@ -16,10 +16,10 @@ computed as ``logsumexp_{j != c} z_j - logsumexp_j z_j``, exact and stable even 
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["ceflnet_loss", "CEFLNetLoss"]
+__all__ = ["CEFLNetLoss", "ceflnet_loss"]
 
 
 def _soft_targets(target: torch.Tensor, num_classes: int, label_smoothing: float) -> torch.Tensor:

@@ -24,19 +24,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch.nn as nn
+from torch import nn
 
 __all__ = [
     "PretrainedCfg",
     "UnknownModelError",
-    "register_model",
-    "register_pretrained_cfgs",
     "create_model",
+    "get_pretrained_cfg",
+    "is_model",
     "list_models",
     "list_pretrained",
-    "is_model",
     "model_entrypoint",
-    "get_pretrained_cfg",
+    "register_model",
+    "register_pretrained_cfgs",
     "split_model_name",
 ]
 

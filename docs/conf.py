@@ -28,7 +28,7 @@ sys.path.insert(0, str(DOCS / "_ext"))
 if str(REPO) not in sys.path:  # a checkout that is not pip-installed
     sys.path.insert(0, str(REPO))
 
-import cefl_zoo  # noqa: E402
+import cefl_zoo
 
 # -- project ---------------------------------------------------------------------------
 project = "cefl-zoo"

@@ -14,8 +14,8 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="cefl-zoo-test-hf-")
 os.environ.pop("HF_HUB_CACHE", None)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ import importlib
 import importlib.util
 import inspect
 import pkgutil
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,7 @@ def _public_modules() -> list[str]:
 PUBLIC_MODULES = _public_modules()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _attr_docs(module: str) -> frozenset[str]:
     """Module-level names documented by a ``#:`` comment above or a string below them."""
     spec = importlib.util.find_spec(module)

@@ -11,12 +11,15 @@ from .baselines import CNNLSTM, FrameAverage
 from .ceflnet import CEFLNet, MeanClipHead
 from .clip_encoder import ClipEncoder, LocalGlobalRelation, SelfAttention
 from .eian import EIANOutput, EmotionIntensityActivation, emotion_rich_clip
-from . import weights  # noqa: F401  (registers the weight sets)
+
+# isort: split
+# Last: registering the weight sets needs the architectures registered above.
+from . import weights  # noqa: F401
 
 __all__ = [
+    "CNNLSTM",
     "EXPECTED_SHAPE",
     "CEFLNet",
-    "CNNLSTM",
     "ClipEncoder",
     "EIANOutput",
     "EmotionIntensityActivation",

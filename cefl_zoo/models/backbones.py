@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import timm
-import torch.nn as nn
+from torch import nn
 
-__all__ = ["create_backbone", "backbone_data_config"]
+__all__ = ["backbone_data_config", "create_backbone"]
 
 
 def create_backbone(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..hub_mixin import HubMixin
 from ..registry import PretrainedCfg, UnknownModelError, get_pretrained_cfg, list_pretrained

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..registry import register_model, register_pretrained_cfgs
 from .base import VideoClassifier, build_model
 from .ceflnet import default_cfg
 
-__all__ = ["FrameAverage", "CNNLSTM"]
+__all__ = ["CNNLSTM", "FrameAverage"]
 
 
 class FrameAverage(VideoClassifier):

@@ -11,7 +11,7 @@ from typing import Any
 
 import timm
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..registry import PretrainedCfg, register_model, register_pretrained_cfgs
 from .base import ExplainOutput, VideoClassifier, build_model

@@ -13,9 +13,9 @@ Two cascaded steps turn the K frame features of each clip into one clip feature:
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
-__all__ = ["SelfAttention", "LocalGlobalRelation", "ClipEncoder"]
+__all__ = ["ClipEncoder", "LocalGlobalRelation", "SelfAttention"]
 
 
 class SelfAttention(nn.Module):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 __all__ = ["EIANOutput", "EmotionIntensityActivation", "emotion_rich_clip"]
 

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._plotting import new_figure as _figure
+from .._plotting import save_png as _save
 
 if TYPE_CHECKING:
     from .result import Prediction
@@ -37,22 +40,6 @@ RICH_CLIP_COLOR = "#ff7f0e"
 _OTHER_COLOR = "#7f9fbf"
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{id(fig)}{path.suffix or '.png'}")
-    fig.savefig(tmp, format="png", bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
 
 
 def _clip_tick(pred: Prediction, n: int) -> str:

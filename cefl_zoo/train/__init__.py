@@ -24,13 +24,13 @@ from .metrics import classification_metrics, clip_locating_accuracy, compute_met
 from .trainer import Trainer, seed_everything, train
 
 __all__ = [
+    "FOLD_PROTOCOLS",
     "CheckpointError",
     "CheckpointMismatchError",
     "ConfigError",
     "DataError",
     "DataSpec",
     "EvalResult",
-    "FOLD_PROTOCOLS",
     "TrainConfig",
     "Trainer",
     "classification_metrics",

@@ -28,23 +28,23 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointError",
     "CheckpointMismatchError",
     "atomic_save",
-    "load_checkpoint",
     "capture_rng_state",
+    "check_compatible",
+    "find_resume_checkpoint",
+    "load_checkpoint",
+    "load_model_weights",
+    "model_from_checkpoint",
+    "model_state_dict",
+    "remove_stale_temp_files",
     "restore_rng_state",
     "unwrap_model",
-    "model_state_dict",
-    "check_compatible",
-    "load_model_weights",
-    "find_resume_checkpoint",
-    "remove_stale_temp_files",
-    "model_from_checkpoint",
 ]
 
 #: Value of the ``"format"`` key of every training checkpoint.

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "TrainConfig",
-    "DataSpec",
     "ConfigError",
-    "parse_data_spec",
-    "load_config_file",
+    "DataSpec",
+    "TrainConfig",
     "add_config_arguments",
     "config_from_args",
+    "load_config_file",
+    "parse_data_spec",
 ]
 
 

@@ -35,13 +35,13 @@ from torch.utils.data import Dataset, DistributedSampler
 
 __all__ = [
     "DistInfo",
-    "init_distributed",
-    "cleanup_distributed",
-    "resolve_device",
-    "gather_objects",
+    "ResumableDistributedSampler",
     "all_reduce_mean",
     "barrier",
-    "ResumableDistributedSampler",
+    "cleanup_distributed",
+    "gather_objects",
+    "init_distributed",
+    "resolve_device",
     "setup_logging",
 ]
 

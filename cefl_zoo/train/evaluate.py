@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import unwrap_model
@@ -40,7 +40,7 @@ from .distributed import DistInfo, gather_objects
 from .loaders import build_loader, check_not_empty, dataset_classes_of, label_mapping
 from .metrics import compute_metrics, format_metrics
 
-__all__ = ["EvalResult", "evaluate", "autocast_context"]
+__all__ = ["EvalResult", "autocast_context", "evaluate"]
 
 log = logging.getLogger(__name__)
 

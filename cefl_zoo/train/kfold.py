@@ -33,12 +33,12 @@ from typing import Any
 from .config import ConfigError, TrainConfig
 
 __all__ = [
-    "FoldProtocol",
     "FOLD_PROTOCOLS",
+    "FoldProtocol",
     "fold_protocol",
+    "format_fold_table",
     "run_folds",
     "summarize_folds",
-    "format_fold_table",
 ]
 
 log = logging.getLogger("cefl_zoo.train")
@@ -140,7 +140,7 @@ def format_fold_table(result: dict[str, Any], which: str = "last") -> str:
     ]
     for r in rows:
         lines.append(
-            f"{str(r['fold']):>6} {pct(r['war']):>7} {pct(r['uar']):>7} "
+            f"{r['fold']!s:>6} {pct(r['war']):>7} {pct(r['uar']):>7} "
             f"{pct(r['clip_locating_gt']):>9} {pct(r['clip_locating_pred']):>10}"
         )
     s = result[which]["summary"]

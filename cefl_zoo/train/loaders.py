@@ -24,12 +24,12 @@ from .distributed import DistInfo, ResumableDistributedSampler
 
 __all__ = [
     "DataError",
-    "build_split",
-    "dataset_classes_of",
-    "label_mapping",
     "EpochAwareDataset",
     "EpochIndexSampler",
     "build_loader",
+    "build_split",
+    "dataset_classes_of",
+    "label_mapping",
 ]
 
 log = logging.getLogger(__name__)

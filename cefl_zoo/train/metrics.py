@@ -29,10 +29,10 @@ from typing import Any
 import torch
 
 __all__ = [
-    "confusion_matrix",
     "classification_metrics",
     "clip_locating_accuracy",
     "compute_metrics",
+    "confusion_matrix",
     "format_metrics",
 ]
 

@@ -18,25 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._plotting import new_figure as _figure
+from .._plotting import save_png as _save
+
 __all__ = ["plot_confusion_matrix", "plot_training_curves"]
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, format="png", bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
 
 
 def plot_confusion_matrix(

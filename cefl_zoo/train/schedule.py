@@ -17,7 +17,7 @@ import math
 
 import torch
 
-__all__ = ["warmup_cosine_factor", "build_scheduler"]
+__all__ = ["build_scheduler", "warmup_cosine_factor"]
 
 
 def warmup_cosine_factor(

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.utils.data import Dataset
 
 from ..losses import CEFLNetLoss
