@@ -38,6 +38,8 @@ from typing import Any
 
 import torch
 
+from ..hub_mixin import atomic_write
+
 __all__ = ["Prediction", "PredictionFailure"]
 
 
@@ -51,6 +53,14 @@ def _seconds(first: int, last: int, fps: float | None) -> tuple[float, float] | 
         return None
     return (_round(first / fps, 4), _round((last + 1) / fps, 4))
 
+
+def dump_json(data: Any, path: str | os.PathLike | None = None, indent: int | None = 2) -> str:
+    """``data`` as a JSON string; also written to ``path`` (atomically, parents made) if given."""
+    text = json.dumps(data, indent=indent)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, text + "\n")
+    return text
 
 @dataclass(eq=False)
 class Prediction:
@@ -242,11 +252,7 @@ class Prediction:
 
     def to_json(self, path: str | os.PathLike | None = None, indent: int | None = 2) -> str:
         """The :meth:`to_dict` form as a JSON string; also written to ``path`` if given."""
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text + "\n")
-        return text
+        return dump_json(self.to_dict(), path, indent)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prediction:

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .result import dump_json
 
 __all__ = ["Timeline", "parse_span", "window_starts"]
 
@@ -236,11 +237,7 @@ class Timeline:
 
     def to_json(self, path: str | os.PathLike | None = None, indent: int | None = 2) -> str:
         """The :meth:`to_dict` form as a JSON string; also written to ``path`` if given."""
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text + "\n")
-        return text
+        return dump_json(self.to_dict(), path, indent)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Timeline:
