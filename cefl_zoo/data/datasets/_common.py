@@ -292,6 +292,17 @@ class SubjectFoldsMixin:
     root: Path
     title: str
 
+    def _set_folds(self, n_folds: int, fold_seed: int) -> None:
+        """Call before ``BenchmarkDataset.__init__``: the fold count is the user's choice."""
+        self.n_folds = int(n_folds)
+        self.fold_seed = int(fold_seed)
+        self.num_folds = self.n_folds
+
+    def _check_fold(self, fold: int | str | None) -> int | None:
+        if self.split == "all":  # every subject, no fold needed
+            return None
+        return super()._check_fold(fold)  # type: ignore[misc]
+
     def _select_fold(self, listed: list[ListedVideo]) -> list[ListedVideo]:
         """Tag every video with its fold (``meta["fold"]``) and keep the split's ones."""
         subjects = [v.meta["subject"] for v in listed]

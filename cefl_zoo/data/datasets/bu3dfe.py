@@ -73,15 +73,8 @@ class BU3DFE(SubjectFoldsMixin, BenchmarkDataset):
         fold_seed: int = 0,
         **kwargs: Any,
     ) -> None:
-        self.n_folds = int(n_folds)
-        self.fold_seed = int(fold_seed)
-        self.num_folds = self.n_folds
+        self._set_folds(n_folds, fold_seed)
         super().__init__(root, split, fold, **kwargs)
-
-    def _check_fold(self, fold: int | str | None) -> int | None:
-        if self.split == "all":
-            return None
-        return super()._check_fold(fold)
 
     def _list_videos(self) -> tuple[list[ListedVideo], str]:
         subjects = [p for p in sorted_dirs(self.root) if _SUBJECT.match(p.name)]

@@ -78,17 +78,10 @@ class MMI(SubjectFoldsMixin, BenchmarkDataset):
         views: tuple[str, ...] | None = None,
         **kwargs: Any,
     ) -> None:
-        self.n_folds = int(n_folds)
-        self.fold_seed = int(fold_seed)
+        self._set_folds(n_folds, fold_seed)
         self.views = tuple(str(v) for v in views) if views is not None else None
         self.excluded: list[dict[str, str]] = []
-        self.num_folds = self.n_folds
         super().__init__(root, split, fold, **kwargs)
-
-    def _check_fold(self, fold: int | str | None) -> int | None:
-        if self.split == "all":
-            return None
-        return super()._check_fold(fold)
 
     @property
     def sessions_dir(self) -> Path:
