@@ -659,8 +659,11 @@ def _index_block(results: list[tuple[Path, dict[str, Any]]]) -> str:
         machine = env.get("machine", {})
         dev = env.get("device", {})
         cpus = machine.get("usable_cpus") or machine.get("logical_cpus")
-        runs = data.get("runs") or [{"environment": env}]
-        commands = "<br>".join(f"`{r.get('environment', {}).get('command', '?')}`" for r in runs)
+        # "runs" lists the invocations merged into one file (each with its environment);
+        # some benchmarks use "runs" for other rows (accuracy: one per model), so only
+        # entries that carry an environment count as invocations.
+        invocations = [r["environment"] for r in data.get("runs") or [] if isinstance(r, dict) and "environment" in r]
+        commands = "<br>".join(f"`{e.get('command', '?')}`" for e in invocations or [env])
         rows.append(
             [
                 f"`{path.name}`",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Nothing may download at test time: the Hugging Face Hub (timm weights, our hub code)
@@ -10,7 +12,8 @@ import tempfile
 # import, so they are set before anything imports it. The cache starts empty, so no test
 # depends on what the developer's own cache holds; tests that need a cache build one.
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="cefl-zoo-test-hf-")
+os.environ["HF_HOME"] = _HF_HOME = tempfile.mkdtemp(prefix="cefl-zoo-test-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 os.environ.pop("HF_HUB_CACHE", None)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 

@@ -438,6 +438,17 @@ def test_committed_readme_tables_match_committed_results() -> None:
     )
 
 
+def test_results_index_names_the_command_behind_every_committed_file() -> None:
+    index = tables.render_blocks(BENCH / "results")["results-index"]
+    for path in sorted((BENCH / "results").glob("*.json")):
+        data = json.loads(path.read_text())
+        row = next(line for line in index.splitlines() if line.startswith(f"| `{path.name}`"))
+        assert "`?`" not in row, row
+        assert f"`{data['environment']['command']}`" in row or any(
+            f"`{r['environment']['command']}`" in row for r in data.get("runs", []) if "environment" in r
+        ), row
+
+
 # -- accuracy.py ----------------------------------------------------------------------------
 
 
