@@ -315,20 +315,28 @@ def peer_rows(peers: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
 
 
 NOTES = [
-    "MACs = FLOPs / 2 from torch.utils.flop_counter.FlopCounterMode (convolutions and "
-    "matrix products; element-wise work such as BatchNorm, ReLU, pooling and softmax is "
-    "not counted), on the meta device.",
-    "ceflnet_resnet18 has 12.24 M parameters: ResNet-18 without its ImageNet classifier "
-    "(11.18 M) plus 1.06 M in the clip encoder (SAL, LRL) and EIAN. The paper's 12.83 M "
-    "is matched within 0.7 % when ResNet-18's unused 1000-way classifier (0.51 M) is "
-    "counted, which ptflops does when that layer stays in the model: "
-    "params_with_imagenet_fc. Which way the authors counted is not stated.",
-    "The paper counted MACs with ptflops, whose module hooks also count BatchNorm, ReLU "
-    "and pooling; its figure is therefore slightly above this counter's (macs_ptflops, "
-    "when ptflops is installed).",
+    (
+        "MACs = FLOPs / 2 from torch.utils.flop_counter.FlopCounterMode (convolutions and "
+        "matrix products; element-wise work such as BatchNorm, ReLU, pooling and softmax is "
+        "not counted), on the meta device."
+    ),
+    (
+        "ceflnet_resnet18 has 12.24 M parameters: ResNet-18 without its ImageNet classifier "
+        "(11.18 M) plus 1.06 M in the clip encoder (SAL, LRL) and EIAN. The paper's 12.83 M "
+        "is matched within 0.7 % when ResNet-18's unused 1000-way classifier (0.51 M) is "
+        "counted, which ptflops does when that layer stays in the model: "
+        "params_with_imagenet_fc. Which way the authors counted is not stated."
+    ),
+    (
+        "The paper counted MACs with ptflops, whose module hooks also count BatchNorm, ReLU "
+        "and pooling; its figure is therefore slightly above this counter's (macs_ptflops, "
+        "when ptflops is installed)."
+    ),
     "C3D and C3D-LSTM rows of Table 8 are quoted from the paper, not measured.",
-    "Peers process a different number of frames at a different size than CEFLNet's "
-    "7 x 5 x 224: compare GMACs per video and per frame with that in mind.",
+    (
+        "Peers process a different number of frames at a different size than CEFLNet's "
+        "7 x 5 x 224: compare GMACs per video and per frame with that in mind."
+    ),
 ]
 
 

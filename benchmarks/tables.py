@@ -214,11 +214,13 @@ def _complexity(path: Path, data: dict[str, Any]) -> dict[str, str]:
                 rows,
                 "ll" + "r" * 10,
             ),
-            'Per video: 7 clips x 5 frames x 224 px. "Ours": `torch.utils.flop_counter` '
-            '(convolutions and matmuls); "ptflops": the paper\'s counter (also counts '
-            'BatchNorm, ReLU, pooling). "+ unused ImageNet fc" adds ResNet-18\'s 1000-way '
-            "classifier (0.51 M) that ptflops counts when the layer stays in the model. "
-            "C3D rows are the paper's figures, not measured here.",
+            (
+                'Per video: 7 clips x 5 frames x 224 px. "Ours": `torch.utils.flop_counter` '
+                '(convolutions and matmuls); "ptflops": the paper\'s counter (also counts '
+                'BatchNorm, ReLU, pooling). "+ unused ImageNet fc" adds ResNet-18\'s 1000-way '
+                "classifier (0.51 M) that ptflops counts when the layer stays in the model. "
+                "C3D rows are the paper's figures, not measured here."
+            ),
             src,
         ]
     )
@@ -325,10 +327,12 @@ def _complexity(path: Path, data: dict[str, Any]) -> dict[str, str]:
                     rows,
                     "llrrrr",
                 ),
-                "Same counter, same run. Peers at their usual Kinetics-400 clip (S3D's weights "
-                "were evaluated on 128-frame clips; counted on 16). \"vs torchvision's "
-                "figure\": this counter against the `_ops` in torchvision's weight metadata, "
-                "both at 16 frames.",
+                (
+                    "Same counter, same run. Peers at their usual Kinetics-400 clip (S3D's weights "
+                    "were evaluated on 128-frame clips; counted on 16). \"vs torchvision's "
+                    "figure\": this counter against the `_ops` in torchvision's weight metadata, "
+                    "both at 16 frames."
+                ),
                 src,
             ]
         )
@@ -418,10 +422,12 @@ def _throughput(path: Path, data: dict[str, Any]) -> dict[str, str]:
     )
     text = [
         table,
-        f'Measured roof: {roof_text or "not measured"}{peak_text}. "of roof": achieved '
-        "TFLOP/s (2 x MACs per inference, 6 x per training step) over the same-dtype matmul. "
-        f"CL: channels_last (3-D: channels_last_3d). Peak memory: {mem_text}. "
-        "Each model sees its own clip (see complexity-peers).",
+        (
+            f'Measured roof: {roof_text or "not measured"}{peak_text}. "of roof": achieved '
+            "TFLOP/s (2 x MACs per inference, 6 x per training step) over the same-dtype matmul. "
+            f"CL: channels_last (3-D: channels_last_3d). Peak memory: {mem_text}. "
+            "Each model sees its own clip (see complexity-peers)."
+        ),
     ]
     if data.get("environment", {}).get("device", {}).get("type") == "cpu":
         loads = [
@@ -498,8 +504,10 @@ def _targets_block(items: list[tuple[Path, dict[str, Any]]]) -> str:
                 [
                     device,
                     t["mode"],
-                    f"`{t['model']}` {_CONFIG_LABELS.get(t['config'], t['config'])}, "
-                    f"batch {t['batch']}",
+                    (
+                        f"`{t['model']}` {_CONFIG_LABELS.get(t['config'], t['config'])}, "
+                        f"batch {t['batch']}"
+                    ),
                     _num(t["target_videos_per_s"]),
                     _num(t.get("measured_videos_per_s")),
                     verdict
@@ -518,9 +526,11 @@ def _targets_block(items: list[tuple[Path, dict[str, Any]]]) -> str:
                 rows,
                 "lllrrl",
             ),
-            "Targets: an H100 measurement of a minimal CEFLNet-shaped ResNet-18 at 224 px, "
-            "7 x 5 frames (fp32 eager: 534 videos/s inference at batch 16, 84 training at "
-            "batch 8).",
+            (
+                "Targets: an H100 measurement of a minimal CEFLNet-shaped ResNet-18 at 224 px, "
+                "7 x 5 frames (fp32 eager: 534 videos/s inference at batch 16, 84 training at "
+                "batch 8)."
+            ),
             sources,
         ]
     )
@@ -539,7 +549,7 @@ _DATA_PATHS = {
 
 
 def _slug(path: Path, prefix: str) -> str:
-    return path.stem[len(prefix):].lstrip("_").replace("_", "-") or "cpu"
+    return path.stem[len(prefix) :].lstrip("_").replace("_", "-") or "cpu"
 
 
 @renderer("data")
@@ -547,43 +557,63 @@ def _data(path: Path, data: dict[str, Any]) -> dict[str, str]:
     cfg = data.get("config", {})
     target = data.get("target_frames_per_s")
     rows = [
-        [_DATA_PATHS.get(r["path"], r["path"]), _num(r.get("frames_per_s"), 0),
-         _num(r.get("videos_per_s"), 1), _num(r.get("frames_per_cpu_s"), 0),
-         _num(r.get("workers_for_target"), 1)]
+        [
+            _DATA_PATHS.get(r["path"], r["path"]),
+            _num(r.get("frames_per_s"), 0),
+            _num(r.get("videos_per_s"), 1),
+            _num(r.get("frames_per_cpu_s"), 0),
+            _num(r.get("workers_for_target"), 1),
+        ]
         for r in data.get("results", [])
     ]
     table = markdown_table(
         ["path", "frames/s", "videos/s", "frames per CPU-second", "workers for the target"],
-        rows, "lrrrr",
+        rows,
+        "lrrrr",
     )
     caption = (
         f"One worker, {cfg.get('threads', '?')} thread; {cfg.get('videos', '?')} videos of "
         f"{cfg.get('frames', '?')} frames at {cfg.get('size', '?')} px "
         f"({cfg.get('codec', '?')}), {cfg.get('frames_per_video', '?')} frames sampled per "
         f"video (7 clips x 5). Target: {_num(target, 0)} frames/s, what the H100 training "
-        "target (390 videos/s x 35 frames, rounded up) consumes; \"workers for the target\" "
+        'target (390 videos/s x 35 frames, rounded up) consumes; "workers for the target" '
         "is target / frames per CPU-second."
     )
-    return {f"data-pipeline-{_slug(path, 'data')}": "\n\n".join([table, caption, _source(path, data)])}
+    return {
+        f"data-pipeline-{_slug(path, 'data')}": "\n\n".join([table, caption, _source(path, data)])
+    }
 
 
 @renderer("train_speed")
 def _train_speed(path: Path, data: dict[str, Any]) -> dict[str, str]:
     rows = [
-        [f"`{r['model']}`", r.get("img_size"), r.get("source"), r.get("config"), r.get("batch_size"),
-         r.get("workers"), _num(r.get("videos_per_s"), 2), _share(r.get("share_of_compute_only"))]
+        [
+            f"`{r['model']}`",
+            r.get("img_size"),
+            r.get("source"),
+            r.get("config"),
+            r.get("batch_size"),
+            r.get("workers"),
+            _num(r.get("videos_per_s"), 2),
+            _share(r.get("share_of_compute_only")),
+        ]
         for r in data.get("results", [])
     ]
     table = markdown_table(
         ["model", "px", "data", "config", "batch", "workers", "videos/s", "of compute-only"],
-        rows, "lrllrrrr",
+        rows,
+        "lrllrrrr",
     )
     caption = (
         "Training steps end to end through the trainer's data path (`memory`: tensors already "
         "in memory, the compute-only roof; `mp4`: video files decoded by PyAV; `cache`: the "
         "frame cache); 7 clips x 5 frames."
     )
-    return {f"train-speed-{_slug(path, 'train_speed')}": "\n\n".join([table, caption, _source(path, data)])}
+    return {
+        f"train-speed-{_slug(path, 'train_speed')}": "\n\n".join(
+            [table, caption, _source(path, data)]
+        )
+    }
 
 
 # ------------------------------------------------------------------------------- generic
@@ -662,7 +692,11 @@ def _index_block(results: list[tuple[Path, dict[str, Any]]]) -> str:
         # "runs" lists the invocations merged into one file (each with its environment);
         # some benchmarks use "runs" for other rows (accuracy: one per model), so only
         # entries that carry an environment count as invocations.
-        invocations = [r["environment"] for r in data.get("runs") or [] if isinstance(r, dict) and "environment" in r]
+        invocations = [
+            r["environment"]
+            for r in data.get("runs") or []
+            if isinstance(r, dict) and "environment" in r
+        ]
         commands = "<br>".join(f"`{e.get('command', '?')}`" for e in invocations or [env])
         rows.append(
             [

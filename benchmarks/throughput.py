@@ -614,20 +614,30 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, An
 
 
 NOTES = [
-    "videos/s = batch / median step time; inputs are random tensors already on the device "
-    "(no decoding); a training step is forward + cross-entropy + backward + Adam step.",
-    "achieved_tflops = flops_factor x MACs per video x videos/s / 1e12, flops_factor 2 for "
-    "inference and 6 for training (backward ~ 2 x forward); MACs from the same counter as "
-    "complexity.json (convolutions and matmuls only).",
-    "Peers see their own clip (frames x size in input_shape), CEFLNet 7 x 5 frames at 224 px: "
-    "videos/s compares per-video cost, achieved TFLOP/s compares hardware use.",
-    "fraction_of_measured_roof divides by a square matmul of the entry's dtype measured in "
-    "the same run; fraction_of_bf16_peak by the GPU's datasheet dense bf16 peak.",
-    "Peak memory covers building the model, inputs, activations, gradients and optimizer "
-    "state. CPU: memory.peak_mib is the sampled RSS growth during the entry (after gc and "
-    "malloc_trim on entry); memory.process_peak_rss_mib is ru_maxrss, the process "
-    "high-water mark (monotonic, includes earlier entries). CUDA: "
-    "torch.cuda.max_memory_allocated (tensors; the caching allocator may reserve more).",
+    (
+        "videos/s = batch / median step time; inputs are random tensors already on the device "
+        "(no decoding); a training step is forward + cross-entropy + backward + Adam step."
+    ),
+    (
+        "achieved_tflops = flops_factor x MACs per video x videos/s / 1e12, flops_factor 2 for "
+        "inference and 6 for training (backward ~ 2 x forward); MACs from the same counter as "
+        "complexity.json (convolutions and matmuls only)."
+    ),
+    (
+        "Peers see their own clip (frames x size in input_shape), CEFLNet 7 x 5 frames at 224 px: "
+        "videos/s compares per-video cost, achieved TFLOP/s compares hardware use."
+    ),
+    (
+        "fraction_of_measured_roof divides by a square matmul of the entry's dtype measured in "
+        "the same run; fraction_of_bf16_peak by the GPU's datasheet dense bf16 peak."
+    ),
+    (
+        "Peak memory covers building the model, inputs, activations, gradients and optimizer "
+        "state. CPU: memory.peak_mib is the sampled RSS growth during the entry (after gc and "
+        "malloc_trim on entry); memory.process_peak_rss_mib is ru_maxrss, the process "
+        "high-water mark (monotonic, includes earlier entries). CUDA: "
+        "torch.cuda.max_memory_allocated (tensors; the caching allocator may reserve more)."
+    ),
 ]
 CPU_NOTE = (
     "CPU run: full-size models on few cores, so few iterations and a small batch; the "

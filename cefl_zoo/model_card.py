@@ -34,8 +34,19 @@ CITATION = """@article{liu2022ceflnet,
 #: Licence identifiers the Hugging Face Hub knows; anything else is written as
 #: ``license: other`` with the text in ``license_name``.
 HF_LICENSES = frozenset(
-    {"mit", "apache-2.0", "bsd-3-clause", "cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0",
-     "cc-by-nc-sa-4.0", "cc-by-nc-nd-4.0", "openrail", "other"}
+    {
+        "mit",
+        "apache-2.0",
+        "bsd-3-clause",
+        "cc0-1.0",
+        "cc-by-4.0",
+        "cc-by-sa-4.0",
+        "cc-by-nc-4.0",
+        "cc-by-nc-sa-4.0",
+        "cc-by-nc-nd-4.0",
+        "openrail",
+        "other",
+    }
 )
 
 _DATASET_NAMES = {
@@ -67,8 +78,13 @@ def _metadata(config: Mapping[str, Any], cfg: Mapping[str, Any]) -> str:
         library_name="cefl-zoo",
         license=license_id,
         pipeline_tag="video-classification",
-        tags=["facial-expression-recognition", "video-classification", "ceflnet", "pytorch",
-              str(config.get("architecture") or config.get("model_class"))],
+        tags=[
+            "facial-expression-recognition",
+            "video-classification",
+            "ceflnet",
+            "pytorch",
+            str(config.get("architecture") or config.get("model_class")),
+        ],
         datasets=[dataset] if dataset and dataset != "synthetic" else None,
         metrics=sorted(cfg.get("metrics") or {}) or None,
         **extra,
@@ -108,18 +124,22 @@ def render_model_card(
     name = f"{arch}.{cfg['tag']}" if cfg.get("tag") else arch
     dataset_key = cfg.get("dataset")
     dataset = _DATASET_NAMES.get(dataset_key or "", dataset_key or "unspecified data")
-    labels = list(cfg.get("label_names") or [f"class_{i}" for i in range(int(config.get("num_classes", 0)))])
+    labels = list(
+        cfg.get("label_names") or [f"class_{i}" for i in range(int(config.get("num_classes", 0)))]
+    )
     load_name = f"hf-hub:{repo_id}" if repo_id else "<this folder>"
 
     lines = ["---", _metadata(config, cfg).rstrip(), "---", "", f"# {name}", ""]
     lines += [
-        f"A `{config.get('model_class', 'model')}` video facial-expression classifier "
-        f"(`{arch}`, backbone `{config.get('backbone')}`) from "
-        "[cefl-zoo](https://github.com/cefl-zoo/cefl-zoo), trained on "
-        f"{dataset}{' (' + str(cfg['fold']) + ')' if cfg.get('fold') else ''}. "
-        "CEFLNet splits a video into clips, encodes each clip with self-attention and "
-        "local-global relation learning, scores the emotional intensity of every clip and "
-        "classifies the video from its emotion-rich clips (Liu et al., Information Sciences 2022).",
+        (
+            f"A `{config.get('model_class', 'model')}` video facial-expression classifier "
+            f"(`{arch}`, backbone `{config.get('backbone')}`) from "
+            "[cefl-zoo](https://github.com/cefl-zoo/cefl-zoo), trained on "
+            f"{dataset}{' (' + str(cfg['fold']) + ')' if cfg.get('fold') else ''}. "
+            "CEFLNet splits a video into clips, encodes each clip with self-attention and "
+            "local-global relation learning, scores the emotional intensity of every clip and "
+            "classifies the video from its emotion-rich clips (Liu et al., Information Sciences 2022)."
+        ),
         "",
         "## Usage",
         "",
@@ -144,10 +164,14 @@ def render_model_card(
         "",
         "## Preprocessing",
         "",
-        f"- clips per video (N): {cfg.get('num_clips', 7)}; frames per clip (K): "
-        f"{cfg.get('frames_per_clip', 5)}",
-        f"- frame size: {tuple(cfg.get('input_size') or (3, 224, 224))}, "
-        f"{cfg.get('interpolation', 'bilinear')} resize",
+        (
+            f"- clips per video (N): {cfg.get('num_clips', 7)}; frames per clip (K): "
+            f"{cfg.get('frames_per_clip', 5)}"
+        ),
+        (
+            f"- frame size: {tuple(cfg.get('input_size') or (3, 224, 224))}, "
+            f"{cfg.get('interpolation', 'bilinear')} resize"
+        ),
         f"- mean {tuple(cfg.get('mean') or ())}, std {tuple(cfg.get('std') or ())}",
         "- `cefl_zoo.transforms_for(model)` builds exactly this pipeline.",
         "",
@@ -156,8 +180,15 @@ def render_model_card(
     ]
     metrics = cfg.get("metrics") or {}
     if metrics:
-        lines += ["| metric | value |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]]
-        lines += ["", f"Evaluated on {dataset}{', ' + str(cfg['fold']) if cfg.get('fold') else ''}."]
+        lines += [
+            "| metric | value |",
+            "|---|---|",
+            *[f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())],
+        ]
+        lines += [
+            "",
+            f"Evaluated on {dataset}{', ' + str(cfg['fold']) if cfg.get('fold') else ''}.",
+        ]
     else:
         lines += ["No evaluation results were recorded with these weights."]
     lines += ["", "## Training", ""]

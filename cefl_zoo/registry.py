@@ -342,7 +342,7 @@ def create_model(
         from . import hub
 
         return hub.load_model(model_name, **kwargs)
-    arch, tag = split_model_name(model_name)
+    arch, _tag = split_model_name(model_name)
     entry = model_entrypoint(arch)
     cfg = get_pretrained_cfg(model_name)
     return entry(pretrained=pretrained, pretrained_cfg=cfg, **kwargs)

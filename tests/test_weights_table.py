@@ -23,15 +23,24 @@ NOT_TRAINED = [c for c in ALL if c.status == "not-trained"]
 def test_the_paper_datasets_and_the_shipped_model_are_registered():
     names = {c.name for c in ALL}
     assert {
-        "ceflnet_resnet18.dfew", "ceflnet_resnet18.afew", "ceflnet_resnet18.mmi",
-        "ceflnet_resnet18.bu3dfe", "ceflnet_tiny.synthetic",
+        "ceflnet_resnet18.dfew",
+        "ceflnet_resnet18.afew",
+        "ceflnet_resnet18.mmi",
+        "ceflnet_resnet18.bu3dfe",
+        "ceflnet_tiny.synthetic",
     } <= names
     classes = {c.dataset: len(c.label_names) for c in ALL if c.architecture == "ceflnet_resnet18"}
     assert classes == {"dfew": 7, "afew": 7, "mmi": 6, "bu3dfe": 6}
     # The demo weights ship inside the package: they must be present and verified.
     assert cefl_zoo.get_pretrained_cfg("ceflnet_tiny.synthetic").status == "available"
     assert cefl_zoo.get_pretrained_cfg("ceflnet_resnet18.dfew").label_names == (
-        "happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"
+        "happiness",
+        "sadness",
+        "neutral",
+        "anger",
+        "surprise",
+        "disgust",
+        "fear",
     )
 
 
@@ -41,16 +50,22 @@ def test_every_weight_set_carries_the_required_metadata(cfg):
         value = getattr(cfg, field)
         assert value not in (None, "", (), {}), f"{cfg.name}: {field} is empty"
     assert cfg.status in ("available", "not-trained")
-    assert cfg.label_names == DATASET_CLASSES[cfg.dataset], f"{cfg.name}: labels not in {cfg.dataset} order"
+    assert cfg.label_names == DATASET_CLASSES[cfg.dataset], (
+        f"{cfg.name}: labels not in {cfg.dataset} order"
+    )
     assert len(cfg.mean) == len(cfg.std) == cfg.input_size[0] == 3
-    assert cfg.num_clips >= 1 and cfg.frames_per_clip >= 1 and cfg.interpolation in ("bilinear", "bicubic")
+    assert (
+        cfg.num_clips >= 1
+        and cfg.frames_per_clip >= 1
+        and cfg.interpolation in ("bilinear", "bicubic")
+    )
     assert cfg.train_command.startswith(f"cefl-zoo train --model {cfg.architecture} ")
     assert "--seed" in cfg.train_command
     if cfg.status == "available":
         assert re.fullmatch(r"[0-9a-f]{64}", cfg.sha256), f"{cfg.name}: sha256 not pinned"
-        assert cfg.file or (cfg.hf_hub_id and re.fullmatch(r"[0-9a-f]{40}", cfg.hf_hub_revision or "")), (
-            f"{cfg.name}: needs a packaged file or a Hub repo with a pinned 40-hex revision"
-        )
+        assert cfg.file or (
+            cfg.hf_hub_id and re.fullmatch(r"[0-9a-f]{40}", cfg.hf_hub_revision or "")
+        ), f"{cfg.name}: needs a packaged file or a Hub repo with a pinned 40-hex revision"
         assert cfg.metrics, f"{cfg.name}: available weights must say what they reached"
     else:
         # Nothing may point at weights that do not exist.
@@ -91,8 +106,10 @@ def test_not_trained_weight_sets_refuse_and_say_how_to_make_them(cfg):
 def test_dataset_weight_sets_are_published_with_train_export_push():
     steps = weights.publish_steps(cefl_zoo.get_pretrained_cfg("ceflnet_resnet18.mmi"))
     assert steps == [
-        "cefl-zoo train --model ceflnet_resnet18 --data mmi:/path/to/MMI --fold 1 --seed 0 "
-        "--output-dir runs/ceflnet_resnet18.mmi",
+        (
+            "cefl-zoo train --model ceflnet_resnet18 --data mmi:/path/to/MMI --fold 1 --seed 0 "
+            "--output-dir runs/ceflnet_resnet18.mmi"
+        ),
         "cefl-zoo export runs/ceflnet_resnet18.mmi export/ceflnet_resnet18.mmi",
         "cefl-zoo push export/ceflnet_resnet18.mmi cefl-zoo/ceflnet_resnet18.mmi",
     ]
@@ -115,7 +132,9 @@ def test_weights_table_is_generated_from_the_registry():
 
 # -- the packaged weight set: status follows the files ------------------------------------------
 def _base():
-    return weights.SYNTHETIC_WEIGHTS.replace(status="not-trained", file=None, sha256=None, metrics={})
+    return weights.SYNTHETIC_WEIGHTS.replace(
+        status="not-trained", file=None, sha256=None, metrics={}
+    )
 
 
 def test_packaged_status_without_files_is_not_trained(tmp_path):
@@ -127,7 +146,9 @@ def test_packaged_status_without_files_is_not_trained(tmp_path):
 def test_packaged_folder_becomes_available_and_loads_through_the_hub_code(tmp_path, monkeypatch):
     model = tiny_model("ceflnet_tiny", num_classes=7)
     trained = model.pretrained_cfg.replace(
-        label_names=DATASET_CLASSES["synthetic"], metrics={"war": 0.9}, input_size=(3, 32, 32),
+        label_names=DATASET_CLASSES["synthetic"],
+        metrics={"war": 0.9},
+        input_size=(3, 32, 32),
         train_command="cefl-zoo train --model ceflnet_tiny --data synthetic:d --seed 0",
     )
     folder = model.save_pretrained(tmp_path / "pkg", pretrained_cfg=trained)
@@ -137,7 +158,9 @@ def test_packaged_folder_becomes_available_and_loads_through_the_hub_code(tmp_pa
     assert cfg.input_size == (3, 32, 32)
 
     monkeypatch.setitem(registry._pretrained_cfgs["ceflnet_tiny"], "synthetic", cfg)
-    loaded = cefl_zoo.create_model("ceflnet_tiny.synthetic", pretrained=True, backbone="test_convnext").eval()
+    loaded = cefl_zoo.create_model(
+        "ceflnet_tiny.synthetic", pretrained=True, backbone="test_convnext"
+    ).eval()
     x = video()
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))

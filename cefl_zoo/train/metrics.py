@@ -188,8 +188,10 @@ def _pct(x: float | None) -> str:
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A short human-readable table of :func:`compute_metrics` output."""
     lines = [
-        f"videos {metrics['num_videos']}   WAR {_pct(metrics['war'])} %   "
-        f"UAR {_pct(metrics['uar'])} %"
+        (
+            f"videos {metrics['num_videos']}   WAR {_pct(metrics['war'])} %   "
+            f"UAR {_pct(metrics['uar'])} %"
+        )
     ]
     if "loss" in metrics:
         lines[0] += f"   loss {metrics['loss']:.4f}"

@@ -171,7 +171,9 @@ def _shadowed(module: str) -> bool:
     parent, _, leaf = module.rpartition(".")
     if not parent:
         return False
-    return getattr(importlib.import_module(parent), leaf, None) is not importlib.import_module(module)
+    return getattr(importlib.import_module(parent), leaf, None) is not importlib.import_module(
+        module
+    )
 
 
 def _autodoc_lines(module: str, name: str, obj: Any) -> list[str]:
@@ -229,7 +231,9 @@ class CeflAutomodule(SphinxDirective):
     def _parse(self, lines: list[str]) -> list[nodes.Node]:
         node = nodes.section()
         node.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(lines, source=self.get_source_info()[0]), node)
+        nested_parse_with_titles(
+            self.state, StringList(lines, source=self.get_source_info()[0]), node
+        )
         return node.children
 
 
@@ -267,7 +271,9 @@ def _cells(line: str) -> list[str]:
 
 def _table(lines: list[str]) -> nodes.table:
     header = _cells(lines[0])
-    aligns = [("right" if c.endswith(":") and not c.startswith(":") else "left") for c in _cells(lines[1])]
+    aligns = [
+        ("right" if c.endswith(":") and not c.startswith(":") else "left") for c in _cells(lines[1])
+    ]
     rows = [_cells(line) for line in lines[2:]]
     table = nodes.table(classes=["cefl-table"])
     group = nodes.tgroup(cols=len(header))
@@ -308,7 +314,11 @@ def markdown_to_nodes(text: str) -> list[nodes.Node]:
         lines = [line for line in block.splitlines() if line.strip()]
         if not lines:
             continue
-        if lines[0].lstrip().startswith("|") and len(lines) >= 2 and set(lines[1].replace(" ", "")) <= set("|:-"):
+        if (
+            lines[0].lstrip().startswith("|")
+            and len(lines) >= 2
+            and set(lines[1].replace(" ", "")) <= set("|:-")
+        ):
             out.append(_table(lines))
             continue
         joined = " ".join(line.strip() for line in lines)
@@ -334,7 +344,6 @@ def model_zoo_rows() -> list[list[str]]:
         with torch.device("meta"):
             model = cefl_zoo.create_model(name)
         cx = cefl_zoo.model_complexity(model)
-        cfg = model.pretrained_cfg
         _, n, k, _, h, w = cx["input_shape"]
         backbone = model.config.get("backbone") or "-"
         weights = [
@@ -360,14 +369,24 @@ class ModelZoo(SphinxDirective):
     """The registry as a table (see the module docstring)."""
 
     def run(self) -> list[nodes.Node]:
-        header = ["Model", "Class", "Backbone", "Params (M)", "GMACs / video", "Default input", "Weight sets: status"]
+        header = [
+            "Model",
+            "Class",
+            "Backbone",
+            "Params (M)",
+            "GMACs / video",
+            "Default input",
+            "Weight sets: status",
+        ]
         lines = [".. list-table::", "   :header-rows: 1", "   :class: cefl-table", ""]
         for row in [header, *model_zoo_rows()]:
             lines.append(f"   * - {row[0]}")
             lines.extend(f"     - {cell}" for cell in row[1:])
         node = nodes.section()
         node.document = self.state.document
-        self.state.nested_parse(StringList(lines, source="<cefl-model-zoo>"), self.content_offset, node)
+        self.state.nested_parse(
+            StringList(lines, source="<cefl-model-zoo>"), self.content_offset, node
+        )
         return node.children
 
 
@@ -466,14 +485,18 @@ class Extras(SphinxDirective):
         self.env.note_dependency(str(REPO / "pyproject.toml"))
         rows = [["Extra", "Adds"]]
         for name, reqs in extras().items():
-            rows.append([f'``pip install "cefl-zoo[{name}]"``', ", ".join(f"``{r}``" for r in reqs)])
+            rows.append(
+                [f'``pip install "cefl-zoo[{name}]"``', ", ".join(f"``{r}``" for r in reqs)]
+            )
         lines = [".. list-table::", "   :header-rows: 1", "   :class: cefl-table", ""]
         for row in rows:
             lines.append(f"   * - {row[0]}")
             lines.extend(f"     - {cell}" for cell in row[1:])
         node = nodes.section()
         node.document = self.state.document
-        self.state.nested_parse(StringList(lines, source="<cefl-extras>"), self.content_offset, node)
+        self.state.nested_parse(
+            StringList(lines, source="<cefl-extras>"), self.content_offset, node
+        )
         return node.children
 
 
@@ -496,13 +519,21 @@ class HubEntries(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         self.env.note_dependency(str(REPO / "hubconf.py"))
-        lines = [".. list-table::", "   :header-rows: 1", "   :class: cefl-table", "",
-                 "   * - ``torch.hub.load(repo, NAME)``", "     - What it builds"]
+        lines = [
+            ".. list-table::",
+            "   :header-rows: 1",
+            "   :class: cefl-table",
+            "",
+            "   * - ``torch.hub.load(repo, NAME)``",
+            "     - What it builds",
+        ]
         for name, doc in hub_entries().items():
             lines += [f"   * - ``{name}``", f"     - {doc}"]
         node = nodes.section()
         node.document = self.state.document
-        self.state.nested_parse(StringList(lines, source="<cefl-hub-entries>"), self.content_offset, node)
+        self.state.nested_parse(
+            StringList(lines, source="<cefl-hub-entries>"), self.content_offset, node
+        )
         return node.children
 
 
@@ -687,11 +718,20 @@ def _missing_reference(app: Sphinx, env: Any, node: Any, contnode: nodes.Node) -
         if hit is None:
             continue
         entry = domain.objects[hit[0]]
-        return make_refnode(app.builder, node.get("refdoc", ""), entry.docname, entry.node_id, contnode, hit[0])
-    if app.config.cefl_docs_check_references and target.startswith("cefl_zoo") and _import(target) is None:
+        return make_refnode(
+            app.builder, node.get("refdoc", ""), entry.docname, entry.node_id, contnode, hit[0]
+        )
+    if (
+        app.config.cefl_docs_check_references
+        and target.startswith("cefl_zoo")
+        and _import(target) is None
+    ):
         logger.warning(
-            "reference to %r: no such cefl_zoo object (renamed or removed?)", target,
-            location=node, type="cefl", subtype="ref",
+            "reference to %r: no such cefl_zoo object (renamed or removed?)",
+            target,
+            location=node,
+            type="cefl",
+            subtype="ref",
         )
     return None
 
