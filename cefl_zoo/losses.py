@@ -8,7 +8,8 @@ The paper's loss (eq. 11) is a binary cross-entropy between the softmax probabil
     L = -\\sum_c Y_c \\log p_c + (1 - Y_c) \\log (1 - p_c)
 
 The paper sums over the videos of a batch; :func:`ceflnet_loss` averages over them by
-default (``reduction="mean"``), which only rescales the gradient. ``log(1 - p_c)`` is
+default (``reduction="mean"``). Under Adam that only changes how strongly coupled weight
+decay weighs against the data term (B times more for a batch of B); ``log(1 - p_c)`` is
 computed as ``logsumexp_{j != c} z_j - logsumexp_j z_j``, exact and stable even when
 ``p_c`` rounds to 1 in floating point.
 """

@@ -9,7 +9,7 @@ Put one folder per class (any names; emotion names such as ``Happy`` are recogni
 
 then run
 
-    python examples/finetune.py my_videos --model ceflnet_resnet18 --epochs 30
+    python examples/finetune.py my_videos --model ceflnet_resnet18 --pretrained-backbone
     python examples/finetune.py my_videos --model runs/dfew/model         # start from saved weights
     python examples/finetune.py my_videos --model ceflnet_resnet18.dfew --pretrained
     python examples/finetune.py my_videos --init-from runs/dfew/best.pt  # a training checkpoint
@@ -58,6 +58,11 @@ def main(argv=None):
     parser.add_argument(
         "--pretrained", action="store_true", help="load the registry weights of --model"
     )
+    parser.add_argument(
+        "--pretrained-backbone",
+        action="store_true",
+        help="start the backbone from timm's ImageNet weights (downloads them once)",
+    )
     parser.add_argument("--init-from", default=None, help="start from a training checkpoint (.pt)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -76,7 +81,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     # 1. The model, and the preprocessing that matches it.
-    model = cefl_zoo.create_model(args.model, pretrained=args.pretrained)
+    extra = (
+        {"pretrained_backbone": True} if args.pretrained_backbone and not args.pretrained else {}
+    )
+    model = cefl_zoo.create_model(args.model, pretrained=args.pretrained, **extra)
     size = {"input_size": args.img_size} if args.img_size else {}
     train_tf = cefl_zoo.transforms_for(model, train=True, **size)
     eval_tf = cefl_zoo.transforms_for(model, train=False, **size)

@@ -90,6 +90,22 @@ def test_clip_encoder_is_frame_order_invariant_and_returns_weights() -> None:
     torch.testing.assert_close(w_p, w[:, :, perm], rtol=1e-5, atol=1e-6)
 
 
+def test_clip_encoder_is_sal_then_lrl_by_hand() -> None:
+    """Eq. 1-3 chained: SAL within each clip, then LRL on SAL's output, then W_r."""
+    torch.manual_seed(0)
+    d = 16
+    enc = ClipEncoder(d, 8).eval()
+    f = torch.randn(2, 7, 5, d)  # (B, N, K, d)
+    q, k, v = enc.sal.qkv(f).chunk(3, dim=-1)
+    f1 = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1) @ v  # eq. 1
+    summary = f1.mean(dim=-2, keepdim=True).expand_as(f1)
+    w = torch.sigmoid(enc.lrl.relation(torch.cat([summary, f1], dim=-1))).squeeze(-1)  # eq. 2
+    r = enc.lrl.proj((w[..., None] * f1).sum(-2) / w.sum(-1, keepdim=True))  # eq. 3
+    out, weights = enc(f, return_weights=True)
+    torch.testing.assert_close(out, r, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(weights, w, rtol=1e-5, atol=1e-6)
+
+
 def test_clip_encoder_without_relation_is_a_mean() -> None:
     enc = ClipEncoder(4, 4, self_attention=False, relation=False)
     assert enc.lrl.relation is None
@@ -115,7 +131,9 @@ def test_eian_matches_explicit_equations() -> None:
     v = torch.randn(2, 5, 6)
     out = eian.forward_explain(v)
     # eq. 5: conv over clips (zero padded), softmax over clips per class
-    conv = F.conv1d(v.transpose(1, 2), eian.temporal_conv.weight, eian.temporal_conv.bias, padding=1)
+    conv = F.conv1d(
+        v.transpose(1, 2), eian.temporal_conv.weight, eian.temporal_conv.bias, padding=1
+    )
     scores = torch.softmax(conv, dim=-1)
     torch.testing.assert_close(out.clip_scores, scores)
     torch.testing.assert_close(out.clip_scores.sum(-1), torch.ones(2, 4))

@@ -95,7 +95,11 @@ def test_forward_features_head_and_explain_agree(name: str, models: dict) -> Non
     torch.testing.assert_close(head, logits)
     torch.testing.assert_close(explained.logits, logits)
     assert isinstance(explained, ExplainOutput)
-    assert pre.shape[0] == 2 and pre.shape[-1] in (model.num_features, getattr(model, "clip_dim", -1), 512)
+    assert pre.shape[0] == 2 and pre.shape[-1] in (
+        model.num_features,
+        getattr(model, "clip_dim", -1),
+        512,
+    )
 
 
 @pytest.mark.parametrize("name", EIAN_MODELS)
@@ -213,3 +217,44 @@ def test_clip_encoder_and_eian_compose_in_a_user_model() -> None:
     out.sum().backward()
     assert out.shape == (3, 4)
     assert all(p.grad is not None for p in model.parameters())
+
+
+class _PixelBackbone(torch.nn.Module):
+    """A frame's pixels as its features: tags every frame with its own values."""
+
+    num_features = 3 * 2 * 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def test_frames_reach_the_backbone_in_their_clips() -> None:
+    """Folding (B, N, K) into the backbone batch and back keeps every frame in its place."""
+    model = cefl_zoo.CEFLNet(backbone=_PixelBackbone(), num_classes=3).eval()
+    x = torch.randn(2, 3, 4, 3, 2, 2)
+    torch.testing.assert_close(model.forward_frames(x), x.flatten(3))
+    # Changing the frames of clip 1 of video 0 changes that clip's feature only.
+    y = x.clone()
+    y[0, 1] = torch.randn(4, 3, 2, 2)
+    with torch.no_grad():
+        before, after = model.forward_features(x), model.forward_features(y)
+    changed = ~torch.isclose(before, after).all(dim=-1)
+    assert changed.tolist() == [[False, True, False], [False, False, False]]
+
+
+def test_table6_baselines_pool_over_the_intended_axes() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 4, 3, 2, 2)
+    frames = x.flatten(1, 2)  # (B, N*K, ...)
+    shuffled = frames[:, torch.randperm(12)].reshape_as(x)  # frames moved across clips
+    avg = cefl_zoo.FrameAverage(backbone=_PixelBackbone(), num_classes=3).eval()
+    lstm = cefl_zoo.CNNLSTM(backbone=_PixelBackbone(), num_classes=3).eval()
+    with torch.no_grad():
+        # The frame average sees a bag of frames; the LSTM reads them in temporal order.
+        torch.testing.assert_close(avg(shuffled), avg(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            avg.forward_head(avg.forward_features(x), pre_logits=True),
+            x.flatten(3).mean(dim=(1, 2)),
+        )
+        assert not torch.allclose(lstm(shuffled), lstm(x))
+        assert lstm.forward_features(x).shape[:2] == (1, 12)

@@ -321,6 +321,54 @@ def test_fine_tune_from_checkpoint_with_new_classes(tmp_path):
         )
 
 
+def test_pretrained_backbone_loads_timm_weights_from_the_hf_cache(tmp_path, monkeypatch, caplog):
+    import huggingface_hub
+    import timm
+    from _hub_utils import build_hf_cache
+    from safetensors.torch import save_file
+
+    # timm's own weights for the backbone, served offline from a cache the test builds.
+    torch.manual_seed(123)
+    imagenet = timm.create_model("test_convnext").state_dict()
+    (tmp_path / "w").mkdir()
+    save_file(imagenet, tmp_path / "w" / "model.safetensors")
+    cache = tmp_path / "hub"
+    build_hf_cache(cache, "timm/test_convnext.r160_in1k", tmp_path / "w")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+
+    trainer = Trainer(
+        toy_config(tmp_path / "pre", pretrained_backbone=True), train_dataset=ToyVideos(8)
+    )
+    own = trainer.model.backbone.state_dict()
+    assert torch.equal(own["stem.0.weight"], imagenet["stem.0.weight"])
+    assert _parse(["--pretrained-backbone"]).pretrained_backbone is True
+    assert _parse([]).pretrained_backbone is False
+    scratch = Trainer(toy_config(tmp_path / "scratch"), train_dataset=ToyVideos(8))
+    assert not torch.equal(
+        scratch.model.backbone.state_dict()["stem.0.weight"], imagenet["stem.0.weight"]
+    )
+
+    # Offline without the weights: a clear error that names the way out.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(RuntimeError, match="pretrained_backbone=False"):
+        Trainer(toy_config(tmp_path / "off", pretrained_backbone=True), train_dataset=ToyVideos(8))
+
+
+def test_random_backbone_of_a_paper_model_is_warned_about(tmp_path, caplog):
+    kwargs = {"backbone": "resnet10t"}  # a real ImageNet backbone, small enough for CPU
+    with caplog.at_level(logging.WARNING, logger="cefl_zoo"):
+        Trainer(
+            toy_config(tmp_path / "a", model="ceflnet_resnet18", model_kwargs=kwargs),
+            train_dataset=ToyVideos(8),
+        )
+    assert "randomly initialised resnet10t backbone" in caplog.text
+    assert "--pretrained-backbone" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cefl_zoo"):
+        Trainer(toy_config(tmp_path / "b"), train_dataset=ToyVideos(8))  # timm's test_convnext
+    assert "randomly initialised" not in caplog.text
+
+
 # -- the command line on real (tiny) synthetic mp4s ---------------------------------------
 
 

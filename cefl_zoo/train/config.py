@@ -74,6 +74,10 @@ class TrainConfig:
             ``save_pretrained`` directory or ``"hf-hub:org/repo"``.
         model_kwargs: Extra constructor arguments, e.g. ``{"backbone": "resnet34"}``.
         pretrained: Load the registry weights named by ``model``.
+        pretrained_backbone: Start the backbone from timm's ImageNet weights, as the
+            paper does ("a pre-trained ResNet-18"). Off by default, as in timm's
+            ``train.py``: the weights come from the Hugging Face Hub. A run of a model
+            with a random backbone logs a warning; ignored with ``pretrained``.
         init_from: Start from the weights of a training checkpoint (``.pt``) or a
             ``save_pretrained`` directory. A head whose classes differ is replaced.
         data: Data spec ``"NAME:ROOT"`` for :func:`cefl_zoo.data.build_dataset`, e.g.
@@ -137,6 +141,11 @@ class TrainConfig:
         {}, 'JSON object of extra model arguments, e.g. \'{"backbone": "resnet34"}\''
     )
     pretrained: bool = _f(False, "load the registry weights named by --model")
+    pretrained_backbone: bool = _f(
+        False,
+        "start the backbone from timm's ImageNet weights (the paper: a pre-trained "
+        "ResNet-18); downloads them once through the Hugging Face Hub",
+    )
     init_from: str | None = _f(None, "start from the weights of a checkpoint (.pt) or model dir")
     # -- data ------------------------------------------------------------------------
     data: str | None = _f(None, "data spec NAME:ROOT, e.g. synthetic:DIR, dfew:ROOT, folder:DIR")

@@ -294,14 +294,34 @@ class Trainer:
         return batch["video"].to(self.device, non_blocking=True)
 
     def _create_model(self, model: nn.Module | None) -> nn.Module:
-        from ..registry import create_model
+        from ..registry import create_model, is_model
 
         cfg = self.cfg
         if model is None:
             kwargs = dict(cfg.model_kwargs)
             if cfg.classes:
                 kwargs["num_classes"] = len(cfg.classes)
+            if cfg.pretrained_backbone and not cfg.pretrained and is_model(cfg.model):
+                kwargs.setdefault("pretrained_backbone", True)
             model = create_model(cfg.model, pretrained=cfg.pretrained, **kwargs)
+            from_scratch = not (
+                cfg.pretrained or cfg.init_from or kwargs.get("pretrained_backbone")
+            )
+            backbone = getattr(model, "config", {}).get("backbone")
+            if (
+                from_scratch
+                and is_model(cfg.model)
+                and isinstance(backbone, str)
+                and not backbone.startswith("test_")  # timm's tiny test models
+                and self.info.is_main
+            ):
+                log.warning(
+                    "%s starts from a randomly initialised %s backbone; the paper starts "
+                    "from ImageNet weights: pass --pretrained-backbone (or --init-from / "
+                    "--pretrained) unless training from scratch is what you want",
+                    cfg.model,
+                    backbone,
+                )
         if cfg.init_from:
             self._init_weights_from(model, cfg.init_from)
         return model
