@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ __all__ = [
     "PretrainedCfg",
     "UnknownModelError",
     "create_model",
+    "default_pretrained_cfg",
     "get_pretrained_cfg",
     "is_model",
     "list_models",
@@ -114,6 +116,23 @@ class PretrainedCfg:
     def replace(self, **changes: Any) -> PretrainedCfg:
         """Return a copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
+
+    def __getitem__(self, key: str) -> Any:
+        """``cfg["mean"]``: read a field the way timm's dict ``pretrained_cfg`` is read."""
+        if not isinstance(key, str) or key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``cfg.get("input_size")``, as on timm's dict ``pretrained_cfg``.
+
+        So timm's own helpers read it, e.g.
+        ``timm.data.resolve_model_data_config(model)`` gives the frame preprocessing.
+        """
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dictionary of all fields (tuples become lists)."""
@@ -234,6 +253,26 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg | None:
     return tags[tag]
 
 
+def default_pretrained_cfg(name: str) -> PretrainedCfg | None:
+    """The weight set ``create_model(arch, pretrained=True)`` loads (timm's default tag).
+
+    The first registered weight set of the architecture that can be loaded, else its
+    first registered one (whose loading then says how to produce it); ``None`` when it
+    has none. A name with a tag returns that tag's configuration.
+
+    Example:
+        >>> from cefl_zoo.registry import default_pretrained_cfg
+        >>> default_pretrained_cfg("ceflnet_tiny").name
+        'ceflnet_tiny.synthetic'
+    """
+    arch, tag = split_model_name(name)
+    if tag is not None:
+        return get_pretrained_cfg(name)
+    model_entrypoint(arch)  # raises for an unknown architecture
+    tagged = [cfg for t, cfg in _pretrained_cfgs.get(arch, {}).items() if t]
+    return next((c for c in tagged if c.has_weights), tagged[0] if tagged else None)
+
+
 def list_models(
     filter: str | Iterable[str] = "",
     pretrained: bool = False,
@@ -342,10 +381,22 @@ def create_model(
         from . import hub
 
         return hub.load_model(model_name, **kwargs)
+    if _looks_like_path(model_name) and not is_model(model_name):
+        raise FileNotFoundError(
+            f"no model folder {model_name!r} ({os.path.abspath(model_name)}"
+            " does not exist). A folder must be one written by save_pretrained() "
+            "(config.json + model.safetensors); a registry name looks like "
+            "'ceflnet_resnet18' or 'ceflnet_tiny.synthetic' (see cefl_zoo.list_models())."
+        )
     arch, _tag = split_model_name(model_name)
     entry = model_entrypoint(arch)
     cfg = get_pretrained_cfg(model_name)
     return entry(pretrained=pretrained, pretrained_cfg=cfg, **kwargs)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name that can only mean a folder: it has a path separator or starts with . or ~."""
+    return any(sep in name for sep in ("/", "\\", os.sep)) or name.startswith((".", "~"))
 
 
 def _is_hub_reference(name: str) -> bool:
@@ -353,6 +404,4 @@ def _is_hub_reference(name: str) -> bool:
         return True
     if is_model(name):
         return False
-    import os
-
     return os.path.isdir(name)

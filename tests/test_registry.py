@@ -72,7 +72,9 @@ def test_ablation_flags_of_table6_models() -> None:
     assert sal.head_type == lrl.head_type == "mean"
     assert lrl.clip_encoder.lrl.relation is not None
     assert full.head_type == "eian"
-    assert isinstance(create_model("frameavg_resnet18", backbone="test_convnext"), cefl_zoo.FrameAverage)
+    assert isinstance(
+        create_model("frameavg_resnet18", backbone="test_convnext"), cefl_zoo.FrameAverage
+    )
     assert isinstance(create_model("cnnlstm_resnet18", backbone="test_convnext"), cefl_zoo.CNNLSTM)
 
 
@@ -87,6 +89,67 @@ def test_pretrained_cfg_follows_a_swapped_backbone() -> None:
     assert tiny.pretrained_cfg.input_size == (3, 64, 64)  # the registry's choice, not timm's
 
 
+@pytest.mark.parametrize("backbone", ["mobilenetv3_small_050", "hgnetv2_b0"])
+def test_backbones_with_a_head_block_give_their_pre_logits_size(backbone: str) -> None:
+    # timm's num_classes=0 output is head_hidden_size wide (1024 / 2048), not num_features.
+    model = create_model("ceflnet_tiny", backbone=backbone, num_classes=3).eval()
+    assert model.num_features == model.backbone.head_hidden_size != model.backbone.num_features
+    with torch.no_grad():
+        out = model.forward_explain(torch.randn(1, 2, 2, 3, 32, 32))
+    assert out.logits.shape == (1, 3) and out.clip_features.shape[:2] == (1, 2)
+
+
+def test_fixed_size_backbone_sets_the_input_size_and_notes() -> None:
+    model = create_model(
+        "ceflnet_tiny", backbone="vit_tiny_patch16_224", backbone_kwargs={"img_size": 32}
+    )
+    cfg = model.pretrained_cfg
+    assert cfg.input_size == (3, 32, 32)
+    assert cfg.notes == "untrained architecture; vit_tiny_patch16_224 backbone"
+    x = cefl_zoo.transforms_for(model)(torch.randint(0, 255, (2, 2, 3, 48, 48), dtype=torch.uint8))
+    assert model.eval()(x[None]).shape == (1, 7)  # the model's own transform fits it
+    convnext = create_model("ceflnet_resnet18", backbone="convnext_atto")
+    assert convnext.pretrained_cfg.notes == "untrained architecture; convnext_atto backbone"
+
+
+def test_bare_architecture_pretrained_loads_the_default_weight_set() -> None:
+    from cefl_zoo.hub import WeightsNotTrainedError
+    from cefl_zoo.registry import default_pretrained_cfg
+
+    model = create_model("ceflnet_tiny", pretrained=True)
+    tagged = create_model("ceflnet_tiny.synthetic", pretrained=True)
+    assert model.pretrained_cfg.name == "ceflnet_tiny.synthetic"
+    for key, value in tagged.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    # The first registered weight set when none is available, which says how to make it.
+    assert default_pretrained_cfg("ceflnet_resnet18").name == "ceflnet_resnet18.dfew"
+    with pytest.raises(WeightsNotTrainedError, match="ceflnet_resnet18.dfew"):
+        create_model("ceflnet_resnet18", pretrained=True)
+    assert default_pretrained_cfg("ceflnet_resnet34") is None
+
+
+@pytest.mark.parametrize("name", ["./no_such_model_dir", "runs/v1.2/model", "~/x"])
+def test_a_path_that_does_not_exist_is_named_as_a_missing_folder(name: str) -> None:
+    with pytest.raises(FileNotFoundError, match="no model folder .*save_pretrained"):
+        create_model(name)
+
+
+def test_timm_reads_the_pretrained_cfg_and_reset_classifier_signature() -> None:
+    import timm.data
+
+    model = create_model("ceflnet_tiny")
+    data = timm.data.resolve_model_data_config(model)
+    assert data["input_size"] == (3, 64, 64) and data["mean"] == model.pretrained_cfg.mean
+    assert model.pretrained_cfg["std"] == model.pretrained_cfg.std
+    assert model.pretrained_cfg.get("no_such_field", 1) == 1
+    with pytest.raises(KeyError):
+        model.pretrained_cfg["no_such_field"]
+    model.reset_classifier(4, None)
+    assert model(torch.randn(1, 2, 2, 3, 32, 32)).shape == (1, 4)
+    with pytest.raises(ValueError, match="global_pool"):
+        model.reset_classifier(4, "avg")
+
+
 def test_label_names_default_and_after_reset() -> None:
     model = create_model("ceflnet_tiny", num_classes=3)
     assert model.label_names == ("class_0", "class_1", "class_2")
@@ -97,7 +160,7 @@ def test_label_names_default_and_after_reset() -> None:
 
 
 def test_pretrained_without_weights_says_what_to_do() -> None:
-    with pytest.raises(RuntimeError, match="pretrained=False"):
+    with pytest.raises(RuntimeError, match="pretrained=False.*pretrained_backbone=True"):
         create_model("frameavg_resnet18", pretrained=True)
 
 
@@ -117,7 +180,11 @@ def test_register_a_user_model() -> None:
     @cefl_zoo.register_model
     def my_test_ceflnet(pretrained: bool = False, **kwargs):
         return build_model(
-            CEFLNet, "my_test_ceflnet", pretrained, default_args={"backbone": "test_convnext", "clip_dim": 16}, **kwargs
+            CEFLNet,
+            "my_test_ceflnet",
+            pretrained,
+            default_args={"backbone": "test_convnext", "clip_dim": 16},
+            **kwargs,
         )
 
     assert "my_test_ceflnet" in list_models("my_test_*")
@@ -127,12 +194,14 @@ def test_register_a_user_model() -> None:
 
 
 def test_num_classes_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="num_classes"):
+    with pytest.raises(ValueError, match="num_classes.*forward_features"):
         create_model("ceflnet_tiny", num_classes=0)
 
 
 def test_pretrained_cfg_dict_round_trip() -> None:
-    cfg = create_model("ceflnet_tiny").pretrained_cfg.replace(label_names=("x", "y"), metrics={"war": 0.5})
+    cfg = create_model("ceflnet_tiny").pretrained_cfg.replace(
+        label_names=("x", "y"), metrics={"war": 0.5}
+    )
     data = cfg.to_dict()
     assert data["input_size"] == [3, 64, 64] and data["label_names"] == ["x", "y"]
     assert cefl_zoo.PretrainedCfg.from_dict({**data, "future_field": 1}) == cfg
@@ -157,7 +226,9 @@ def tiny() -> CEFLNet:
         (torch.zeros(1, 2, 2, 3, 8, 8).long(), TypeError, "floating-point"),
     ],
 )
-def test_wrong_input_gets_a_clear_error(tiny: CEFLNet, x: torch.Tensor, error: type, extra: str) -> None:
+def test_wrong_input_gets_a_clear_error(
+    tiny: CEFLNet, x: torch.Tensor, error: type, extra: str
+) -> None:
     with pytest.raises(error, match=SHAPE) as info:
         tiny(x)
     assert extra in str(info.value)

@@ -7,7 +7,7 @@ from typing import Any
 import timm
 from torch import nn
 
-__all__ = ["backbone_data_config", "create_backbone"]
+__all__ = ["backbone_data_config", "backbone_feature_dim", "create_backbone"]
 
 
 def create_backbone(
@@ -36,11 +36,7 @@ def create_backbone(
         RuntimeError: When ``pretrained=True`` and the weights cannot be fetched.
     """
     if isinstance(backbone, nn.Module):
-        if not isinstance(getattr(backbone, "num_features", None), int):
-            raise ValueError(
-                f"backbone module {type(backbone).__name__} has no integer `num_features` "
-                "attribute; set it to the size d of the (M, d) features it returns."
-            )
+        backbone_feature_dim(backbone)  # raises for a module without num_features
         return backbone
     if not timm.is_model(backbone):
         import difflib
@@ -64,16 +60,51 @@ def create_backbone(
         ) from err
 
 
+def backbone_feature_dim(backbone: nn.Module) -> int:
+    """Size d of the ``(M, d)`` features a backbone made by :func:`create_backbone` returns.
+
+    timm models built with ``num_classes=0`` return their pre-logits features, which is
+    ``head_hidden_size`` where a model has a head block after its last stage
+    (MobileNetV3: 1024 or 1280 against ``num_features`` 288 or 960) and ``num_features``
+    otherwise.
+    """
+    dim = getattr(backbone, "head_hidden_size", None) or getattr(backbone, "num_features", None)
+    if not isinstance(dim, int):
+        raise ValueError(
+            f"backbone module {type(backbone).__name__} has no integer `num_features` "
+            "attribute; set it to the size d of the (M, d) features it returns."
+        )
+    return dim
+
+
+def _fixed_input_size(backbone: nn.Module) -> tuple[int, int] | None:
+    """The frame size a backbone insists on (ViT-style patch embeddings), else ``None``."""
+    embed = getattr(backbone, "patch_embed", None)
+    size = getattr(embed, "img_size", None)
+    if size is None or not getattr(embed, "strict_img_size", True):
+        return None
+    if getattr(backbone, "dynamic_img_size", False):
+        return None
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    return int(h), int(w)
+
+
 def backbone_data_config(backbone: nn.Module) -> dict[str, Any]:
     """Preprocessing timm recommends for a backbone.
 
     Returns:
         A dict with ``input_size`` ``(C, H, W)``, ``mean``, ``std`` and
-        ``interpolation``; ImageNet defaults for modules that are not timm models.
+        ``interpolation``; ImageNet defaults for modules that are not timm models. A
+        backbone built for a fixed frame size (a ViT made with ``img_size=64``) reports
+        that size rather than its weights' default.
     """
     cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    input_size = tuple(cfg.get("input_size", (3, 224, 224)))
+    fixed = _fixed_input_size(backbone)
+    if fixed is not None:
+        input_size = (input_size[0], *fixed)
     return {
-        "input_size": tuple(cfg.get("input_size", (3, 224, 224))),
+        "input_size": input_size,
         "mean": tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
         "std": tuple(cfg.get("std", (0.229, 0.224, 0.225))),
         "interpolation": cfg.get("interpolation", "bilinear"),

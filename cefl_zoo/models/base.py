@@ -13,8 +13,13 @@ import torch
 from torch import nn
 
 from ..hub_mixin import HubMixin
-from ..registry import PretrainedCfg, UnknownModelError, get_pretrained_cfg, list_pretrained
-from .backbones import backbone_data_config, create_backbone
+from ..registry import (
+    PretrainedCfg,
+    UnknownModelError,
+    default_pretrained_cfg,
+    get_pretrained_cfg,
+)
+from .backbones import backbone_data_config, backbone_feature_dim, create_backbone
 
 __all__ = [
     "EXPECTED_SHAPE",
@@ -109,6 +114,15 @@ def check_video_input(x: Any, in_chans: int = 3) -> None:
         )
 
 
+def _check_num_classes(num_classes: int) -> None:
+    if int(num_classes) < 1:
+        raise ValueError(
+            f"num_classes must be >= 1, got {num_classes}. The video models have no headless "
+            "mode (timm's num_classes=0); for features use model.forward_features(x), or "
+            "model.forward_head(features, pre_logits=True) for what the classifier sees"
+        )
+
+
 class VideoClassifier(HubMixin, nn.Module):
     """Base class: a 2-D backbone applied to every frame, then a temporal model and head.
 
@@ -142,12 +156,11 @@ class VideoClassifier(HubMixin, nn.Module):
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        _check_num_classes(num_classes)
         self.backbone = create_backbone(
             backbone, pretrained=pretrained_backbone, in_chans=in_chans, **(backbone_kwargs or {})
         )
-        self.num_features: int = int(self.backbone.num_features)
+        self.num_features: int = backbone_feature_dim(self.backbone)
         self.num_classes = int(num_classes)
         self.in_chans = int(in_chans)
         self.architecture: str | None = None
@@ -219,13 +232,23 @@ class VideoClassifier(HubMixin, nn.Module):
         """The module holding the class-specific parameters."""
         raise NotImplementedError
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the class-specific layers with fresh ones for ``num_classes`` classes."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the class-specific layers with fresh ones for ``num_classes`` classes.
+
+        Args:
+            num_classes: New number of classes C.
+            global_pool: timm's second argument. The pooling over frames and clips is
+                part of each architecture, so only ``None`` is accepted.
+        """
         raise NotImplementedError
 
-    def _set_num_classes(self, num_classes: int) -> None:
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    def _set_num_classes(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None:
+            raise ValueError(
+                f"{type(self).__name__} pools frames and clips as its architecture defines; "
+                f"reset_classifier takes no global_pool (got {global_pool!r}), pass None"
+            )
+        _check_num_classes(num_classes)
         self.num_classes = int(num_classes)
         self.init_kwargs["num_classes"] = self.num_classes
         names = self.pretrained_cfg.label_names
@@ -281,12 +304,13 @@ def build_model(
         except UnknownModelError:
             cfg = None
     if pretrained and (cfg is None or not cfg.tag):
-        tags = [c.name for c in list_pretrained(f"{variant}.*")]
-        hint = f" Weight sets: {', '.join(tags)}." if tags else " No weight sets are registered."
+        # A bare architecture with pretrained=True means its default weight set (timm).
+        cfg = default_pretrained_cfg(variant) or cfg
+    if pretrained and (cfg is None or not cfg.tag):
         raise RuntimeError(
-            f"no pretrained weights are registered for {variant!r}.{hint} "
-            f"Use pretrained=False for random weights, or create_model('{variant}.<tag>', "
-            "pretrained=True) for a listed weight set."
+            f"no pretrained weights are registered for {variant!r}. Use pretrained=False "
+            "for a random model, or pretrained_backbone=True for a random head on an "
+            "ImageNet backbone; cefl_zoo.list_pretrained() lists the weight sets there are."
         )
     args = {**(default_args or {}), **kwargs}
     if args.get("num_classes") is None:
@@ -298,13 +322,16 @@ def build_model(
     )
     if cfg is not None:
         resolved = cfg.replace(architecture=variant)
-        if swapped_backbone and not cfg.tag:
-            # The user swapped the backbone: follow its preprocessing.
+        if (swapped_backbone or kwargs.get("backbone_kwargs")) and not cfg.tag:
+            # The user swapped or reconfigured the backbone: follow its preprocessing.
+            backbone = args.get("backbone")
+            name = backbone if isinstance(backbone, str) else type(model.backbone).__name__
             resolved = resolved.replace(
                 input_size=model.pretrained_cfg.input_size,
                 mean=model.pretrained_cfg.mean,
                 std=model.pretrained_cfg.std,
                 interpolation=model.pretrained_cfg.interpolation,
+                notes=f"untrained architecture; {name} backbone",
             )
         if resolved.input_size[0] != model.in_chans:
             resolved = resolved.replace(input_size=(model.in_chans, *resolved.input_size[1:]))

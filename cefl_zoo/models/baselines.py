@@ -63,9 +63,9 @@ class FrameAverage(VideoClassifier):
         """The final linear layer."""
         return self.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """New linear classifier for ``num_classes`` classes."""
-        self._set_num_classes(num_classes)
+        self._set_num_classes(num_classes, global_pool)
         self.fc = nn.Linear(self.num_features, self.num_classes).to(self.fc.weight)
 
 
@@ -122,9 +122,9 @@ class CNNLSTM(VideoClassifier):
         """The final linear layer."""
         return self.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """New linear classifier for ``num_classes`` classes."""
-        self._set_num_classes(num_classes)
+        self._set_num_classes(num_classes, global_pool)
         self.fc = nn.Linear(self.fc.in_features, self.num_classes).to(self.fc.weight)
 
 

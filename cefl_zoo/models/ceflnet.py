@@ -167,9 +167,9 @@ class CEFLNet(VideoClassifier):
         """The head (EIAN or mean head): every class-specific parameter lives there."""
         return self.head
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the head with a fresh one for ``num_classes`` classes."""
-        self._set_num_classes(num_classes)
+        self._set_num_classes(num_classes, global_pool)
         ref = next(self.head.parameters())
         self.head = self._make_head(self.num_classes).to(device=ref.device, dtype=ref.dtype)
 
