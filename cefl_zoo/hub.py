@@ -83,7 +83,9 @@ MODEL_CARD_NAME = "README.md"
 LIBRARY_NAME = "cefl-zoo"
 
 #: ``config.json`` keys that are not constructor arguments.
-META_KEYS = frozenset({"architecture", "model_class", "pretrained_cfg", "training", "cefl_zoo_version"})
+META_KEYS = frozenset(
+    {"architecture", "model_class", "pretrained_cfg", "training", "cefl_zoo_version"}
+)
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 
@@ -130,7 +132,9 @@ class WeightsSource:
     revision: str | None = None
 
     @classmethod
-    def parse(cls, name_or_path: str | os.PathLike[str], revision: str | None = None) -> WeightsSource:
+    def parse(
+        cls, name_or_path: str | os.PathLike[str], revision: str | None = None
+    ) -> WeightsSource:
         """Interpret ``"hf-hub:org/repo[@rev]"``, ``"org/repo"`` or a directory path.
 
         Args:
@@ -157,12 +161,15 @@ class WeightsSource:
                 f"revision={revision!r}; give one"
             )
         looks_like_path = (
-            repo.startswith((".", "/", "~")) or repo.count("/") > 1 or os.sep in repo.replace("/", "")
+            repo.startswith((".", "/", "~"))
+            or repo.count("/") > 1
+            or os.sep in repo.replace("/", "")
         )
         if not explicit_hub and (looks_like_path or repo.count("/") != 1):
             registered = (
                 f" For the registered weights use create_model({name!r}, pretrained=True)."
-                if is_model(name) else ""
+                if is_model(name)
+                else ""
             )
             raise WeightsNotFoundError(
                 f"{name!r} is neither an existing directory nor a Hugging Face repo id "
@@ -175,7 +182,9 @@ class WeightsSource:
     @classmethod
     def _local(cls, path: Path, revision: str | None) -> WeightsSource:
         if revision:
-            raise ValueError(f"revision={revision!r} has no meaning for local directory {str(path)!r}")
+            raise ValueError(
+                f"revision={revision!r} has no meaning for local directory {str(path)!r}"
+            )
         path = path.expanduser()
         if not path.is_dir():
             what = "is a file, not a directory" if path.exists() else "does not exist"
@@ -277,11 +286,18 @@ def resolve_file(
             why = "local_files_only=True"
         else:
             why = "the Hub could not be reached"
+        online = (
+            "unset HF_HUB_OFFLINE, "
+            if _offline()
+            else "pass local_files_only=False, "
+            if local_files_only
+            else ""
+        )
         raise WeightsNotFoundError(
             f"cannot get {filename} of {source}: {why} and the file is not in the Hugging Face "
             f"cache {cache!r}. Fix: on a machine with network access run "
             f"`hf download {repo} {filename}{rev_flag}` with the same HF_HUB_CACHE (or copy that "
-            "cache here), or unset HF_HUB_OFFLINE, or pass a local directory holding "
+            f"cache here), or {online}or pass a local directory holding "
             f"{CONFIG_NAME} + {WEIGHTS_NAME}."
         ) from err
     except GatedRepoError as err:
@@ -335,7 +351,9 @@ def sha256sum(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(path: str | os.PathLike[str], expected: str, *, source: Any, pinned_by: str) -> None:
+def verify_sha256(
+    path: str | os.PathLike[str], expected: str, *, source: Any, pinned_by: str
+) -> None:
     """Raise :class:`ChecksumMismatchError` unless ``path`` hashes to ``expected``.
 
     Args:
@@ -387,14 +405,18 @@ def read_config(
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CorruptWeightsError(f"{CONFIG_NAME} of {source} is not valid JSON ({err}). {fix}") from err
+        raise CorruptWeightsError(
+            f"{CONFIG_NAME} of {source} is not valid JSON ({err}). {fix}"
+        ) from err
     if not isinstance(config, dict) or not config.get("model_class"):
         raise CorruptWeightsError(
             f"{CONFIG_NAME} of {source} is not a cefl-zoo config: it needs a JSON object with "
             f"'model_class' (and 'architecture'), got {str(config)[:80]!r}. {fix}"
         )
     if not isinstance(config.get("pretrained_cfg", {}), dict):
-        raise CorruptWeightsError(f"{CONFIG_NAME} of {source}: 'pretrained_cfg' must be an object. {fix}")
+        raise CorruptWeightsError(
+            f"{CONFIG_NAME} of {source}: 'pretrained_cfg' must be an object. {fix}"
+        )
     if _commit_of(path):
         config["_commit"] = _commit_of(path)
     return config
@@ -441,7 +463,11 @@ def _config_differences(config: Mapping[str, Any] | None, model: torch.nn.Module
         for k in sorted(init)
         if k in config and k not in META_KEYS and config[k] != init[k] and k != "num_classes"
     ]
-    return f" The model's constructor arguments differ from {CONFIG_NAME}: {'; '.join(diffs)}." if diffs else ""
+    return (
+        f" The model's constructor arguments differ from {CONFIG_NAME}: {'; '.join(diffs)}."
+        if diffs
+        else ""
+    )
 
 
 def _preview(keys: list[str], n: int = 4) -> str:
@@ -582,9 +608,16 @@ def load_weights(
         PretrainedWeightsError: Subclasses for each failure (see module docs).
     """
     source = (
-        repo_or_dir if isinstance(repo_or_dir, WeightsSource) else WeightsSource.parse(repo_or_dir, revision)
+        repo_or_dir
+        if isinstance(repo_or_dir, WeightsSource)
+        else WeightsSource.parse(repo_or_dir, revision)
     )
-    hub = {"cache_dir": cache_dir, "force_download": force_download, "token": token, "local_files_only": local_files_only}
+    hub = {
+        "cache_dir": cache_dir,
+        "force_download": force_download,
+        "token": token,
+        "local_files_only": local_files_only,
+    }
     config = read_config(source, **hub)
     expected = expected_architecture or getattr(model, "architecture", None)
     found = config.get("architecture")
@@ -594,7 +627,9 @@ def load_weights(
             f"Fix: point at the weights of {expected!r}, or load this folder as what it is "
             f"with create_model({source.name!r})."
         )
-    _load_weights_file(model, source, config, sha256=sha256, strict=strict, filename=filename, **hub)
+    _load_weights_file(
+        model, source, config, sha256=sha256, strict=strict, filename=filename, **hub
+    )
     return config
 
 
@@ -758,7 +793,9 @@ def _attach_cfg(model: VideoClassifier, config: Mapping[str, Any], source: Weigh
         architecture=config.get("architecture") or "", status="available"
     )
     if source.is_local:
-        cfg = cfg.replace(file=str(Path(source.location).resolve()), hf_hub_id=None, hf_hub_revision=None)
+        cfg = cfg.replace(
+            file=str(Path(source.location).resolve()), hf_hub_id=None, hf_hub_revision=None
+        )
     else:
         revision = config.get("_commit") or source.revision
         cfg = cfg.replace(hf_hub_id=source.location, hf_hub_revision=revision, file=None)
@@ -799,7 +836,12 @@ def from_pretrained(
         The model (training mode, CPU) with ``pretrained_cfg`` from ``config.json``.
     """
     source = WeightsSource.parse(pretrained_model_name_or_path, revision)
-    hub = {"cache_dir": cache_dir, "force_download": force_download, "token": token, "local_files_only": local_files_only}
+    hub = {
+        "cache_dir": cache_dir,
+        "force_download": force_download,
+        "token": token,
+        "local_files_only": local_files_only,
+    }
     config = read_config(source, **hub)
     model = build_from_config(config, cls, source=source, **model_kwargs)
     _load_weights_file(model, source, config, sha256=None, strict=strict, **hub)

@@ -175,6 +175,24 @@ def test_broken_item_is_skipped_with_a_warning_and_a_record(videos):
     assert "broken.mp4" in failure["message"] and failure["error"] == "VideoReadError"
 
 
+def test_evaluation_names_the_videos_it_could_not_read(videos, caplog):
+    from cefl_zoo.train import evaluate
+
+    root, items = videos
+    broken = VideoItem(str(root / "broken.mp4"), 1)
+    ds = make(
+        [items[0], broken, items[3]],
+        transform=cefl_zoo.transforms_for("ceflnet_tiny", input_size=32),
+    )
+    model = cefl_zoo.create_model("ceflnet_tiny", num_classes=len(CLASSES))
+    with pytest.warns(RuntimeWarning, match="broken.mp4"), caplog.at_level("WARNING"):
+        result = evaluate(model, ds, batch_size=3, class_names=CLASSES)
+    assert result.metrics["num_videos"] == 2 and result.indices.tolist() == [0, 2]
+    assert result.metrics["skipped"] == [{"index": 1, "path": broken.path}]
+    assert "1 of 3 videos could not be read" in caplog.text and "broken.mp4" in caplog.text
+    assert "not evaluated, unreadable: 1 video (" in str(result) and broken.path in str(result)
+
+
 def test_broken_item_raises_with_its_path(videos):
     root, _ = videos
     ds = make([VideoItem(str(root / "broken.mp4"), 1)], on_error="raise")

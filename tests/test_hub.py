@@ -58,7 +58,11 @@ def test_round_trip_is_bit_identical_for_every_architecture(arch, tmp_path):
         expected = model(x)
     folder = model.save_pretrained(tmp_path / arch)
 
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == arch
     assert config["model_class"] == type(model).__name__
@@ -102,11 +106,15 @@ def test_save_leaves_no_temporary_files_and_overwrites_atomically(saved, tmp_pat
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
     model.save_pretrained(folder)
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
     assert sha256sum(folder / "model.safetensors") != before
-    assert json.loads((folder / "config.json").read_text())["pretrained_cfg"]["sha256"] == sha256sum(
-        folder / "model.safetensors"
-    )
+    assert json.loads((folder / "config.json").read_text())["pretrained_cfg"][
+        "sha256"
+    ] == sha256sum(folder / "model.safetensors")
     umask = os.umask(0)
     os.umask(umask)
     assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in folder.iterdir())
@@ -120,7 +128,10 @@ def test_a_save_that_dies_midway_leaves_the_old_folder_intact(saved):
         Path(filename).write_bytes(b"partial")
         raise KeyboardInterrupt
 
-    with mock.patch("safetensors.torch.save_file", dying_save_file), pytest.raises(KeyboardInterrupt):
+    with (
+        mock.patch("safetensors.torch.save_file", dying_save_file),
+        pytest.raises(KeyboardInterrupt),
+    ):
         model.save_pretrained(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
@@ -141,7 +152,9 @@ def test_constructor_overrides_that_change_shapes_fail_strictly(saved):
     with pytest.raises(ConfigMismatchError) as err:
         cefl_zoo.create_model(str(folder), clip_dim=16)
     text = str(err.value)
-    assert "do not fit ceflnet_tiny" in text and "clip_dim: weights" in text and "strict=False" in text
+    assert (
+        "do not fit ceflnet_tiny" in text and "clip_dim: weights" in text and "strict=False" in text
+    )
     partial = cefl_zoo.create_model(str(folder), clip_dim=16, strict=False)
     assert partial.clip_dim == 16
 
@@ -176,7 +189,10 @@ def test_hf_hub_names_load_offline_from_the_cache_with_pinned_revision(saved, hf
     assert {args[1] for args, _ in calls} == {"config.json", "model.safetensors"}
     for args, kwargs in calls:
         assert args[0] == "org/tiny"
-        assert kwargs["library_name"] == "cefl-zoo" and kwargs["library_version"] == cefl_zoo.__version__
+        assert (
+            kwargs["library_name"] == "cefl-zoo"
+            and kwargs["library_version"] == cefl_zoo.__version__
+        )
     assert [kw["revision"] for _, kw in calls] == [REV, REV, None, REV]
     # (3rd: config.json of the default branch; 4th: the weights pinned to that config's commit)
 
@@ -188,13 +204,26 @@ def test_offline_with_an_empty_cache_names_repo_file_and_fix(hf_cache):
     assert "'org/absent'" in text and "config.json" in text and "HF_HUB_OFFLINE=1" in text
     assert f"hf download org/absent config.json --revision {REV}" in text
     assert str(hf_cache) in text
+    assert "unset HF_HUB_OFFLINE" in text
+
+
+def test_local_files_only_error_does_not_blame_hf_hub_offline(hf_cache, monkeypatch):
+    import cefl_zoo.hub as hub
+
+    monkeypatch.setattr(hub, "_offline", lambda: False)
+    with pytest.raises(WeightsNotFoundError) as err:
+        CEFLNet.from_pretrained("org/absent", revision=REV, local_files_only=True)
+    text = str(err.value)
+    assert "local_files_only=True" in text and "HF_HUB_OFFLINE" not in text
 
 
 def test_missing_weights_file_in_the_cache(saved, hf_cache, tmp_path):
     _, folder = saved
     snapshot = build_hf_cache(hf_cache, "org/nofile", folder, revision=REV)
     (snapshot / "model.safetensors").unlink()
-    with pytest.raises(WeightsNotFoundError, match=r"model\.safetensors of Hugging Face repo 'org/nofile'"):
+    with pytest.raises(
+        WeightsNotFoundError, match=r"model\.safetensors of Hugging Face repo 'org/nofile'"
+    ):
         cefl_zoo.create_model("hf-hub:org/nofile")
 
 
@@ -202,12 +231,18 @@ def test_registered_hub_weights_verify_the_pinned_sha256(saved, hf_cache, monkey
     model, folder = saved
     build_hf_cache(hf_cache, "org/pinned", folder, revision=REV, ref=None)
     good = model.pretrained_cfg.replace(
-        architecture="ceflnet_tiny", tag="testhub", hf_hub_id="org/pinned", hf_hub_revision=REV,
-        sha256=sha256sum(folder / "model.safetensors"), status="available",
+        architecture="ceflnet_tiny",
+        tag="testhub",
+        hf_hub_id="org/pinned",
+        hf_hub_revision=REV,
+        sha256=sha256sum(folder / "model.safetensors"),
+        status="available",
     )
     tags = registry._pretrained_cfgs["ceflnet_tiny"]
     monkeypatch.setitem(tags, "testhub", good)
-    loaded = cefl_zoo.create_model("ceflnet_tiny.testhub", pretrained=True, backbone="test_convnext").eval()
+    loaded = cefl_zoo.create_model(
+        "ceflnet_tiny.testhub", pretrained=True, backbone="test_convnext"
+    ).eval()
     x = video()
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
@@ -225,14 +260,21 @@ def test_registered_weights_whose_config_names_another_architecture(saved, hf_ca
     _, folder = saved
     build_hf_cache(hf_cache, "org/wrongarch", folder, revision=REV, ref=None)
     cfg = registry.get_pretrained_cfg("ceflnet_resnet18").replace(
-        tag="testhub", hf_hub_id="org/wrongarch", hf_hub_revision=REV, sha256=None, status="available"
+        tag="testhub",
+        hf_hub_id="org/wrongarch",
+        hf_hub_revision=REV,
+        sha256=None,
+        status="available",
     )
     monkeypatch.setitem(registry._pretrained_cfgs["ceflnet_resnet18"], "testhub", cfg)
     with pytest.raises(ConfigMismatchError) as err:
         cefl_zoo.create_model("ceflnet_resnet18.testhub", pretrained=True, backbone="test_convnext")
     text = str(err.value)
     assert "config.json of Hugging Face repo 'org/wrongarch'" in text
-    assert "'ceflnet_tiny', not 'ceflnet_resnet18'" in text and "create_model('hf-hub:org/wrongarch" in text
+    assert (
+        "'ceflnet_tiny', not 'ceflnet_resnet18'" in text
+        and "create_model('hf-hub:org/wrongarch" in text
+    )
 
 
 # -- local directories: every failure names the folder, the file and the fix ------------------
@@ -293,7 +335,9 @@ def test_truncated_weights(saved, keep_sha):
 def test_corrupt_or_foreign_config(saved):
     _, folder = saved
     (folder / "config.json").write_text("{not json")
-    with pytest.raises(CorruptWeightsError, match="config.json of local directory .* is not valid JSON"):
+    with pytest.raises(
+        CorruptWeightsError, match="config.json of local directory .* is not valid JSON"
+    ):
         cefl_zoo.create_model(str(folder))
     (folder / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
     with pytest.raises(CorruptWeightsError, match="not a cefl-zoo config"):
@@ -317,7 +361,9 @@ def test_source_parsing():
         WeightsSource.parse("hf-hub:org/repo@v1", revision="v2")
     with pytest.raises(WeightsNotFoundError, match="neither an existing directory"):
         WeightsSource.parse("./no/such/dir")
-    with pytest.raises(WeightsNotFoundError, match=r"create_model\('ceflnet_resnet18.dfew', pretrained=True\)"):
+    with pytest.raises(
+        WeightsNotFoundError, match=r"create_model\('ceflnet_resnet18.dfew', pretrained=True\)"
+    ):
         CEFLNet.from_pretrained("ceflnet_resnet18.dfew")
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         WeightsSource.parse(Path("/no/such/dir"))
@@ -335,9 +381,11 @@ def _mock_hub():
 
     def upload_folder(self, *, repo_id, folder_path, **kwargs):
         folder = Path(folder_path)
-        sent.update(repo_id=repo_id, kwargs=kwargs, files={
-            p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()
-        })
+        sent.update(
+            repo_id=repo_id,
+            kwargs=kwargs,
+            files={p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()},
+        )
         return _Commit("commit")
 
     return sent, [
@@ -355,7 +403,9 @@ def test_push_to_hub_uploads_a_checked_folder(saved):
     assert info.oid == "f" * 40
     create_repo.assert_called_once()
     assert create_repo.call_args.args[1] == "org/tiny"
-    assert create_repo.call_args.kwargs["private"] is True and create_repo.call_args.kwargs["exist_ok"]
+    assert (
+        create_repo.call_args.kwargs["private"] is True and create_repo.call_args.kwargs["exist_ok"]
+    )
     assert create_branch.call_args.kwargs["branch"] == "v1"
     assert sent["repo_id"] == "org/tiny" and sent["kwargs"]["revision"] == "v1"
     assert set(sent["files"]) == {"README.md", "config.json", "model.safetensors"}
@@ -363,7 +413,10 @@ def test_push_to_hub_uploads_a_checked_folder(saved):
     config = json.loads(sent["files"]["config.json"])
     import hashlib
 
-    assert config["pretrained_cfg"]["sha256"] == hashlib.sha256(sent["files"]["model.safetensors"]).hexdigest()
+    assert (
+        config["pretrained_cfg"]["sha256"]
+        == hashlib.sha256(sent["files"]["model.safetensors"]).hexdigest()
+    )
 
 
 def test_push_command_checks_then_uploads_and_prints_the_pin(saved, capsys):
@@ -403,9 +456,18 @@ def _train_run(run_dir: Path) -> Path:
             return {"video": torch.randn(2, 2, 3, 32, 32, generator=g) + i % 2, "label": i % 2}
 
     cfg = TrainConfig(
-        model="ceflnet_tiny", epochs=1, batch_size=2, num_workers=0, data="synthetic:unused",
-        output_dir=str(run_dir), progress=False, save_plots=False, num_clips=2,
-        frames_per_clip=2, img_size=32, seed=7,
+        model="ceflnet_tiny",
+        epochs=1,
+        batch_size=2,
+        num_workers=0,
+        data="synthetic:unused",
+        output_dir=str(run_dir),
+        progress=False,
+        save_plots=False,
+        num_clips=2,
+        frames_per_clip=2,
+        img_size=32,
+        seed=7,
     )
     Trainer(cfg, train_dataset=Videos(), val_dataset=Videos()).fit()
     return run_dir
@@ -427,7 +489,9 @@ def test_export_a_training_run(tmp_path, capsys):
     assert cfg["dataset"] == "synthetic" and cfg["tag"] == "synthetic"
     assert cfg["fold"] == "evaluated on the 'test' split" and cfg["license"] == "mit"  # registry's
     assert config["training"]["seed"] == 7 and "--seed 7" in config["training"]["command"]
-    assert config["training"]["command"].startswith("cefl-zoo train --model ceflnet_tiny --data synthetic:unused")
+    assert config["training"]["command"].startswith(
+        "cefl-zoo train --model ceflnet_tiny --data synthetic:unused"
+    )
 
     ckpt = load_checkpoint(run / "best.pt")
     reference = cefl_zoo.create_model("ceflnet_tiny", num_classes=2).eval()
@@ -449,11 +513,22 @@ def test_export_a_saved_folder_with_an_eval_json_and_onnx(saved, tmp_path):
     model, folder = saved
     names = list(cefl_zoo.DATASET_CLASSES["dfew"])
     eval_json = tmp_path / "eval.json"
-    eval_json.write_text(json.dumps({"metrics": {
-        "war": 0.61, "uar": 0.52, "class_names": names, "confusion_matrix": [[1]],
-        "clip_locating": {"pred_class": 0.4, "num_videos": 10},
-    }}))
-    model.pretrained_cfg = model.pretrained_cfg.replace(input_size=(3, 32, 32), num_clips=2, frames_per_clip=2)
+    eval_json.write_text(
+        json.dumps(
+            {
+                "metrics": {
+                    "war": 0.61,
+                    "uar": 0.52,
+                    "class_names": names,
+                    "confusion_matrix": [[1]],
+                    "clip_locating": {"pred_class": 0.4, "num_videos": 10},
+                }
+            }
+        )
+    )
+    model.pretrained_cfg = model.pretrained_cfg.replace(
+        input_size=(3, 32, 32), num_clips=2, frames_per_clip=2
+    )
     model.save_pretrained(folder)
     out = export(folder, tmp_path / "out", eval_json=eval_json, license="mit", onnx=True)
     cfg = json.loads((out / "config.json").read_text())["pretrained_cfg"]
@@ -484,7 +559,9 @@ def test_exported_metrics_are_those_of_the_exported_checkpoint(tmp_path):
     from cefl_zoo.commands.export import metrics_from_json
 
     path = tmp_path / "metrics.json"
-    path.write_text(json.dumps({"best": {"war": 1.0, "uar": 0.9}, "last": {"war": 0.8, "uar": 0.7}}))
+    path.write_text(
+        json.dumps({"best": {"war": 1.0, "uar": 0.9}, "last": {"war": 0.8, "uar": 0.7}})
+    )
     assert metrics_from_json(path)["war"] == 1.0
     assert metrics_from_json(path, prefer="last") == {"war": 0.8, "uar": 0.7}
     path.write_text(json.dumps({"last": {"war": 0.8}}))  # no best: fall back

@@ -51,7 +51,8 @@ class EvalResult:
 
     Attributes:
         metrics: :func:`~cefl_zoo.train.metrics.compute_metrics` output plus ``loss``
-            (when a loss function was given).
+            (when a loss function was given) and ``skipped`` (``index`` and ``path`` of
+            each video that could not be read and is not counted, when there are any).
         indices: ``(V,)`` dataset index of each video, ascending.
         labels: ``(V,)`` true class, in the model's output order.
         logits: ``(V, C)`` logits.
@@ -184,6 +185,7 @@ def evaluate(
     was_training = bare.training
     bare.eval()
     rows: list[dict[str, Any]] = []
+    own_index = False  # samples name their dataset index (then skipped items are known)
     order = [i[-1] if isinstance(i, tuple) else i for i in sampler] if sampler is not None else None
     seen = 0
     bar = tqdm(
@@ -198,6 +200,7 @@ def evaluate(
         b = len(labels)
         if "index" in batch:
             idx = torch.as_tensor(batch["index"]).tolist()
+            own_index = True
         elif order is not None:
             idx = order[seen : seen + b]
         else:
@@ -236,6 +239,21 @@ def evaluate(
     metrics = compute_metrics(logits, labels, class_names, clip_scores=scores, apex_clip=apex)
     if loss_fn is not None:
         metrics["loss"] = float(loss_fn(logits, labels))
+    if own_index and len(by_index) < len(dataset):
+        # Items that failed to load were replaced by others (on_error="skip"): name them.
+        items = getattr(dataset, "items", None)
+        missing = sorted(set(range(len(dataset))) - set(by_index))
+        metrics["skipped"] = [
+            {"index": i, "path": str(items[i].path) if items is not None else None} for i in missing
+        ]
+        if info.is_main:
+            log.warning(
+                "%d of %d videos could not be read and are not in the metrics: %s",
+                len(missing),
+                len(dataset),
+                ", ".join(str(m["path"] or m["index"]) for m in metrics["skipped"][:5])
+                + (" ..." if len(missing) > 5 else ""),
+            )
     paths = [r["path"] for r in ordered]
     return EvalResult(
         metrics=metrics,

@@ -195,6 +195,12 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     ]
     if "loss" in metrics:
         lines[0] += f"   loss {metrics['loss']:.4f}"
+    skipped = metrics.get("skipped")
+    if skipped:
+        names = ", ".join(str(s["path"] or s["index"]) for s in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        count = f"{len(skipped)} video" + ("s" if len(skipped) != 1 else "")
+        lines.append(f"not evaluated, unreadable: {count} ({names}{more})")
     loc = metrics.get("clip_locating")
     if loc:
         lines.append(
