@@ -84,7 +84,9 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "SIGINT"]
+)
 def test_killed_run_resumes_to_identical_weights(tmp_path, reference, sig):
     out = tmp_path / "run"
     proc = _start(out, "--delay", "0.03")  # ~0.12 s per step: the signal lands mid-epoch
@@ -94,9 +96,11 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, reference, sig):
     ckpt = load_checkpoint(out / "last.pt")
     if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
-    else:  # SIGTERM: finish the step, checkpoint it, exit 143
+    else:  # SIGTERM / Ctrl-C: finish the step, checkpoint it, return "interrupted" (143 here)
         assert proc.returncode == 143, output
-        assert "stop requested" in (out / "train.log").read_text()
+        log_text = (out / "train.log").read_text()
+        assert "stop requested" in log_text
+        assert ("Ctrl-C: finishing the current step" in log_text) == (sig == signal.SIGINT)
     assert ckpt["epoch"] == 0 and 0 < ckpt["step_in_epoch"] < 12, "the signal must land mid-epoch"
     assert ckpt["global_step"] >= 4
     resumed = _run(out, "--resume")

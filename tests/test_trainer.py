@@ -354,6 +354,72 @@ def test_pretrained_backbone_loads_timm_weights_from_the_hf_cache(tmp_path, monk
         Trainer(toy_config(tmp_path / "off", pretrained_backbone=True), train_dataset=ToyVideos(8))
 
 
+def test_a_new_run_does_not_silently_replace_an_earlier_one(tmp_path):
+    out = tmp_path / "run"
+    Trainer(toy_config(out, epochs=1), train_dataset=ToyVideos(8)).fit()
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(
+        ConfigError, match=r"already holds a training run \(best.pt, last.pt.*--resume.*--overwrite"
+    ):
+        Trainer(toy_config(out, epochs=1, seed=1), train_dataset=ToyVideos(8)).fit()
+    assert (out / "last.pt").read_bytes() == before  # untouched
+    # --resume continues it; --overwrite replaces it
+    Trainer(toy_config(out, epochs=2), train_dataset=ToyVideos(8)).fit(resume="auto")
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    Trainer(toy_config(out, epochs=1, seed=1, overwrite=True), train_dataset=ToyVideos(8)).fit()
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        Trainer(toy_config(tmp_path / "afile"), train_dataset=ToyVideos(8)).fit()
+
+
+def test_stale_temp_cleanup_spares_folders_and_live_writers(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from cefl_zoo.train.checkpoint import remove_stale_temp_files
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    gone = tmp_path / f".last.pt.tmp-{int(dead.stdout)}-0a1b2c3d"
+    gone.write_bytes(b"half")
+    live = tmp_path / f".best.pt.tmp-{os.getppid()}-0a1b2c3d"  # a process that exists
+    live.write_bytes(b"being written")
+    (tmp_path / ".cache.tmp-1").mkdir()  # someone's folder, e.g. a frame cache being built
+    (tmp_path / ".notes.txt").write_text("not ours")
+    assert remove_stale_temp_files(tmp_path) == [gone]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, ".cache.tmp-1", ".notes.txt"]
+    )
+
+
+def test_bad_data_kwargs_are_config_errors(synth_dir):
+    from cefl_zoo.train.loaders import build_split
+
+    def build(data_kwargs):
+        cfg = TrainConfig(
+            data=f"synthetic:{synth_dir}", model="ceflnet_tiny", data_kwargs=data_kwargs
+        )
+        return build_split(cfg, "train", train=True)
+
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'.*--data-kwargs"):
+        build({"bogus": 1})
+    with pytest.raises(ConfigError, match="sampler_kwargs.*unexpected keyword argument 'x'"):
+        build({"sampler_kwargs": {"x": 1}})
+    assert len(build({"sampler_kwargs": {"min_frames": 1}})) > 0
+
+
+def test_train_split_none_and_img_size_are_checked():
+    assert _parse(["--train-split", "none"]).train_split is None
+    with pytest.raises(ConfigError, match="img_size must be at least 8"):
+        _parse(["--img-size", "0"])
+
+
 def test_random_backbone_of_a_paper_model_is_warned_about(tmp_path, caplog):
     kwargs = {"backbone": "resnet10t"}  # a real ImageNet backbone, small enough for CPU
     with caplog.at_level(logging.WARNING, logger="cefl_zoo"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -89,14 +90,43 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         pass
 
 
+#: ``.NAME.tmp-PID[-HEX][.SUFFIX]``: the temporary files of this package's atomic writes.
+_TMP_NAME = re.compile(r"^\..+\.tmp-(?P<pid>\d+)(?:-[0-9a-f]+)?(?:\.[A-Za-z0-9]+)?$")
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # nothing of ours is being written while we clean up
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:  # pragma: no cover - platforms without signal 0
+        return True
+    return True
+
+
 def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
-    """Delete temporary files left by writes that were killed; returns what was removed."""
+    """Delete temporary files left by writes that were killed; returns what was removed.
+
+    Only plain files named like this package's atomic writes (``.NAME.tmp-PID...``)
+    whose writing process is gone are removed; folders (e.g. a frame cache being built)
+    and the files of live processes are left alone.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    stale = [p for p in directory.iterdir() if p.name.startswith(".") and _TMP_MARK in p.name]
-    for p in stale:
+    stale = []
+    for p in directory.iterdir():
+        m = _TMP_NAME.match(p.name)
+        if m is None or p.is_symlink() or not p.is_file():
+            continue
+        if _process_alive(int(m.group("pid"))):
+            continue
         p.unlink(missing_ok=True)
+        stale.append(p)
     return stale
 
 

@@ -83,7 +83,8 @@ class TrainConfig:
         data: Data spec ``"NAME:ROOT"`` for :func:`cefl_zoo.data.build_dataset`, e.g.
             ``"synthetic:DIR"``, ``"dfew:ROOT"``, ``"folder:DIR"``, ``"csv:FILE"``.
         fold: Fold / split set of datasets that have several (DFEW 1-5, MMI 1-10, ...).
-        train_split: Split used for training.
+        train_split: Split used for training; ``None`` for a dataset without splits
+            (a class-per-folder ``folder:DIR``).
         val_split: Split evaluated after each epoch (``None``: no evaluation).
         data_kwargs: Extra arguments for ``build_dataset`` (both splits).
         classes: Output label order (canonical names). ``None`` takes the training
@@ -120,6 +121,9 @@ class TrainConfig:
         prefetch_factor: Batches each worker prepares ahead.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         output_dir: Where checkpoints, ``config.json``, metrics and plots go.
+        overwrite: Start a new run in an ``output_dir`` that already holds checkpoints
+            (they are replaced). Without it such a run refuses to start, so a repeated
+            command cannot silently destroy an earlier run; ``--resume`` continues it.
         seed: Seed of the model initialisation, the shuffling and the data sampling.
         deterministic: Ask PyTorch for deterministic algorithms.
         checkpoint_every_steps: Also checkpoint every this many optimizer steps
@@ -150,7 +154,9 @@ class TrainConfig:
     # -- data ------------------------------------------------------------------------
     data: str | None = _f(None, "data spec NAME:ROOT, e.g. synthetic:DIR, dfew:ROOT, folder:DIR")
     fold: int | None = _f(None, "fold of datasets with several (DFEW 1-5, MMI/BU-3DFE 1-10)")
-    train_split: str = _f("train", "split to train on")
+    train_split: str | None = _f(
+        "train", "split to train on ('none' for a dataset without splits, e.g. folder:DIR)"
+    )
     val_split: str | None = _f("test", "split evaluated after each epoch ('none' to skip)")
     data_kwargs: dict = _f({}, "JSON object of extra build_dataset arguments")
     classes: list | None = _f(None, "output label order, comma-separated canonical names")
@@ -187,6 +193,9 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     # -- run -------------------------------------------------------------------------
     output_dir: str = _f("runs/ceflnet", "directory for checkpoints, config, metrics, plots")
+    overwrite: bool = _f(
+        False, "start a new run in an output dir that holds one (its checkpoints are replaced)"
+    )
     seed: int = _f(0, "random seed")
     deterministic: bool = _f(False, "use deterministic algorithms")
     checkpoint_every_steps: int = _f(500, "also checkpoint every N optimizer steps (0: off)")
@@ -235,6 +244,11 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.img_size is not None and self.img_size < 8:
+            raise ConfigError(
+                f"img_size must be at least 8 pixels, got {self.img_size} (leave it unset "
+                "for the model's own input size)"
+            )
         if self.limit_train_steps is not None and self.limit_train_steps < 1:
             raise ConfigError(f"limit_train_steps must be >= 1, got {self.limit_train_steps}")
         if not isinstance(self.model_kwargs, dict) or not isinstance(self.data_kwargs, dict):

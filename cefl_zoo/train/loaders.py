@@ -82,11 +82,18 @@ def build_split(
     transform_kwargs = dict(kwargs.pop("transform_kwargs", None) or {})
     if cfg.img_size is not None:
         transform_kwargs.setdefault("input_size", cfg.img_size)
-    kwargs.setdefault("sampler", ClipSampler(cfg.num_clips, cfg.frames_per_clip, **sampler_kwargs))
-    kwargs.setdefault(
-        "transform",
-        transforms_for(model if model is not None else cfg.model, train=train, **transform_kwargs),
-    )
+    try:
+        sampler = ClipSampler(cfg.num_clips, cfg.frames_per_clip, **sampler_kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"data_kwargs 'sampler_kwargs' (--data-kwargs): {err}") from err
+    try:
+        transform = transforms_for(
+            model if model is not None else cfg.model, train=train, **transform_kwargs
+        )
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"data_kwargs 'transform_kwargs' (--data-kwargs): {err}") from err
+    kwargs.setdefault("sampler", sampler)
+    kwargs.setdefault("transform", transform)
     kwargs.setdefault("seed", cfg.seed)
     kwargs["train"] = train
     if encoded:
@@ -96,6 +103,11 @@ def build_split(
         dataset = build_dataset(spec.name, spec.root, split=split, fold=cfg.fold, **kwargs)
     except (FileNotFoundError, ValueError) as err:  # the adapters name the file and the fix
         raise DataError(f"cannot build {what}: {err}") from err
+    except TypeError as err:  # an argument the adapter does not take
+        raise ConfigError(
+            f"cannot build {what}: {err}. Check the keys and values of --data-kwargs "
+            "(data_kwargs in a config file)."
+        ) from err
     check_not_empty(dataset, what)
     return dataset
 

@@ -24,8 +24,6 @@ from .._plotting import save_png as _save
 __all__ = ["plot_confusion_matrix", "plot_training_curves"]
 
 
-
-
 def plot_confusion_matrix(
     matrix: Sequence[Sequence[int]],
     class_names: Sequence[str],

@@ -15,8 +15,9 @@ What it writes to ``output_dir`` (rank 0 only):
   epoch), ``training_curves.png``;
 * ``train.log``.
 
-A run stopped by SIGTERM (e.g. a cluster pre-empting the job) finishes the current
-optimizer step, writes ``last.pt`` and returns; one killed outright (SIGKILL, power
+A run stopped by SIGTERM (e.g. a cluster pre-empting the job) or Ctrl-C (SIGINT; a
+second one aborts at once) finishes the current optimizer step, writes ``last.pt`` and
+returns; one killed outright (SIGKILL, power
 loss) resumes from the last checkpoint. ``fit(resume="auto")`` continues either and
 reaches the same weights as a run that was never stopped.
 
@@ -569,21 +570,51 @@ class Trainer:
         """Ask the run to checkpoint and return after the current optimizer step."""
         self._stop_requested = True
 
+    def _refuse_to_replace_a_run(self) -> None:
+        """A new run must not overwrite the checkpoints of an earlier one unasked."""
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise ConfigError(
+                f"output dir {self.output_dir} is a file, not a folder: choose another --output-dir"
+            )
+        if not self.output_dir.is_dir():
+            return
+        found = sorted(
+            p.name
+            for p in self.output_dir.iterdir()
+            if p.is_file() and (p.name in ("last.pt", "best.pt") or p.name.startswith("epoch_"))
+        )
+        if found:
+            raise ConfigError(
+                f"{self.output_dir} already holds a training run ({', '.join(found[:4])}"
+                f"{' ...' if len(found) > 4 else ''}). Pass --resume to continue it, "
+                "--overwrite to start again and replace it, or choose another --output-dir."
+            )
+
     @contextlib.contextmanager
     def _sigterm_checkpoints(self):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = signal.getsignal(signal.SIGTERM)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
         def handler(signum, frame):
             self._stop_requested = True
+            if signum == signal.SIGINT:
+                # Ctrl-C: finish the step and write last.pt; a second Ctrl-C aborts at once.
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                if self.info.is_main:
+                    log.warning(
+                        "Ctrl-C: finishing the current step and writing last.pt "
+                        "(press Ctrl-C again to abort without saving)"
+                    )
 
-        signal.signal(signal.SIGTERM, handler)
+        for sig in previous:
+            signal.signal(sig, handler)
         try:
             yield
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
     def _should_stop(self, sync: bool) -> bool:
         if not self.info.distributed:
@@ -653,6 +684,8 @@ class Trainer:
                 log.info("no checkpoint in %s: starting a new run", self.output_dir)
         elif resume:
             resume_path = Path(resume)
+        if resume_path is None and not cfg.overwrite:
+            self._refuse_to_replace_a_run()
         if self.info.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             for stale in remove_stale_temp_files(self.output_dir):
