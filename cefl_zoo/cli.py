@@ -1,7 +1,8 @@
 """The ``cefl-zoo`` command line: ``cefl-zoo <command> [options]``.
 
 Every module in :mod:`cefl_zoo.commands` that defines ``NAME``, ``HELP``,
-``add_arguments`` and ``run`` becomes a sub-command.
+``add_arguments`` and ``run`` becomes a sub-command. A command reports bad input by
+raising :class:`cefl_zoo.commands._common.CommandError`: one line on stderr, no traceback.
 """
 
 from __future__ import annotations
@@ -49,7 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
-    return int(args._run(args) or 0)
+    from .commands._common import CommandError, error
+
+    try:
+        return int(args._run(args) or 0)
+    except CommandError as err:
+        return error(args.command, str(err), err.exit_code)
 
 
 if __name__ == "__main__":  # pragma: no cover

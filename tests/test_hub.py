@@ -437,7 +437,7 @@ def test_push_command_checks_then_uploads_and_prints_the_pin(saved, capsys):
     with patches[0], patches[1], patches[2]:
         assert main(["push", str(folder), "org/tiny"]) == 1
     assert sent == {}  # nothing uploaded
-    assert "sha256" in capsys.readouterr().out
+    assert "sha256" in capsys.readouterr().err
 
 
 # -- export ---------------------------------------------------------------------------------
@@ -551,7 +551,7 @@ def test_export_of_a_path_without_a_run_says_what_it_expected(tmp_path, capsys):
 
     (tmp_path / "empty").mkdir()
     assert main(["export", str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
-    assert "best.pt or last.pt" in capsys.readouterr().out
+    assert "best.pt or last.pt" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -12,33 +12,58 @@ import json
 import os
 import sys
 import tempfile
-import warnings
 
 NAME = "benchmark"
 HELP = "measure predictor throughput (videos/s) and the time shares of its stages"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("videos", nargs="*", metavar="VIDEO",
-                        help="videos or folders (default: --videos synthetic videos)")
-    parser.add_argument("--model", default=None,
-                        help="model name or folder (default: ceflnet_tiny.synthetic when "
-                        "shipped, else random-weight ceflnet_tiny: speed does not depend on "
-                        "the weights)")
-    parser.add_argument("--videos", dest="num_videos", type=int, default=32,
-                        help="synthetic videos to generate when none are given")
-    parser.add_argument("--size", type=int, default=224,
-                        help="frame size of the generated synthetic videos (px)")
+    parser.add_argument(
+        "videos",
+        nargs="*",
+        metavar="VIDEO",
+        help="videos or folders (default: --videos synthetic videos)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model name or folder (default: ceflnet_tiny.synthetic when "
+        "shipped, else random-weight ceflnet_tiny: speed does not depend on "
+        "the weights)",
+    )
+    parser.add_argument(
+        "--videos",
+        dest="num_videos",
+        type=int,
+        default=32,
+        help="synthetic videos to generate when none are given",
+    )
+    parser.add_argument(
+        "--size", type=int, default=224, help="frame size of the generated synthetic videos (px)"
+    )
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="decoding threads of the pipelined run (default: min(4, CPUs))")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding threads of the pipelined run (default: min(4, CPUs))",
+    )
     parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"))
-    parser.add_argument("--faces", nargs="?", const="retinaface", default=None,
-                        metavar="DETECTOR", help="include face detection (retinaface)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed videos first (default: one batch of each size the "
-                        "timed runs use)")
+    parser.add_argument(
+        "--faces",
+        nargs="?",
+        const="retinaface",
+        default=None,
+        metavar="DETECTOR",
+        help="include face detection (retinaface)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed videos first (default: one batch of each size the timed runs use)",
+    )
     parser.add_argument("--mode", choices=("both", "sequential", "pipelined"), default="both")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the report as JSON")
 
@@ -53,23 +78,22 @@ def _default_model() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..predict import Predictor, expand_inputs
+    from ..predict import expand_inputs
     from ..predict.benchmark import benchmark_predictor, format_report
+    from ._common import EXIT_FAILED, EXIT_OK, error, make_predictor, plural
 
     if args.batch_size < 1 or args.num_videos < 1:
-        print("cefl-zoo benchmark: error: --batch-size and --videos must be >= 1",
-              file=sys.stderr)
-        return 2
+        return error(NAME, "--batch-size and --videos must be >= 1")
     name = args.model or _default_model()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # random weights are fine for a speed test
-            predictor = Predictor(name, device=args.device, face_detector=args.faces,
-                                  batch_size=args.batch_size, num_workers=args.workers,
-                                  amp=args.amp)
-    except (ImportError, ValueError, RuntimeError, OSError) as err:
-        print(f"cefl-zoo benchmark: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+    predictor = make_predictor(
+        name,
+        device=args.device,
+        faces=args.faces,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        amp=args.amp,
+        show_warnings=False,  # random weights are fine for a speed test
+    )
     modes = ("sequential", "pipelined") if args.mode == "both" else (args.mode,)
     with tempfile.TemporaryDirectory(prefix="cefl-zoo-bench-") as tmp:
         if args.videos:
@@ -77,18 +101,42 @@ def run(args: argparse.Namespace) -> int:
         else:
             from ..data.synthetic import write_synthetic_dataset
 
-            print(f"writing {args.num_videos} synthetic {args.size} px videos ...",
-                  file=sys.stderr)
-            write_synthetic_dataset(tmp, num_videos=args.num_videos, seed=0, size=args.size,
-                                    progress=sys.stderr.isatty())
+            print(
+                f"writing {plural(args.num_videos, 'synthetic video')} of {args.size} px ...",
+                file=sys.stderr,
+            )
+            write_synthetic_dataset(
+                tmp,
+                num_videos=args.num_videos,
+                seed=0,
+                size=args.size,
+                progress=sys.stderr.isatty(),
+            )
             folder = os.path.join(tmp, "videos")
             videos = sorted(os.path.join(folder, f) for f in os.listdir(folder))
         report = benchmark_predictor(predictor, videos, warmup=args.warmup, modes=modes)
     report["source"] = "arguments" if args.videos else f"synthetic {args.size} px"
     print(format_report(report))
+    status = EXIT_OK
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
-            fh.write("\n")
-    return 0
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+            with open(args.json, "w") as fh:
+                json.dump(report, fh, indent=2)
+                fh.write("\n")
+        except OSError as err:
+            status = error(NAME, f"cannot write the report to {args.json}: {err}", EXIT_FAILED)
+    # Each failed video once (every mode predicts the same videos), file and reason.
+    failures = {}
+    for mode in report["modes"].values():
+        for failure in mode["failures"]:
+            failures.setdefault((failure["source"], failure["error"]), failure)
+    for failure in failures.values():
+        print(f"error: {failure['error']}", file=sys.stderr)
+    if any(m["videos_ok"] == 0 for m in report["modes"].values()):
+        return error(
+            NAME,
+            f"every video failed ({plural(len(videos), 'video')}); nothing was measured",
+            EXIT_FAILED,
+        )
+    return status

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from ._common import plural
+
 NAME = "cache"
 HELP = "pre-decode (and face-crop) a dataset into JPEG or uint8 frame shards for fast training"
 
@@ -103,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
 
     with open(os.path.join(out, "index.json"), encoding="utf-8") as fh:
         index = json.load(fh)
-    print(f"cached {len(index['items'])} videos ({len(index['failures'])} failed) in {out}")
+    print(
+        f"cached {plural(len(index['items']), 'video')} ({len(index['failures'])} failed) in {out}"
+    )
     for failure in index["failures"][:10]:
         print(f"  skipped {failure['path']}: {failure['error']}")
     return 0

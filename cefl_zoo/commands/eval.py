@@ -4,7 +4,12 @@ Examples::
 
     cefl-zoo eval --checkpoint runs/synth/best.pt --data synthetic:data/synth --split test
     cefl-zoo eval --model runs/synth/model --data synthetic:data/synth --output eval.json
-    cefl-zoo eval --model ceflnet_resnet18.dfew --pretrained --data dfew:/data/DFEW --fold 1
+    cefl-zoo eval --model ceflnet_tiny.synthetic --data synthetic:data/synth
+    cefl-zoo eval --model ceflnet_resnet18.dfew --data dfew:/data/DFEW --fold 1
+
+A --model name with a weight tag (arch.tag, e.g. ceflnet_tiny.synthetic) evaluates that
+weight set, as `cefl-zoo predict` does; --pretrained is implied. A bare architecture
+(ceflnet_tiny) has random weights unless --pretrained loads its default weight set.
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--model",
         metavar="NAME_OR_DIR",
-        help="registry name (with --pretrained), save_pretrained dir or hf-hub:org/repo",
+        help="weight set arch.tag (its weights are loaded), architecture (random weights "
+        "unless --pretrained), save_pretrained dir or hf-hub:org/repo",
     )
     parser.add_argument(
-        "--pretrained", action="store_true", help="load the registry weights of --model"
+        "--pretrained",
+        action="store_true",
+        help="load the default weight set of a bare architecture name (implied by arch.tag)",
     )
     parser.add_argument(
         "--data", required=True, metavar="NAME:ROOT", help="e.g. synthetic:DIR, dfew:ROOT"
@@ -63,6 +71,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+def _load_model(name: str, pretrained: bool):
+    """Create ``--model``: "arch.tag" loads the tag's weights; a bare architecture without
+    ``--pretrained`` gets random weights, with a warning on stderr."""
+    from ..registry import create_model, is_model, split_model_name
+    from ._common import loading_model, warn
+
+    if is_model(name):
+        arch, tag = split_model_name(name)
+        if tag:
+            pretrained = True
+        elif not pretrained:
+            warn(
+                f"evaluating {name} with RANDOM weights (a bare architecture without "
+                f"--pretrained): the scores mean nothing. Name a weight set ({arch}.TAG, see "
+                "`cefl-zoo models --pretrained`) or add --pretrained"
+            )
+    with loading_model(name):
+        return create_model(name, pretrained=pretrained)
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import logging
@@ -72,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.distributed import cleanup_distributed, init_distributed, setup_logging
     from ..train.evaluate import evaluate
     from ..train.loaders import build_split
+    from ._common import MODEL_ERRORS, training_setup_error
 
     setup_logging(args.verbose)
     log = logging.getLogger("cefl_zoo.train")
@@ -82,9 +111,7 @@ def run(args: argparse.Namespace) -> int:
             model = model_from_checkpoint(ckpt)
             base = dict(ckpt.get("config") or {})
         else:
-            from ..registry import create_model
-
-            model = create_model(args.model, pretrained=args.pretrained)
+            model = _load_model(args.model, args.pretrained)
         pcfg = model.pretrained_cfg
         overrides = {
             "data": args.data,
@@ -120,6 +147,11 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, DataError, CheckpointError) as err:
         print(f"cefl-zoo eval: error: {err}", file=sys.stderr)
         return 2
+    except MODEL_ERRORS as err:  # --device asked for CUDA without it
+        problem = training_setup_error(err, args.model or args.checkpoint)
+        if problem is None:
+            raise
+        raise problem from err
     if info.is_main:
         print(str(result))
         if args.output:

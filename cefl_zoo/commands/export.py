@@ -50,8 +50,15 @@ HELP = "write a publishable weights folder (safetensors + config + model card) f
 
 #: Metric entries not copied into the weights' metrics (tables, counts, chance levels).
 _SKIP_METRICS = frozenset(
-    {"per_class", "per_class_recall", "support", "confusion_matrix", "class_names", "num_videos",
-     "chance"}
+    {
+        "per_class",
+        "per_class_recall",
+        "support",
+        "confusion_matrix",
+        "class_names",
+        "num_videos",
+        "chance",
+    }
 )
 
 
@@ -66,23 +73,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training run directory (best.pt / last.pt), a checkpoint .pt file, or a "
         "save_pretrained folder",
     )
-    parser.add_argument("out_dir", help="folder to write (created; files of the same names are replaced)")
     parser.add_argument(
-        "--checkpoint", choices=("best", "last"), default="best",
+        "out_dir", help="folder to write (created; files of the same names are replaced)"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
         help="which checkpoint of a run directory to export (default: best, falling back to last)",
     )
     parser.add_argument(
-        "--eval-json", default=None, metavar="FILE",
+        "--eval-json",
+        default=None,
+        metavar="FILE",
         help="metrics to record: the trainer's metrics.json or an evaluation JSON "
         "(default: metrics.json of the run directory when present)",
     )
-    parser.add_argument("--tag", default=None, help="weight tag, e.g. 'dfew' (default: the dataset name)")
     parser.add_argument(
-        "--license", default=None,
+        "--tag", default=None, help="weight tag, e.g. 'dfew' (default: the dataset name)"
+    )
+    parser.add_argument(
+        "--license",
+        default=None,
         help="licence of the weights (default: the registered weight set's, if any)",
     )
-    parser.add_argument("--onnx", action="store_true", help="also write model.onnx (needs onnx, onnxscript)")
-    parser.add_argument("--torch-export", action="store_true", help="also write model.pt2 (torch.export)")
+    parser.add_argument(
+        "--onnx", action="store_true", help="also write model.onnx (needs onnx, onnxscript)"
+    )
+    parser.add_argument(
+        "--torch-export", action="store_true", help="also write model.pt2 (torch.export)"
+    )
 
 
 # -- reading sources --------------------------------------------------------------------------
@@ -140,7 +160,9 @@ def metrics_from_json(
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise ExportError(f"cannot read metrics file {path}: {err}. Fix: pass --eval-json FILE") from err
+        raise ExportError(
+            f"cannot read metrics file {path}: {err}. Fix: pass --eval-json FILE"
+        ) from err
     metrics = data
     if isinstance(data, dict) and ("best" in data or "last" in data):
         other = "last" if prefer == "best" else "best"
@@ -148,7 +170,9 @@ def metrics_from_json(
     elif isinstance(data, dict) and isinstance(data.get("metrics"), dict):
         metrics = data["metrics"]
     if not isinstance(metrics, dict):
-        raise ExportError(f"metrics file {path} holds no metrics (expected an object with 'war', 'uar', ...)")
+        raise ExportError(
+            f"metrics file {path} holds no metrics (expected an object with 'war', 'uar', ...)"
+        )
     names = metrics.get("class_names")
     if label_names is not None and names is not None and tuple(names) != tuple(label_names):
         raise ExportError(
@@ -164,7 +188,11 @@ def metrics_from_json(
             out[key] = float(value)
         elif isinstance(value, dict):
             for sub, v in value.items():
-                if sub not in _SKIP_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool):
+                if (
+                    sub not in _SKIP_METRICS
+                    and isinstance(v, (int, float))
+                    and not isinstance(v, bool)
+                ):
                     out[f"{key}.{sub}"] = float(v)
     return out
 
@@ -181,7 +209,9 @@ def _run_dir_checkpoint(run_dir: Path, which: str) -> Path:
     )
 
 
-def load_source(source: str | Path, which: str = "best") -> tuple[VideoClassifier, dict[str, Any], Path | None]:
+def load_source(
+    source: str | Path, which: str = "best"
+) -> tuple[VideoClassifier, dict[str, Any], Path | None]:
     """Load the model to export.
 
     Args:
@@ -207,7 +237,9 @@ def load_source(source: str | Path, which: str = "best") -> tuple[VideoClassifie
     elif path.is_file():
         ckpt_path = path
     else:
-        raise ExportError(f"{path} does not exist. Fix: pass a run directory, checkpoint or saved folder.")
+        raise ExportError(
+            f"{path} does not exist. Fix: pass a run directory, checkpoint or saved folder."
+        )
     from ..train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
@@ -313,7 +345,9 @@ def export_torch_program(model: VideoClassifier, path: str | Path) -> Path:
 
     path = Path(path)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    program = torch.export.export(model.eval(), (_example_input(model),), dynamic_shapes=({0: batch},))
+    program = torch.export.export(
+        model.eval(), (_example_input(model),), dynamic_shapes=({0: batch},)
+    )
     torch.export.save(program, str(path))
     return path
 
@@ -356,10 +390,18 @@ def export(
     registered = _registered(model.architecture or "", tag)
     license = license or cfg.license or (registered.license if registered else None)
     if run_dir is not None:  # say what the run trained and evaluated on
-        split = f"evaluated on the {training['val_split']!r} split" if training.get("val_split") else ""
-        fold = ", ".join(filter(None, [
-            f"fold {training['fold']}" if training.get("fold") is not None else "", split
-        ])) or cfg.fold
+        split = (
+            f"evaluated on the {training['val_split']!r} split" if training.get("val_split") else ""
+        )
+        fold = (
+            ", ".join(
+                filter(
+                    None,
+                    [f"fold {training['fold']}" if training.get("fold") is not None else "", split],
+                )
+            )
+            or cfg.fold
+        )
     else:
         fold = cfg.fold or (registered.fold if registered else None)
     cfg = cfg.replace(
@@ -384,6 +426,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``cefl-zoo export`` with parsed ``args``; returns the exit code."""
     from ..hub import PretrainedWeightsError
     from ..train.checkpoint import CheckpointError
+    from ._common import error, one_line
 
     try:
         out = export(
@@ -397,11 +440,14 @@ def run(args: argparse.Namespace) -> int:
             torch_export=args.torch_export,
         )
     except (ExportError, PretrainedWeightsError, CheckpointError) as err:
-        print(f"cefl-zoo export: error: {err}")
-        return 1
+        return error(NAME, err, 1)
+    except OSError as err:  # OUT_DIR is a file or under one, no permission, disk full
+        return error(NAME, f"cannot export {args.source} to {args.out_dir}: {one_line(err)}", 1)
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     cfg = config["pretrained_cfg"]
-    print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))}")
+    print(
+        f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))}"
+    )
     print(f"  {config['architecture']}.{cfg['tag']}  labels {cfg['label_names']}")
     print(f"  sha256 {cfg['sha256']}")
     if cfg["metrics"]:

@@ -18,6 +18,8 @@ import argparse
 import os
 import sys
 
+from ._common import plural
+
 NAME = "faces"
 HELP = "precompute square face crops of videos or a dataset (needs cefl-zoo[faces])"
 
@@ -29,18 +31,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="dataset split (with --dataset)")
     parser.add_argument("--fold", default=None, help="dataset fold (with --dataset)")
     parser.add_argument("--size", type=int, default=224, help="crop side in pixels (224)")
-    parser.add_argument("--margin", type=float, default=0.25,
-                        help="fraction of the face size added on each side (0.25)")
-    parser.add_argument("--smoothing", type=float, default=2.0,
-                        help="temporal smoothing of the boxes, Gaussian sigma in frames (2)")
-    parser.add_argument("--stride", type=int, default=1,
-                        help="detect on every N-th frame and interpolate between (1)")
-    parser.add_argument("--score-threshold", type=float, default=0.7,
-                        help="RetinaFace confidence threshold (0.7)")
-    parser.add_argument("--max-size", type=int, default=640,
-                        help="longest frame side used for detection (640)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="onnxruntime threads (0: all cores)")
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=0.25,
+        help="fraction of the face size added on each side (0.25)",
+    )
+    parser.add_argument(
+        "--smoothing",
+        type=float,
+        default=2.0,
+        help="temporal smoothing of the boxes, Gaussian sigma in frames (2)",
+    )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=1,
+        help="detect on every N-th frame and interpolate between (1)",
+    )
+    parser.add_argument(
+        "--score-threshold", type=float, default=0.7, help="RetinaFace confidence threshold (0.7)"
+    )
+    parser.add_argument(
+        "--max-size", type=int, default=640, help="longest frame side used for detection (640)"
+    )
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality (95)")
     parser.add_argument("--overwrite", action="store_true", help="recompute existing crops")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -74,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
             score_threshold=args.score_threshold, max_size=args.max_size, num_threads=args.threads
         )
         cropper = FaceCropper(
-            detector, size=args.size, margin=args.margin, smoothing=args.smoothing,
+            detector,
+            size=args.size,
+            margin=args.margin,
+            smoothing=args.smoothing,
             stride=args.stride,
         )
     except (ImportError, ValueError) as err:
@@ -96,15 +114,20 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("always")
             try:
                 cached = precompute_dataset_face_crops(
-                    dataset, args.out, cropper, on_error="skip", overwrite=args.overwrite,
-                    progress=not args.no_progress, quality=args.quality,
+                    dataset,
+                    args.out,
+                    cropper,
+                    on_error="skip",
+                    overwrite=args.overwrite,
+                    progress=not args.no_progress,
+                    quality=args.quality,
                 )
             except (ValueError, RuntimeError, OSError) as err:
                 _error(str(err))
                 return 2
         for w in caught:
             print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
-        print(f"{len(cached)} of {len(dataset)} videos cropped into {args.out}")
+        print(f"{len(cached)} of {plural(len(dataset), 'video')} cropped into {args.out}")
         return 1 if cached.failures else 0
 
     videos = [args.input]
@@ -118,8 +141,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     failed = 0
-    for video in tqdm(videos, desc="face crops", unit="video",
-                      disable=args.no_progress or len(videos) == 1):
+    for video in tqdm(
+        videos, desc="face crops", unit="video", disable=args.no_progress or len(videos) == 1
+    ):
         try:
             folder = precompute_face_crops(
                 video, args.out, cropper, quality=args.quality, overwrite=args.overwrite

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import config_from_args
     from ..train.distributed import setup_logging
     from ..train.kfold import format_fold_table, run_folds
+    from ._common import MODEL_ERRORS, training_setup_error
 
     setup_logging(args.verbose)
     folds = None
@@ -57,12 +58,18 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    cfg = None
     try:
         cfg = config_from_args(args)
         result = run_folds(cfg, folds=folds, resume=not args.no_resume)
     except (ConfigError, DataError, CheckpointError) as err:
         print(f"cefl-zoo kfold: error: {err}", file=sys.stderr)
         return 2
+    except MODEL_ERRORS as err:  # the model cannot be built, or --device has no CUDA
+        problem = None if cfg is None else training_setup_error(err, cfg.model, cfg.init_from)
+        if problem is None:
+            raise
+        raise problem from err
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 __all__ = ["HELP", "NAME", "add_arguments", "registry_snippet", "run"]
 
@@ -24,12 +25,18 @@ HELP = "upload an exported weights folder to the Hugging Face Hub"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``cefl-zoo push`` to ``parser``."""
     parser.add_argument("folder", help="folder written by `cefl-zoo export` or save_pretrained")
-    parser.add_argument("repo_id", help="Hugging Face repository, e.g. cefl-zoo/ceflnet_resnet18.dfew")
+    parser.add_argument(
+        "repo_id", help="Hugging Face repository, e.g. cefl-zoo/ceflnet_resnet18.dfew"
+    )
     parser.add_argument("--revision", default=None, help="branch to commit to (created if missing)")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--token", default=None, help="Hugging Face token (default: the logged-in one)")
+    parser.add_argument(
+        "--token", default=None, help="Hugging Face token (default: the logged-in one)"
+    )
     parser.add_argument("--commit-message", default=None, help="commit message")
-    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument(
+        "--create-pr", action="store_true", help="open a pull request instead of committing"
+    )
 
 
 def registry_snippet(config: dict, repo_id: str, commit: str | None) -> str:
@@ -51,16 +58,40 @@ def registry_snippet(config: dict, repo_id: str, commit: str | None) -> str:
     )
 
 
+def hub_errors() -> tuple[type[BaseException], ...]:
+    """What talking to the Hub raises when the network, the login or the repository is wrong.
+
+    ``OSError`` (connection refused, timeouts, ``HF_HUB_OFFLINE``; ``requests`` errors),
+    ``huggingface_hub``'s ``HfHubHTTPError`` (401, 403, 404, ...) and the root error class
+    of its HTTP client, which its connection errors derive from without being ``OSError``
+    (``httpx.HTTPError`` - ``ConnectError``, ``ReadTimeout`` - in huggingface_hub >= 1.0).
+    """
+    found: list[type[BaseException]] = [OSError]
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
+        return tuple(found)
+    found.append(HfHubHTTPError)
+    for base in HfHubHTTPError.__mro__[1:]:  # the HTTP client's HTTPError
+        if base.__name__ == "HTTPError":
+            found.append(base)
+    for module, name in (("httpx", "HTTPError"), ("requests", "RequestException")):
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``cefl-zoo push`` with parsed ``args``; returns the exit code."""
     from ..hub import PretrainedWeightsError
     from ..hub_mixin import check_folder, upload_folder
+    from ._common import error, one_line
 
     try:
         config = check_folder(args.folder)
     except PretrainedWeightsError as err:
-        print(f"cefl-zoo push: error: {err}")
-        return 1
+        return error(NAME, err, 1)
     try:
         info = upload_folder(
             args.folder,
@@ -71,17 +102,28 @@ def run(args: argparse.Namespace) -> int:
             commit_message=args.commit_message,
             create_pr=args.create_pr,
         )
-    except OSError as err:  # huggingface_hub's HTTP errors are OSErrors
-        print(
-            f"cefl-zoo push: error: uploading {args.folder} to {args.repo_id} failed: {err}. "
-            "Fix: log in (`hf auth login` or HF_TOKEN) with write access, and check the network "
-            "and HF_ENDPOINT."
+    except hub_errors() as err:
+        return error(
+            NAME,
+            f"uploading {args.folder} to {args.repo_id} failed: {type(err).__name__}: "
+            f"{one_line(err).rstrip('.')}. Fix: check the network and HF_ENDPOINT, unset HF_HUB_OFFLINE, "
+            "and log in (`hf auth login` or HF_TOKEN) with write access to the repository.",
+            1,
         )
-        return 1
+    except ValueError as err:  # huggingface_hub's HFValidationError: a malformed repo id
+        return error(NAME, f"cannot upload to {args.repo_id!r}: {one_line(err)}", 1)
     commit = getattr(info, "oid", None)
     print(f"pushed {args.folder} to {getattr(info, 'commit_url', args.repo_id)}")
     print(f"pin it with revision {commit}; registry fields for cefl_zoo/models/weights.py:")
     print(registry_snippet(config, args.repo_id, commit))
     print(f"load it with: cefl_zoo.create_model('hf-hub:{args.repo_id}@{commit}')")
-    print(json.dumps({"repo_id": args.repo_id, "revision": commit, "sha256": config["pretrained_cfg"]["sha256"]}))
+    print(
+        json.dumps(
+            {
+                "repo_id": args.repo_id,
+                "revision": commit,
+                "sha256": config["pretrained_cfg"]["sha256"],
+            }
+        )
+    )
     return 0

@@ -25,10 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
+    import os
 
     from ..data.synthetic import write_synthetic_dataset
+    from ._common import error, one_line, plural
 
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        return error(NAME, f"{args.out_dir} is a file, not a folder; pass a folder to write to")
     try:
         csv_path = write_synthetic_dataset(
             args.out_dir,
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
             num_workers=args.workers,
         )
     except (FileExistsError, ValueError) as err:
-        print(f"cefl-zoo synth: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.videos} videos and {csv_path}")
+        return error(NAME, err)
+    except OSError as err:  # a parent that is a file, no permission, disk full
+        return error(NAME, f"cannot write the dataset to {args.out_dir}: {one_line(err)}")
+    print(f"wrote {plural(args.videos, 'video')} and {csv_path}")
     return 0

@@ -50,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from ..train import CheckpointError, ConfigError, DataError
     from ..train.config import config_from_args
     from ..train.distributed import setup_logging
+    from ._common import MODEL_ERRORS, training_setup_error
 
     setup_logging(args.verbose)
+    cfg = None
     try:
         cfg = config_from_args(args)
         if args.print_config:
@@ -63,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, DataError, CheckpointError) as err:
         print(f"cefl-zoo train: error: {err}", file=sys.stderr)
         return 2
+    except MODEL_ERRORS as err:  # the model cannot be built, or --device has no CUDA
+        problem = None if cfg is None else training_setup_error(err, cfg.model, cfg.init_from)
+        if problem is None:
+            raise
+        raise problem from err
     if summary["status"] != "completed":
         print(
             f"stopped at epoch {summary['epoch'] + 1}, step {summary['global_step']}; "

@@ -20,13 +20,20 @@ Example:
 """
 
 from .inputs import VIDEO_EXTENSIONS, expand_inputs
-from .predictor import DEFAULT_MODEL, Predictor, StageTimes, load_model_for_inference
+from .predictor import (
+    DEFAULT_MODEL,
+    ModelForwardError,
+    Predictor,
+    StageTimes,
+    load_model_for_inference,
+)
 from .result import Prediction, PredictionFailure
 from .timeline import Timeline, parse_span, window_starts
 
 __all__ = [
     "DEFAULT_MODEL",
     "VIDEO_EXTENSIONS",
+    "ModelForwardError",
     "Prediction",
     "PredictionFailure",
     "Predictor",

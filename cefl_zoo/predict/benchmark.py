@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from ..commands._common import plural
 from .predictor import Predictor
 
 __all__ = ["benchmark_predictor", "format_report"]
@@ -68,6 +69,7 @@ def _run(predictor: Predictor, videos: Sequence[Any], workers: int) -> dict[str,
         },
         "shares": timings.shares(),
         "errors": sorted({r.error for r in results if not r.ok})[:5],
+        "failures": [r.to_dict() for r in results if not r.ok],
     }
 
 
@@ -90,7 +92,8 @@ def benchmark_predictor(
     Returns:
         ``{"videos", "frames_per_video", "model", "device", "amp", "batch_size",
         "faces", "torch_threads", "modes": {mode: {"wall_s", "videos_per_s",
-        "frames_decoded_per_s", "stages_s", "shares", "num_workers", ...}}}``.
+        "frames_decoded_per_s", "stages_s", "shares", "num_workers", "videos_failed",
+        "failures": [{"source", "error", "error_type"}], ...}}}``.
     """
     unknown = set(modes) - {"sequential", "pipelined"}
     if unknown:
@@ -125,7 +128,7 @@ def benchmark_predictor(
 def format_report(report: dict[str, Any]) -> str:
     """A few lines of text: videos/s and stage shares per mode."""
     header = (
-        f"{report['videos']} videos, {report['frames_per_video']} frames each; model "
+        f"{plural(report['videos'], 'video')}, {report['frames_per_video']} frames each; model "
         f"{report['model']} at {report['input_size'][-1]} px on {report['device']} "
         f"(amp {report['amp']}, batch {report['batch_size']}, faces {report['faces'] or 'off'}, "
         f"{report['torch_threads']} torch threads)"

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from .._plotting import new_figure as _figure
 from .._plotting import save_png as _save
+from ..commands._common import plural
 
 if TYPE_CHECKING:
     from .result import Prediction
@@ -38,8 +39,6 @@ __all__ = ["RICH_CLIP_COLOR", "plot_prediction", "plot_timeline"]
 #: Colour of the emotion-rich clip's highlight (the paper's orange boxes).
 RICH_CLIP_COLOR = "#ff7f0e"
 _OTHER_COLOR = "#7f9fbf"
-
-
 
 
 def _clip_tick(pred: Prediction, n: int) -> str:
@@ -106,10 +105,12 @@ def plot_prediction(pred: Prediction, path: str | os.PathLike, all_classes: bool
     height = sum(h for _, h in rows) + 1.0 if rows else 2.5
     fig = _figure(width, height)
     gs = fig.add_gridspec(
-        max(len(rows), 1), cols + 2,
+        max(len(rows), 1),
+        cols + 2,
         height_ratios=[h for _, h in rows] or [1.0],
         width_ratios=[1.0] * cols + [0.9, 2.2],
-        wspace=0.08, hspace=0.55,
+        wspace=0.08,
+        hspace=0.55,
     )
     fig.suptitle(_title(pred), fontsize=10)
     for r, (kind, _) in enumerate(rows):
@@ -143,21 +144,42 @@ def plot_prediction(pred: Prediction, path: str | os.PathLike, all_classes: bool
             ax.set_ylim(0, max(values + [1.0 / n]) * 1.15)
         elif kind == "heat":
             scores = pred.clip_scores.numpy()
-            ax.imshow(scores, aspect="auto", cmap="Oranges", vmin=0, interpolation="nearest",
-                      extent=(-0.5, n - 0.5, len(pred.label_names) - 0.5, -0.5))
+            ax.imshow(
+                scores,
+                aspect="auto",
+                cmap="Oranges",
+                vmin=0,
+                interpolation="nearest",
+                extent=(-0.5, n - 0.5, len(pred.label_names) - 0.5, -0.5),
+            )
             ax.set_yticks(range(len(pred.label_names)))
             ax.set_yticklabels(
                 [f"> {c}" if c == pred.label else c for c in pred.label_names], fontsize=7
             )
             if rich is not None:
-                ax.add_patch(Rectangle((rich - 0.5, -0.5), 1, len(pred.label_names),
-                                       fill=False, edgecolor=RICH_CLIP_COLOR, lw=2.5,
-                                       clip_on=False))
+                ax.add_patch(
+                    Rectangle(
+                        (rich - 0.5, -0.5),
+                        1,
+                        len(pred.label_names),
+                        fill=False,
+                        edgecolor=RICH_CLIP_COLOR,
+                        lw=2.5,
+                        clip_on=False,
+                    )
+                )
             ax.set_ylabel("clip score\nper class", fontsize=8)
         elif kind == "weights":
             weights = pred.frame_weights.t().numpy()  # (K, N)
-            ax.imshow(weights, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest",
-                      extent=(-0.5, n - 0.5, weights.shape[0] - 0.5, -0.5))
+            ax.imshow(
+                weights,
+                aspect="auto",
+                cmap="Blues",
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",
+                extent=(-0.5, n - 0.5, weights.shape[0] - 0.5, -0.5),
+            )
             ax.set_yticks(range(weights.shape[0]))
             ax.set_yticklabels([f"f{k}" for k in range(weights.shape[0])], fontsize=6)
             ax.set_ylabel("frame\nweight", fontsize=8)
@@ -171,7 +193,8 @@ def plot_prediction(pred: Prediction, path: str | os.PathLike, all_classes: bool
     order = list(range(len(pred.label_names)))[::-1]
     probs = pred.probs.tolist()
     pax.barh(
-        range(len(order)), [probs[i] for i in order],
+        range(len(order)),
+        [probs[i] for i in order],
         color=[RICH_CLIP_COLOR if i == pred.label_index else _OTHER_COLOR for i in order],
     )
     pax.set_yticks(range(len(order)))
@@ -223,15 +246,22 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
     for k in range(c):
         mask = (winners == k).numpy()
         if mask.any():
-            top.scatter(times[mask], best.numpy()[mask], s=14, color=cmap(k % cmap.N),
-                        label=names[k], zorder=2)
+            top.scatter(
+                times[mask],
+                best.numpy()[mask],
+                s=14,
+                color=cmap(k % cmap.N),
+                label=names[k],
+                zorder=2,
+            )
     top.set_ylim(0, 1.05)
     top.set_ylabel("p(predicted)", fontsize=8)
     top.legend(fontsize=7, ncol=min(c, 4), loc="lower right", frameon=False)
     name = os.path.basename(str(timeline.source).rstrip("/")) or str(timeline.source)
     top.set_title(
-        f"{name}: {timeline.label} overall - {len(timeline)} windows of {timeline.window} "
-        f"frames, stride {timeline.stride}", fontsize=9,
+        f"{name}: {timeline.label} overall - {plural(len(timeline), 'window')} of {timeline.window} "
+        f"frames, stride {timeline.stride}",
+        fontsize=9,
     )
     top.tick_params(labelbottom=False, labelsize=7)
     if len(times) > 1:
@@ -239,8 +269,15 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
     else:
         half = float((timeline.ends[0] - timeline.starts[0] + 1) / 2) / (timeline.fps or 1.0)
     extent = (float(times[0]) - half, float(times[-1]) + half, c - 0.5, -0.5)
-    bottom.imshow(timeline.probs.t().numpy(), aspect="auto", cmap="Oranges", vmin=0, vmax=1,
-                  extent=extent, interpolation="nearest")
+    bottom.imshow(
+        timeline.probs.t().numpy(),
+        aspect="auto",
+        cmap="Oranges",
+        vmin=0,
+        vmax=1,
+        extent=extent,
+        interpolation="nearest",
+    )
     bottom.set_yticks(range(c))
     bottom.set_yticklabels(list(names), fontsize=7)
     bottom.set_xlabel(f"time ({unit}, window centre)", fontsize=8)

@@ -58,6 +58,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "FACE_DETECTORS",
     "IMAGE_SUFFIXES",
+    "ModelForwardError",
     "Predictor",
     "StageTimes",
     "load_model_for_inference",
@@ -69,10 +70,26 @@ DEFAULT_MODEL = "ceflnet_tiny.synthetic"
 
 #: File endings of still images, refused with a clear message when passed as a video.
 IMAGE_SUFFIXES: tuple[str, ...] = (
-    ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".heic",
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".ppm",
+    ".pgm",
+    ".heic",
 )
 
 VideoInput = Any  # str | os.PathLike | VideoReader | torch.Tensor
+
+
+class ModelForwardError(RuntimeError):
+    """The model failed on a batch; the message names the model and the input shape.
+
+    The original error is its ``__cause__``.
+    """
 
 
 def load_model_for_inference(name: str) -> nn.Module:
@@ -142,8 +159,12 @@ class StageTimes:
     def to_dict(self) -> dict[str, Any]:
         """Seconds, counts and shares."""
         return {
-            "decode_s": self.decode, "faces_s": self.faces, "preprocess_s": self.preprocess,
-            "model_s": self.model, "videos": self.videos, "frames": self.frames,
+            "decode_s": self.decode,
+            "faces_s": self.faces,
+            "preprocess_s": self.preprocess,
+            "model_s": self.model,
+            "videos": self.videos,
+            "frames": self.frames,
             "shares": self.shares(),
         }
 
@@ -274,6 +295,8 @@ class Predictor:
             inference; ``None`` keeps PyTorch's default, one thread per physical core.
         progress: Show tqdm progress bars in :meth:`predict_many` and
             :meth:`predict_timeline`.
+        model_name: Name used in results and messages (default: the name ``model`` was
+            given as, or ``architecture.tag`` of a model object).
 
     Attributes:
         model: The model, in eval mode on :attr:`device`.
@@ -300,6 +323,7 @@ class Predictor:
         thumbnail_size: int = 96,
         num_threads: int | None = None,
         progress: bool = False,
+        model_name: str | None = None,
     ) -> None:
         from ..transforms import transforms_for
 
@@ -315,6 +339,8 @@ class Predictor:
             arch = getattr(model, "architecture", None) or type(model).__name__
             tag = getattr(cfg, "tag", None)
             self.model_name = f"{arch}.{tag}" if tag else arch
+        if model_name is not None:
+            self.model_name = str(model_name)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_threads is not None:
@@ -416,14 +442,17 @@ class Predictor:
         if scale >= 1:
             return frames.clone()
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        out = F.interpolate(frames.float(), size=size, mode="bilinear", antialias=True,
-                            align_corners=False)
+        out = F.interpolate(
+            frames.float(), size=size, mode="bilinear", antialias=True, align_corners=False
+        )
         return out.round().clamp(0, 255).to(torch.uint8)
 
     def _too_short(self, source: str, err: VideoTooShortError) -> ValueError:
         n, k = self.sampler.num_clips, self.sampler.frames_per_clip
-        frames = "no frames" if err.num_frames < 1 else (
-            f"only {err.num_frames} frame{'s' if err.num_frames != 1 else ''}"
+        frames = (
+            "no frames"
+            if err.num_frames < 1
+            else (f"only {err.num_frames} frame{'s' if err.num_frames != 1 else ''}")
         )
         return ValueError(
             f"{source}: video has {frames}, fewer than the {self.sampler.min_frames} the model "
@@ -431,8 +460,9 @@ class Predictor:
             "repeat its frames, or leave it out"
         )
 
-    def _crop_faces(self, frames: torch.Tensor, source: str,
-                    times: torch.Tensor | None) -> torch.Tensor:
+    def _crop_faces(
+        self, frames: torch.Tensor, source: str, times: torch.Tensor | None
+    ) -> torch.Tensor:
         """Face crops of ``uint8 (T, 3, H, W)`` frames taken at original frames ``times``."""
         from ..faces import FaceCropper
 
@@ -491,10 +521,16 @@ class Predictor:
         finally:
             if own:
                 reader.close()
-        clips, thumbs = self._prepare_frames(frames, n, k, source,
-                                             times=sample.indices.reshape(-1))
-        return _Prepared(source, clips, sample.indices, sample.windows, float(info.fps),
-                         int(info.num_frames), thumbs)
+        clips, thumbs = self._prepare_frames(frames, n, k, source, times=sample.indices.reshape(-1))
+        return _Prepared(
+            source,
+            clips,
+            sample.indices,
+            sample.windows,
+            float(info.fps),
+            int(info.num_frames),
+            thumbs,
+        )
 
     def _prepare_sampled(self, video: torch.Tensor) -> _Prepared:
         if video.shape[2] != 3:
@@ -503,8 +539,9 @@ class Predictor:
             )
         n, k = video.shape[:2]
         if video.dtype == torch.uint8:
-            clips, thumbs = self._prepare_frames(video.reshape(n * k, *video.shape[2:]), n, k,
-                                                 "<tensor>")
+            clips, thumbs = self._prepare_frames(
+                video.reshape(n * k, *video.shape[2:]), n, k, "<tensor>"
+            )
         elif torch.is_floating_point(video):
             clips, thumbs = video, None
         else:
@@ -522,23 +559,46 @@ class Predictor:
             return torch.autocast(device_type=self.device.type, dtype=torch.float16)
         return contextlib.nullcontext()
 
+    def _forward_error(self, err: Exception, x: torch.Tensor) -> ModelForwardError:
+        """``err`` of the model on ``x`` as one line naming the model and the input."""
+        expects = tuple(getattr(getattr(self.model, "pretrained_cfg", None), "input_size", ()))
+        shape = "x".join(str(d) for d in x.shape)
+        text = " ".join(str(err).split()) or type(err).__name__
+        return ModelForwardError(
+            f"model {self.model_name} failed on its input: {type(err).__name__}: {text} "
+            f"(input batch {shape} = videos x clips x frames x channels x height x width, "
+            f"frames {x.shape[-2]}x{x.shape[-1]} px"
+            + (f"; the model's input_size is {expects}" if expects else "")
+            + ")"
+        )
+
     def _explain(self, batch: torch.Tensor) -> dict[str, torch.Tensor | None]:
-        """Run ``forward_explain`` on ``(B, N, K, 3, h, w)``; float32 CPU outputs."""
+        """Run ``forward_explain`` on ``(B, N, K, 3, h, w)``; float32 CPU outputs.
+
+        Raises:
+            ModelForwardError: The model failed (not for CUDA out of memory, which
+                keeps its type).
+        """
         with self._timed("model"), torch.inference_mode():
             x = batch.to(self.device, non_blocking=True)
             try:
-                with self._autocast():
+                try:
+                    with self._autocast():
+                        out = self.model.forward_explain(x)
+                except RuntimeError as err:
+                    if self.amp == "none" or isinstance(err, torch.cuda.OutOfMemoryError):
+                        raise
+                    warnings.warn(
+                        f"{self.model_name} failed under {self.amp} autocast ({err}); "
+                        "falling back to float32",
+                        stacklevel=3,
+                    )
+                    self.amp = "none"
                     out = self.model.forward_explain(x)
-            except RuntimeError as err:
-                if self.amp == "none":
-                    raise
-                warnings.warn(
-                    f"{self.model_name} failed under {self.amp} autocast ({err}); "
-                    "falling back to float32",
-                    stacklevel=3,
-                )
-                self.amp = "none"
-                out = self.model.forward_explain(x)
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as err:  # re-raised with the model and the input named
+                raise self._forward_error(err, x) from err
             result: dict[str, torch.Tensor | None] = {}
             for name in ("logits", "clip_scores", "frame_weights"):
                 value = getattr(out, name, None)
@@ -596,6 +656,7 @@ class Predictor:
         self, inputs: Sequence[VideoInput], fps: float | None, workers: int
     ) -> Iterator[tuple[int, _Prepared | BaseException]]:
         """Prepared inputs in order; decoding runs ``workers`` ahead in threads."""
+
         def safe(item: VideoInput) -> _Prepared | BaseException:
             try:
                 return self._prepare(item, fps)
@@ -655,14 +716,29 @@ class Predictor:
         bs = int(batch_size or self.batch_size)
         results: list[Prediction | PredictionFailure | None] = [None] * len(inputs)
         show = self.progress if progress is None else progress
-        bar = tqdm(total=len(inputs), unit="video", disable=not show or len(inputs) < 2,
-                   desc="predict", dynamic_ncols=True)
+        bar = tqdm(
+            total=len(inputs),
+            unit="video",
+            disable=not show or len(inputs) < 2,
+            desc="predict",
+            dynamic_ncols=True,
+        )
         batch: list[tuple[int, _Prepared]] = []
 
         def flush() -> None:
             if not batch:
                 return
-            preds = self._predictions([p for _, p in batch])
+            try:
+                preds: list[Prediction | PredictionFailure] = list(
+                    self._predictions([p for _, p in batch])
+                )
+            except Exception as err:  # every video of the batch fails alone
+                if on_error == "raise":
+                    raise
+                preds = [
+                    PredictionFailure(p.source, _one_line(err, p.source), type(err).__name__)
+                    for _, p in batch
+                ]
             for (i, _), pred in zip(batch, preds):
                 results[i] = pred
             bar.update(len(batch))
@@ -731,8 +807,9 @@ class Predictor:
         try:
             info = reader.info
             rate = float(info.fps) if info.fps else None
-            length = parse_span(window if window is not None else self.sampler.normalized_length,
-                                rate)
+            length = parse_span(
+                window if window is not None else self.sampler.normalized_length, rate
+            )
             if stride is None:
                 step = max(1, round(length * self.sampler.span / self.sampler.normalized_length))
             else:
@@ -758,19 +835,29 @@ class Predictor:
                 b = len(batch_starts)
                 if self.face_cropper is not None:  # each window is tracked as a video
                     per = n * k
-                    frames = torch.cat([
-                        self._crop_faces(frames[w * per : (w + 1) * per], source,
-                                         indices[w * per : (w + 1) * per])
-                        for w in range(b)
-                    ])
+                    frames = torch.cat(
+                        [
+                            self._crop_faces(
+                                frames[w * per : (w + 1) * per],
+                                source,
+                                indices[w * per : (w + 1) * per],
+                            )
+                            for w in range(b)
+                        ]
+                    )
                 with self._timed("preprocess"):
                     clips = self.transform(frames.reshape(b, n, k, *frames.shape[1:]))
                 return clips
 
             probs_all, rich_all = [], []
             show = self.progress if progress is None else progress
-            bar = tqdm(total=len(starts), unit="window", disable=not show, desc="timeline",
-                       dynamic_ncols=True)
+            bar = tqdm(
+                total=len(starts),
+                unit="window",
+                disable=not show,
+                desc="timeline",
+                dynamic_ncols=True,
+            )
             pool = ThreadPoolExecutor(1, thread_name_prefix="cefl-zoo-window")
             try:
                 future = pool.submit(load, batches[0])

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ..commands._common import plural
 from .result import dump_json
 
 __all__ = ["Timeline", "parse_span", "window_starts"]
@@ -68,8 +69,7 @@ def parse_span(value: float | str, fps: float | None) -> int:
         if "frame rate" in str(err):
             raise
         raise ValueError(
-            f"cannot read {value!r} as a window span: give frames (105, '105f') or seconds "
-            "('4.2s')"
+            f"cannot read {value!r} as a window span: give frames (105, '105f') or seconds ('4.2s')"
         ) from None
     if frames < 1:
         raise ValueError(f"a window span must be at least 1 frame, got {value!r}")
@@ -190,8 +190,13 @@ class Timeline:
             if out and out[-1]["label"] == label:
                 out[-1]["last_frame"] = int(self.ends[w])
             else:
-                out.append({"label": label, "first_frame": int(self.starts[w]),
-                            "last_frame": int(self.ends[w])})
+                out.append(
+                    {
+                        "label": label,
+                        "first_frame": int(self.starts[w]),
+                        "last_frame": int(self.ends[w]),
+                    }
+                )
         if self.fps:
             for seg in out:
                 seg["start_s"] = round(seg["first_frame"] / self.fps, 4)
@@ -217,7 +222,10 @@ class Timeline:
                 a, b = (int(v) for v in self.rich_clip_frames[w].tolist())
                 rich: dict[str, Any] = {"first_frame": a, "last_frame": b}
                 if self.fps:
-                    rich["start_s"], rich["end_s"] = round(a / self.fps, 4), round((b + 1) / self.fps, 4)
+                    rich["start_s"], rich["end_s"] = (
+                        round(a / self.fps, 4),
+                        round((b + 1) / self.fps, 4),
+                    )
                 entry["emotion_rich_clip"] = rich
             windows.append(entry)
         duration = round(self.num_frames / self.fps, 4) if self.num_frames and self.fps else None
@@ -246,8 +254,10 @@ class Timeline:
         windows = data["windows"]
         rich = None
         if windows and all("emotion_rich_clip" in w for w in windows):
-            rich = [[w["emotion_rich_clip"]["first_frame"], w["emotion_rich_clip"]["last_frame"]]
-                    for w in windows]
+            rich = [
+                [w["emotion_rich_clip"]["first_frame"], w["emotion_rich_clip"]["last_frame"]]
+                for w in windows
+            ]
         video = data.get("video") or {}
         return cls(
             source=data["source"],
@@ -274,7 +284,9 @@ class Timeline:
         """One line: source, overall label and the number of windows and segments."""
         segs = self.segments()
         return (
-            f"{self.source}: {self.label} over {len(self)} windows "
-            f"({len(segs)} segment{'s' if len(segs) != 1 else ''}: "
-            + ", ".join(s["label"] for s in segs[:6]) + (", ..." if len(segs) > 6 else "") + ")"
+            f"{self.source}: {self.label} over {plural(len(self), 'window')} "
+            f"({plural(len(segs), 'segment')}: "
+            + ", ".join(s["label"] for s in segs[:6])
+            + (", ..." if len(segs) > 6 else "")
+            + ")"
         )

@@ -496,7 +496,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         typ, _ = _base_type(f.name)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        help_text = f.metadata.get("help", "")
+        if "(default:" not in help_text:
+            help_text = f"{help_text} (default: {default})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         if typ is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)

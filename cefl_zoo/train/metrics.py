@@ -212,5 +212,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     for name, recall, n in zip(
         metrics["class_names"], metrics["per_class_recall"], metrics["support"]
     ):
-        lines.append(f"  {name:<{width}}  recall {_pct(recall)} %  ({n} videos)")
+        lines.append(
+            f"  {name:<{width}}  recall {_pct(recall)} %  ({n} video{'' if n == 1 else 's'})"
+        )
     return "\n".join(lines)

@@ -699,7 +699,7 @@ class Trainer:
             n_params = sum(p.numel() for p in self.model.parameters())
             log.info(
                 "training %s (%.2f M params) on %s x%d | %d train videos, %s val videos | "
-                "%d epochs x "
+                "%d epoch%s x "
                 "%d steps, batch %d x %d process(es) x %d accumulation | amp %s",
                 getattr(self.model, "architecture", type(self.model).__name__),
                 n_params / 1e6,
@@ -708,6 +708,7 @@ class Trainer:
                 len(self.train_dataset),  # type: ignore[arg-type]
                 len(self.val_dataset) if self.val_dataset is not None else "no",  # type: ignore[arg-type]
                 cfg.epochs,
+                "" if cfg.epochs == 1 else "s",
                 self.steps_per_epoch,
                 cfg.batch_size,
                 self.info.world_size,

@@ -1,0 +1,232 @@
+"""What the command modules share: one-line errors, loading models, building predictors.
+
+Bad input is reported as one line on stderr, ``cefl-zoo COMMAND: error: MESSAGE``, with
+a non-zero exit code, never as a traceback. A command raises :class:`CommandError` (or
+returns :func:`error`'s code) and :func:`cefl_zoo.cli.main` prints it.
+
+Example:
+    >>> plural(1, "window"), plural(3, "window"), plural(2, "process", "processes")
+    ('1 window', '3 windows', '2 processes')
+    >>> one_line(ValueError("two\\n   lines"))
+    'two lines'
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..predict import Predictor
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "MODEL_ERRORS",
+    "CommandError",
+    "error",
+    "loading_model",
+    "make_predictor",
+    "model_error",
+    "one_line",
+    "plural",
+    "raised_inside",
+    "training_setup_error",
+    "warn",
+]
+
+#: Exit codes: success, some inputs failed (the others have results), bad usage/input.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: What building or loading a model raises for bad input: an unknown name
+#: (``UnknownModelError``, a ``ValueError``), weights that are not trained, missing or
+#: corrupt (``PretrainedWeightsError``, a ``RuntimeError``; "no weight set registered"
+#: is a plain ``RuntimeError``), bad model arguments (``ValueError`` such as an unknown
+#: timm backbone, ``TypeError`` for an unexpected keyword), missing files (``OSError``)
+#: and missing extras (``ImportError``).
+MODEL_ERRORS: tuple[type[BaseException], ...] = (
+    ImportError,
+    ValueError,
+    TypeError,
+    RuntimeError,
+    OSError,
+    KeyError,
+)
+
+
+class CommandError(Exception):
+    """Bad input, reported by :func:`cefl_zoo.cli.main` as one line on stderr.
+
+    Args:
+        message: What was wrong and what to do (whitespace is collapsed to one line).
+        exit_code: The command's exit code (default 2, a usage error).
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(one_line(message))
+        self.exit_code = exit_code
+
+
+def one_line(err: BaseException | str) -> str:
+    """An error (or text) as one line: whitespace collapsed, the class name if empty."""
+    text = " ".join(str(err).split())
+    if not text and isinstance(err, BaseException):
+        text = type(err).__name__
+    return text
+
+
+def plural(n: int, word: str, plural_form: str | None = None) -> str:
+    """``"1 window"``, ``"2 windows"``: ``n`` and ``word`` in the number ``n`` needs."""
+    return f"{n} {word if n == 1 else (plural_form or word + 's')}"
+
+
+def error(command: str, message: str | BaseException, code: int = EXIT_USAGE) -> int:
+    """Print ``cefl-zoo COMMAND: error: MESSAGE`` on stderr; return ``code``."""
+    print(f"cefl-zoo {command}: error: {one_line(message)}", file=sys.stderr)
+    return code
+
+
+def warn(message: str | Warning) -> None:
+    """Print ``warning: MESSAGE`` on stderr, as one line."""
+    print(f"warning: {one_line(str(message))}", file=sys.stderr)
+
+
+def model_error(
+    name: str | None, err: BaseException, hint: str = "", verb: str = "load"
+) -> CommandError:
+    """The :class:`CommandError` for model ``name`` failing to build or load with ``err``.
+
+    Errors that already name the model (an unknown name, a missing extra) keep their own
+    words; others are prefixed with ``cannot VERB model NAME:``.
+    """
+    from ..registry import UnknownModelError
+
+    text = one_line(err)
+    if not isinstance(err, (UnknownModelError, ImportError)) and name:
+        text = f"cannot {verb} model {name!r}: {text}"
+    return CommandError(text + hint)
+
+
+@contextlib.contextmanager
+def loading_model(name: str, hint: str = "") -> Iterator[None]:
+    """Turn what loading model ``name`` raises for bad input into a :class:`CommandError`.
+
+    Example:
+        >>> from cefl_zoo import create_model
+        >>> try:
+        ...     with loading_model("ceflnet_tinyy"):
+        ...         create_model("ceflnet_tinyy")
+        ... except CommandError as err:
+        ...     print(str(err)[:30])
+        unknown model 'ceflnet_tinyy'.
+    """
+    try:
+        yield
+    except MODEL_ERRORS as err:
+        raise model_error(name, err, hint) from err
+
+
+def raised_inside(err: BaseException, *functions: Callable[..., Any] | None) -> bool:
+    """Whether ``err`` was raised while one of ``functions`` was running.
+
+    Looks for their code objects in the traceback (``None`` entries are ignored), so a
+    command can tell "the model could not be built" from other errors of the same type.
+    """
+    codes = {getattr(f, "__code__", None) for f in functions if f is not None} - {None}
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def training_setup_error(
+    err: BaseException, model: str | None, init_from: str | None = None
+) -> CommandError | None:
+    """The :class:`CommandError` for a bad-input error of a training run's setup.
+
+    ``err`` counts as bad input when it was raised building the model ``model`` (or the
+    ``--init-from`` donor) or resolving ``--device``; ``None`` for any other error, which
+    the caller re-raises.
+    """
+    from ..hub import PretrainedWeightsError
+    from ..registry import UnknownModelError, create_model
+    from ..train import distributed, trainer
+
+    if raised_inside(err, getattr(trainer.Trainer, "_init_weights_from", None)):
+        return CommandError(f"cannot load --init-from {init_from!r}: {one_line(err)}")
+    if isinstance(err, (UnknownModelError, PretrainedWeightsError)) or raised_inside(
+        err, create_model
+    ):
+        return model_error(model, err, verb="build")
+    if raised_inside(err, distributed.resolve_device):
+        return CommandError(err)
+    return None
+
+
+def _check_device(device: str) -> Any:
+    from ..predict.predictor import _resolve_device
+
+    try:
+        return _resolve_device(device)
+    except (RuntimeError, ValueError) as err:
+        raise CommandError(f"--device {device}: {one_line(err)}") from err
+
+
+def _check_faces(faces: str | None) -> None:
+    from ..predict.predictor import FACE_DETECTORS
+
+    if faces is not None and faces.lower() not in FACE_DETECTORS:
+        raise CommandError(
+            f"--faces {faces}: unknown face detector; use one of: {', '.join(FACE_DETECTORS)}"
+        )
+
+
+def make_predictor(
+    name: str,
+    *,
+    device: str = "auto",
+    faces: str | None = None,
+    hint: str = "",
+    show_warnings: bool = True,
+    loader: Callable[[str], nn.Module] | None = None,
+    **kwargs: Any,
+) -> Predictor:
+    """A :class:`~cefl_zoo.predict.Predictor` for model ``name``, or a :class:`CommandError`
+    that names what was wrong: ``--device``, ``--faces`` (checked before the model loads),
+    the model (``hint`` appended), or a missing extra.
+
+    Args:
+        name: Model name, folder or ``hf-hub:`` reference.
+        device: ``--device``.
+        faces: ``--faces``.
+        hint: Appended to model errors (e.g. "pass --model").
+        show_warnings: Print the warnings of loading as ``warning:`` lines on stderr
+            (else they are silenced).
+        loader: Loads the model (default:
+            :func:`~cefl_zoo.predict.load_model_for_inference`).
+        **kwargs: For :class:`~cefl_zoo.predict.Predictor`.
+    """
+    from ..predict import Predictor, load_model_for_inference
+
+    dev = _check_device(device)
+    _check_faces(faces)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always" if show_warnings else "ignore")
+        with loading_model(name, hint):
+            model = (loader or load_model_for_inference)(name)
+        try:
+            predictor = Predictor(model, device=dev, face_detector=faces, model_name=name, **kwargs)
+        except (ImportError, ValueError, TypeError, RuntimeError) as err:
+            raise CommandError(err) from err
+    for w in caught:
+        warn(w.message)
+    return predictor
