@@ -15,8 +15,10 @@ import cefl_zoo
 from cefl_zoo.cli import main
 from cefl_zoo.data import (
     CachedVideoDataset,
+    EmptyCacheError,
     SyntheticVideoDataset,
     VideoDataset,
+    VideoFolderDataset,
     VideoItem,
     build_dataset,
     build_frame_cache,
@@ -177,14 +179,104 @@ def test_build_is_atomic_and_refuses_to_clobber(synth, tmp_path):
 
 def test_failed_items_are_listed_and_skipped(synth, tmp_path):
     good = source(synth)
-    items = good.items[:2] + [VideoItem(str(tmp_path / "gone.mp4"), 0)]
+    gone = str(tmp_path / "gone.mp4")
+    items = good.items[:2] + [VideoItem(gone, 0)]
     ds = VideoDataset(items, classes=good.classes)
-    with pytest.warns(RuntimeWarning, match="frame cache: skipping .*gone.mp4"):
+    with pytest.warns(RuntimeWarning, match="frame cache: skipping .*gone.mp4") as caught:
         out = build_frame_cache(ds, tmp_path / "c", progress=False)
+    (message,) = [str(w.message) for w in caught if "gone.mp4" in str(w.message)]
+    assert message.count(gone) == 1  # not "gone.mp4: VideoReadError: gone.mp4: ..."
+    assert message.startswith(f"frame cache: skipping {gone}: file does not exist")
     index = json.loads((out / "index.json").read_text())
     assert len(index["items"]) == 2
     assert index["failures"][0]["path"].endswith("gone.mp4")
-    assert "file does not exist" in index["failures"][0]["error"]
+    assert (
+        index["failures"][0]["error"]
+        == f"VideoReadError: {gone}: file does not exist. Check the path"
+    )
+    assert index["failures"][0]["reason"] == "file does not exist. Check the path"
+    strict = VideoDataset(items, classes=good.classes, on_error="raise")
+    with pytest.raises(VideoReadError) as info:
+        build_frame_cache(strict, tmp_path / "strict", progress=False)
+    assert str(info.value) == f"{gone}: file does not exist. Check the path"
+
+
+def test_nothing_cached_is_an_error_and_writes_nothing(synth, tmp_path):
+    items = [VideoItem(str(tmp_path / f"gone{i}.mp4"), 0) for i in range(2)]
+    ds = VideoDataset(items, classes=("anger",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(
+            EmptyCacheError, match=r"not one of the 2 videos .*gone0.mp4: file does"
+        ):
+            build_frame_cache(ds, tmp_path / "c", progress=False)
+    with pytest.raises(EmptyCacheError, match="has no videos"):
+        build_frame_cache(VideoDataset([], classes=("anger",)), tmp_path / "c", progress=False)
+    assert issubclass(EmptyCacheError, ValueError)
+    assert sorted(os.listdir(tmp_path)) == []  # neither the cache nor a temporary folder
+    with pytest.raises(ValueError, match="size must be a positive"):
+        build_frame_cache(source(synth), tmp_path / "c", size=0, progress=False)
+
+
+def test_overwrite_only_ever_replaces_a_frame_cache(synth, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth, data)
+    before = tree_snapshot(data)
+    # The audit's `cefl-zoo cache synthetic:d1 d1 --overwrite` deleted the dataset.
+    with pytest.raises(FileExistsError, match=r"data: holds .*labels.csv.*not a frame cache"):
+        build_frame_cache(source(data), data, progress=False, overwrite=True)
+    assert tree_snapshot(data) == before
+    plain = tmp_path / "plain.txt"
+    plain.write_text("keep me")
+    with pytest.raises(FileExistsError, match=r"plain.txt: is a file, so it is not a frame cache"):
+        build_frame_cache(source(synth), plain, progress=False, overwrite=True)
+    assert plain.read_text() == "keep me"
+    link = tmp_path / "link"
+    link.symlink_to(data)
+    with pytest.raises(FileExistsError, match="is a symbolic link"):
+        build_frame_cache(source(synth), link, progress=False, overwrite=True)
+    # A cache (even one with a damaged index) and an empty folder are replaced.
+    cache = build_frame_cache(source(synth), tmp_path / "cache", progress=False)
+    (cache / "index.json").write_text('{"version": 1, "items": [')
+    build_frame_cache(source(synth), cache, format="uint8", progress=False, overwrite=True)
+    assert CachedVideoDataset(cache).format == "uint8"
+    (cache / "README").write_text("my notes")
+    with pytest.raises(FileExistsError, match="holds README, which a frame cache does not"):
+        build_frame_cache(source(synth), cache, progress=False, overwrite=True)
+    (tmp_path / "empty").mkdir()
+    build_frame_cache(source(synth), tmp_path / "empty", progress=False, overwrite=True)
+    assert (tmp_path / "empty" / "index.json").is_file()
+
+
+def test_stale_temporary_folders_of_killed_builds_are_removed(synth, tmp_path):
+    import subprocess
+    import sys
+
+    dead, dead2 = (subprocess.Popen([sys.executable, "-c", "pass"]) for _ in range(2))
+    dead.wait()
+    dead2.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = [
+            f".c.tmp-{dead.pid}",  # a killed build of c: removed
+            f".c.tmp-{alive.pid}",  # a build of c under way: kept
+            f".cc.tmp-{dead.pid}",  # another cache's
+            f".c.tmp-{dead.pid}x",  # not the cache's naming
+            f"c.tmp-{dead.pid}",
+        ]
+        for name in names:
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "shard_00000.bin").write_bytes(b"x")
+        (tmp_path / f".c.tmp-{dead2.pid}").write_text("a file, not a build folder")
+        build_frame_cache(source(synth), tmp_path / "c", progress=False)
+    finally:
+        alive.kill()
+        alive.wait()
+    left = sorted(os.listdir(tmp_path))
+    assert f".c.tmp-{dead.pid}" not in left
+    assert left == sorted(["c", f".c.tmp-{dead2.pid}", *names[1:]])
 
 
 def test_split_selection(synth, tmp_path):
@@ -202,6 +294,47 @@ def test_split_selection(synth, tmp_path):
         CachedVideoDataset(bare, split="train")
     labelled = build_frame_cache(plain, tmp_path / "lab", progress=False, split="val")
     assert len(CachedVideoDataset(labelled, split="val")) == 2
+    # A cache built without splits is used whole with split None or "" (--train-split "").
+    assert len(CachedVideoDataset(bare, split=None)) == len(CachedVideoDataset(bare, split="")) == 2
+    assert len(build_dataset("cache", bare, split="")) == 2
+
+
+def test_cache_of_a_folder_per_class_dataset_is_trainable(synth, tmp_path):
+    from cefl_zoo.train import TrainConfig
+    from cefl_zoo.train.loaders import build_split
+
+    ds = source(synth)
+    root = tmp_path / "folders"
+    for item in ds.items[:4]:
+        target = root / ds.classes[item.label] / os.path.basename(item.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(item.path)
+    folder = VideoFolderDataset(root, split=None)
+    out = build_frame_cache(folder, tmp_path / "fc", size=32, progress=False)
+    cfg = TrainConfig(data=f"cache:{out}", model="ceflnet_tiny", img_size=32)
+    for split in (None, ""):
+        train = build_split(cfg, split, train=True)
+        assert len(train) == 4 and train[0]["video"].shape[-1] == 32
+    with pytest.raises(ValueError, match="--train-split none"):
+        CachedVideoDataset(out, split="train")
+
+
+def test_damaged_index_names_the_file_and_the_fix(synth, tmp_path):
+    out = build_frame_cache(source(synth), tmp_path / "c", progress=False)
+    (out / "index.json").write_text('{"version": 1, "items": [\n')
+    with pytest.raises(
+        ValueError, match=r"c/index.json: the frame cache's index is damaged"
+    ) as info:
+        CachedVideoDataset(out)
+    assert f"cefl-zoo cache SPEC {out} --overwrite" in str(info.value)
+    (out / "index.json").write_text('{"version": 1}')
+    with pytest.raises(ValueError, match="index is damaged .no format, sampler, classes, items"):
+        CachedVideoDataset(out)
+    (out / "index.json").write_text("[]")
+    with pytest.raises(ValueError, match="not a frame cache index"):
+        CachedVideoDataset(out)
+    with pytest.raises(FileNotFoundError, match="is a file, not a frame cache folder"):
+        CachedVideoDataset(out / "index.json")
 
 
 def test_sampler_needing_uncached_frames_is_an_error(synth, tmp_path):

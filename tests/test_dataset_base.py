@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 import cefl_zoo
 from cefl_zoo.data import (
+    SampleTransformError,
     VideoDataset,
     VideoItem,
     build_dataset,
@@ -212,6 +213,69 @@ def test_short_and_missing_videos_name_their_files(videos):
     missing = make([VideoItem(str(root / "gone.mp4"), 0)], on_error="raise")
     with pytest.raises(VideoReadError, match="gone.mp4: file does not exist"):
         missing[0]
+
+
+def test_transform_errors_are_not_item_errors(videos):
+    """A failing transform (here: resize to 0 px) is no broken video: it raises at once."""
+    _, items = videos
+    ds = make(items[:3], transform=cefl_zoo.transforms_for("ceflnet_tiny", input_size=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "skipping unreadable item" warning
+        with pytest.raises(SampleTransformError, match="not a problem of the video file") as info:
+            ds[0]
+    assert items[0].path in str(info.value) and "Input and output sizes" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert ds.failures == []  # nothing was recorded as an unreadable item
+
+    def out_of_memory(video):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    loader = DataLoader(make(items[:3], transform=out_of_memory), batch_size=3)
+    with pytest.raises(SampleTransformError, match="can't allocate memory.*not a problem"):
+        next(iter(loader))
+
+
+def test_skip_warning_is_self_contained(videos):
+    root, items = videos
+    broken = VideoItem(str(root / "broken.mp4"), 1)
+    ds = make([broken, items[1]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ds[0]["index"] == 1
+    (w,) = caught
+    message = str(w.message)
+    assert issubclass(w.category, RuntimeWarning)
+    assert message.startswith(f"skipping unreadable item 0 ({broken.path}): not a readable video")
+    assert message.count(broken.path) == 1  # the path once, not "x.mp4: ... x.mp4: ..."
+    assert message.endswith("returning the next item that loads in its place")
+    # Attributed to the dataset, not to a source line of whoever asked for the item.
+    assert w.filename == "<VideoDataset>" and not w.filename.endswith(".py")
+    formatted = warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
+    assert formatted.count("\n") == 1  # no misleading source line below the message
+    assert ds.failures[0]["message"].startswith(f"{broken.path}: not a readable video")
+
+
+def test_too_short_video_advice_has_the_cli_spelling(videos):
+    import json
+
+    from cefl_zoo.data.base import MIN_FRAMES_CLI
+    from cefl_zoo.train import TrainConfig
+    from cefl_zoo.train.loaders import build_split
+
+    root, _ = videos
+    short = write_video(root / "short_cli" / "happiness" / "s.mp4", barcode_frames(3))
+    write_video(root / "short_cli" / "sadness" / "ok.mp4", barcode_frames(40))
+    ds = make([VideoItem(str(short), 0)], on_error="raise")
+    with pytest.raises(VideoReadError) as info:
+        ds[0]
+    assert "ClipSampler(min_frames=1)" in str(info.value) and MIN_FRAMES_CLI in str(info.value)
+    # The spelling works: --data-kwargs JSON reaches the sampler of cefl-zoo train / eval.
+    data_kwargs = json.loads(MIN_FRAMES_CLI.split(" ", 1)[1].strip("'"))
+    cfg = TrainConfig(
+        data=f"folder:{root / 'short_cli'}", model="ceflnet_tiny", data_kwargs=data_kwargs
+    )
+    train = build_split(cfg, None, train=False)
+    assert train.sampler.min_frames == 1 and train[0]["path"] == str(short)
 
 
 def test_all_items_broken_is_an_error(videos):

@@ -28,8 +28,14 @@ def _write_frames(folder: Path, n: int = 6) -> Path:
 
 
 def test_every_benchmark_is_registered_with_its_published_class_order():
-    names = {"dfew": DFEW, "ferv39k": FERV39k, "mafw": MAFW, "afew": AFEW, "mmi": MMI,
-             "bu3dfe": BU3DFE}
+    names = {
+        "dfew": DFEW,
+        "ferv39k": FERV39k,
+        "mafw": MAFW,
+        "afew": AFEW,
+        "mmi": MMI,
+        "bu3dfe": BU3DFE,
+    }
     assert set(names) <= set(list_datasets())
     for name, cls in names.items():
         assert cls.name == name and DATASET_CLASSES[name]
@@ -70,11 +76,16 @@ def dfew(tmp_path):
 
 def test_dfew_reads_official_folds_with_zero_based_labels_in_dfew_order(dfew):
     ds = build_dataset("dfew", dfew, split="test", fold=2)
-    assert ds.classes == DATASET_CLASSES["dfew"] == (
-        "happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
+    assert (
+        ds.classes
+        == DATASET_CLASSES["dfew"]
+        == ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
+    )
     assert [it.meta["video_id"] for it in ds.items] == ["00002", "00007"]
     assert [it.path for it in ds.items] == [
-        str(dfew / "Clip" / "clip_224x224" / "00002"), str(dfew / "Clip" / "clip_224x224" / "00007")]
+        str(dfew / "Clip" / "clip_224x224" / "00002"),
+        str(dfew / "Clip" / "clip_224x224" / "00007"),
+    ]
     assert ds.targets == [_dfew_label(2) - 1, _dfew_label(7) - 1] == [1, 6]  # Sad, Fear
     assert ds.items[1].meta["listed_at"] == "line 3"
     assert not ds.train and build_dataset("dfew", dfew, split="train", fold=2).train
@@ -101,8 +112,11 @@ def test_dfew_other_sources(tmp_path):
     raw = DFEW(root, "test", 1, source="original")
     assert raw.items[0].path == str(root / "Clip" / "original" / "00001.mp4")
     assert raw[0]["video"].shape == (7, 5, 3, 16, 16)
-    with pytest.raises(FileNotFoundError, match=r"clip_224x224 folder does not exist.*holds: "
-                                                r"clip_224x224_16f, original"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"clip_224x224 folder does not exist.*holds: "
+        r"clip_224x224_16f, original",
+    ):
         DFEW(root, "test", 1)
     with pytest.raises(ValueError, match="source must be one of"):
         DFEW(root, "test", 1, source="faces")
@@ -152,8 +166,11 @@ def test_dfew_bad_split_files_name_file_and_line(dfew, text, message):
 
 def test_dfew_missing_split_file_fold_or_root(dfew, tmp_path):
     (dfew / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_4.csv").unlink()
-    with pytest.raises(FileNotFoundError, match=r"test\(single-labeled\)/set_4\.csv: DFEW split file "
-                                                "does not exist"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"test\(single-labeled\)/set_4\.csv: DFEW split file "
+        "does not exist",
+    ):
         DFEW(dfew, "test", 4)
     with pytest.raises(ValueError, match=r"DFEW has 5 folds: pass fold=1\.\.5"):
         build_dataset("dfew", dfew, split="test")
@@ -161,6 +178,9 @@ def test_dfew_missing_split_file_fold_or_root(dfew, tmp_path):
         DFEW(dfew, "test", 6)
     with pytest.raises(ValueError, match="no split 'val'"):
         DFEW(dfew, "val", 1)
+    (tmp_path / "DFEW.zip").write_bytes(b"PK")
+    with pytest.raises(FileNotFoundError, match=r"DFEW.zip: is a file, not a folder.*DFEW"):
+        build_dataset("dfew", tmp_path / "DFEW.zip", split="test", fold=1)
     with pytest.raises(FileNotFoundError, match="DFEW root folder does not exist"):
         DFEW(tmp_path / "nowhere", "test", 1)
     with pytest.raises(ValueError, match="fixed class order"):
@@ -171,18 +191,36 @@ def test_dfew_listed_clip_without_frames_is_raised_or_reported(dfew):
     import shutil
 
     shutil.rmtree(dfew / "Clip" / "clip_224x224" / "00007")
-    with pytest.raises(FileNotFoundError, match=r"set_2\.csv: line 3: 00007 has no frames or video "
-                                                r"at .*00007 \(1 of 2"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"set_2\.csv: line 3: 00007 has no frames or video "
+        r"at .*00007 \(1 of 2",
+    ):
         DFEW(dfew, "test", 2, on_error="raise")
     with pytest.warns(RuntimeWarning, match=r"leaving out 1 of 2 listed videos .*line 3"):
         ds = DFEW(dfew, "test", 2)
     assert [it.meta["video_id"] for it in ds.items] == ["00002"]
-    assert ds.missing == [{"where": "line 3", "source": str(
-        dfew / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_2.csv"),
-        "path": str(dfew / "Clip" / "clip_224x224" / "00007")}]
+    assert ds.missing == [
+        {
+            "where": "line 3",
+            "source": str(dfew / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_2.csv"),
+            "path": str(dfew / "Clip" / "clip_224x224" / "00007"),
+        }
+    ]
     shutil.rmtree(dfew / "Clip" / "clip_224x224" / "00002")
     with pytest.raises(FileNotFoundError, match="none of the 2 videos it lists exist"):
         DFEW(dfew, "test", 2)
+
+
+def test_benchmark_missing_file_warning_points_at_the_caller(dfew):
+    import shutil
+
+    shutil.rmtree(dfew / "Clip" / "clip_224x224" / "00007")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_dataset("dfew", dfew, split="test", fold=2)
+    (w,) = caught
+    assert "leaving out 1 of 2" in str(w.message) and w.filename == __file__
 
 
 def test_corrupt_frame_follows_the_skip_or_raise_flag(dfew):
@@ -199,8 +237,12 @@ def test_corrupt_frame_follows_the_skip_or_raise_flag(dfew):
 
 # -- FERV39k -------------------------------------------------------------------------------------
 
-FERV_ROWS = [("Action/Happy/0001", "Happy"), ("Action/Sad/0002", "Sad"),
-             ("Daily/Fear/0003", "Fear"), ("Daily/Neutral/0004", "Neutral")]
+FERV_ROWS = [
+    ("Action/Happy/0001", "Happy"),
+    ("Action/Sad/0002", "Sad"),
+    ("Daily/Fear/0003", "Fear"),
+    ("Daily/Neutral/0004", "Neutral"),
+]
 
 
 def make_ferv39k(root: Path) -> Path:
@@ -227,13 +269,17 @@ def test_ferv39k_bad_input(tmp_path):
     root = make_ferv39k(tmp_path / "FERV39k")
     file = root / "4_setups" / "All_scenes" / "train_All.csv"
     file.write_text("Action/Happy/0001 Happy\nAction/Sad/0002 Joyful\n")
-    with pytest.raises(ValueError, match=r"train_All\.csv: line 2: unknown label 'Joyful' for FERV39k"):
+    with pytest.raises(
+        ValueError, match=r"train_All\.csv: line 2: unknown label 'Joyful' for FERV39k"
+    ):
         FERV39k(root, "train")
     file.write_text("Action/Happy/0001\n")
     with pytest.raises(ValueError, match=r"line 1: expected '<Scene>/<Emotion>/<NNNN> <Emotion>'"):
         FERV39k(root, "train")
     file.unlink()
-    with pytest.raises(FileNotFoundError, match=r"train_All\.csv: FERV39k split file does not exist"):
+    with pytest.raises(
+        FileNotFoundError, match=r"train_All\.csv: FERV39k split file does not exist"
+    ):
         FERV39k(root, "train")
     with pytest.raises(ValueError, match="one fixed train/test split, no folds"):
         FERV39k(root, "test", fold=1)
@@ -241,8 +287,13 @@ def test_ferv39k_bad_input(tmp_path):
 
 # -- MAFW ----------------------------------------------------------------------------------------
 
-MAFW_ROWS = [("00001.mp4", "anger"), ("00002.mp4", "helplessness"), ("00003.mp4", "happiness"),
-             ("00004.mp4", "disappointment"), ("00005.mp4", "contempt")]
+MAFW_ROWS = [
+    ("00001.mp4", "anger"),
+    ("00002.mp4", "helplessness"),
+    ("00003.mp4", "happiness"),
+    ("00004.mp4", "disappointment"),
+    ("00005.mp4", "contempt"),
+]
 
 
 def make_mafw(root: Path, clips: bool = False) -> Path:
@@ -267,8 +318,11 @@ def test_mafw_reads_eleven_classes_from_its_split_files(tmp_path):
     assert len(classes) == 11
     ds = build_dataset("mafw", root, split="train", fold=2)
     assert [it.meta["video_id"] for it in ds.items] == ["00001", "00003", "00004", "00005"]
-    assert ds.targets == [classes.index(n) for n in ("anger", "happiness", "disappointment",
-                                                     "contempt")] == [0, 3, 10, 7]
+    assert (
+        ds.targets
+        == [classes.index(n) for n in ("anger", "happiness", "disappointment", "contempt")]
+        == [0, 3, 10, 7]
+    )
     test = MAFW(root, "test", 2)
     assert test.targets == [9] and test.items[0].path == str(root / "data" / "frames" / "00002")
     assert test[0]["video"].shape == (7, 5, 3, 16, 16)
@@ -277,10 +331,13 @@ def test_mafw_reads_eleven_classes_from_its_split_files(tmp_path):
 def test_mafw_clips_source_and_bad_lines(tmp_path):
     root = make_mafw(tmp_path / "MAFW", clips=True)
     assert MAFW(root, "test", 1, source="clips").items[0].path == str(
-        root / "data" / "clips" / "00001.mp4")
+        root / "data" / "clips" / "00001.mp4"
+    )
     file = root / "split" / "single" / "no_caption" / "set_1" / "train.txt"
     file.write_text("00002.mp4 helplessness\n00003.mp4 boredom\n")
-    with pytest.raises(ValueError, match=r"set_1/train\.txt: line 2: unknown label 'boredom' for MAFW"):
+    with pytest.raises(
+        ValueError, match=r"set_1/train\.txt: line 2: unknown label 'boredom' for MAFW"
+    ):
         MAFW(root, "train", 1)
     file.write_text("00002.mp4\n")
     with pytest.raises(ValueError, match=r"line 1: expected '<clip> <label>'"):
@@ -288,7 +345,9 @@ def test_mafw_clips_source_and_bad_lines(tmp_path):
     file.write_text("\n\n")
     with pytest.raises(ValueError, match="the MAFW train split of fold 1 lists no videos"):
         MAFW(root, "train", 1)
-    with pytest.raises(ValueError, match="MAFW has no split 'validation'; choose one of train, test"):
+    with pytest.raises(
+        ValueError, match="MAFW has no split 'validation'; choose one of train, test"
+    ):
         MAFW(root, "validation", 5)
 
 
@@ -355,8 +414,15 @@ def test_afew_corrupt_video_is_skipped_or_raised_with_its_path(tmp_path):
 # -- MMI -----------------------------------------------------------------------------------------
 
 
-def _mmi_session(sessions: Path, number: int, stem: str, code: str | None,
-                 subject_xml: str | None = None, view: str = "0", real: bool = False) -> Path:
+def _mmi_session(
+    sessions: Path,
+    number: int,
+    stem: str,
+    code: str | None,
+    subject_xml: str | None = None,
+    view: str = "0",
+    real: bool = False,
+) -> Path:
     folder = sessions / str(number)
     folder.mkdir(parents=True)
     video = folder / f"{stem}.avi"
@@ -384,8 +450,13 @@ def make_mmi(root: Path, subjects: int = 12) -> Path:
         for j in range(2):
             n += 1
             # odd subjects are named in session.xml; even ones only by the S### prefix
-            _mmi_session(sessions, n, f"S{s:03d}-{j + 1:03d}", str((n - 1) % 6 + 1),
-                         subject_xml=f"S{s:03d}" if s % 2 else None)
+            _mmi_session(
+                sessions,
+                n,
+                f"S{s:03d}-{j + 1:03d}",
+                str((n - 1) % 6 + 1),
+                subject_xml=f"S{s:03d}" if s % 2 else None,
+            )
     _mmi_session(sessions, n + 1, "S001-099", None)  # AU-only session: not in the protocol
     _mmi_session(sessions, n + 2, "S002-098", "7")  # not a basic expression
     return root
@@ -398,7 +469,9 @@ def test_mmi_reads_sessions_labels_and_subjects(tmp_path):
     assert ds.targets == [(n - 1) % 6 for n in range(1, 25)]
     assert {it.meta["subject"] for it in ds.items} == {f"S{s:03d}" for s in range(1, 13)}
     assert [e["reason"] for e in ds.excluded] == [
-        "no Emotion metatag", "Emotion code 7 is not a basic expression"]
+        "no Emotion metatag",
+        "Emotion code 7 is not a basic expression",
+    ]
 
 
 def test_mmi_folds_are_subject_independent(tmp_path):
@@ -486,7 +559,9 @@ def test_bu3dfe_folds_are_subject_independent_and_balanced(bu_root):
     sizes = []
     for fold in range(1, 11):
         train, test = BU3DFE(bu_root, "train", fold), BU3DFE(bu_root, "test", fold)
-        assert not {i.meta["subject"] for i in train.items} & {i.meta["subject"] for i in test.items}
+        assert not {i.meta["subject"] for i in train.items} & {
+            i.meta["subject"] for i in test.items
+        }
         assert len(train) + len(test) == 66
         sizes.append(len(test))
     assert sorted(sizes) == [6] * 9 + [12]  # 11 subjects in 10 folds

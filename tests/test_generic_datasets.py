@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import pytest
 import torch
 from _video_utils import (
@@ -74,6 +77,43 @@ def test_folder_split_handling(tree, tmp_path):
         VideoFolderDataset(tmp_path)
     with pytest.raises(ValueError, match="no folds"):
         VideoFolderDataset(tree, split="train", fold=1)
+
+
+def test_folder_root_that_is_a_file_says_so(tmp_path):
+    (tmp_path / "labels.csv").write_text("path,label\n")
+    with pytest.raises(FileNotFoundError, match=r"labels.csv: is a file, not a folder.*csv:FILE"):
+        VideoFolderDataset(tmp_path / "labels.csv", split=None)
+    with pytest.raises(FileNotFoundError, match=r"is a file, not a folder"):
+        build_dataset("folder", tmp_path / "labels.csv", split="train")
+
+
+def test_folder_split_none_or_empty_reads_class_folders(tree):
+    for split in (None, ""):
+        ds = build_dataset("folder", tree / "test", split=split)
+        assert ds.split is None and ds.classes == ("anger", "happiness", "sadness")
+        assert len(ds) == 6
+
+
+def test_empty_class_folder_is_left_out_with_a_warning(tree, tmp_path):
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(tree / "train", root)
+    (root / "Fear").mkdir()  # no videos at all
+    (root / "Disgust").mkdir()
+    (root / "Disgust" / "notes.txt").write_text("no video here")
+    with pytest.warns(
+        RuntimeWarning, match=r"ds: leaving out the class folder\(s\) 'Disgust', 'Fear'"
+    ):
+        ds = VideoFolderDataset(root)
+    assert ds.classes == ("anger", "happiness", "sadness") and len(ds) == 7
+    assert 0 not in ds.class_counts().values()
+    # Explicit classes keep their label order, an empty class included, without a warning.
+    order = ("anger", "disgust", "fear", "happiness", "sadness")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kept = VideoFolderDataset(root, classes=order)
+    assert kept.classes == order and kept.class_counts()["fear"] == 0
 
 
 def test_folder_through_the_registry(tree):
@@ -176,14 +216,65 @@ def test_csv_structure_errors(csv_root, tmp_path):
 
 def test_csv_paths_relative_to_root_and_missing_files(csv_root, tmp_path):
     csv_path = write_csv(
-        tmp_path / "elsewhere.csv", "path,label\nvideos/2.mp4,fear\ngone.mp4,fear\n"
+        tmp_path / "elsewhere.csv",
+        "path,label\nvideos/2.mp4,fear\ngone.mp4,fear\nvideos/3.mp4,fear\nlost.mp4,fear\n",
     )
-    ds = CSVVideoDataset(csv_path, root=csv_root, on_error="raise")
+    # Missing files are found when the dataset is built, naming the CSV file and line.
+    with pytest.raises(
+        FileNotFoundError, match=r"elsewhere.csv: line 3: no video file or frame folder at .*gone"
+    ):
+        CSVVideoDataset(csv_path, root=csv_root, on_error="raise")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = CSVVideoDataset(csv_path, root=csv_root)
+    (w,) = caught  # one warning for all the missing rows
+    assert issubclass(w.category, RuntimeWarning) and w.filename == __file__
+    assert re.search(
+        r"elsewhere.csv: leaving out 2 of 4 .*line 3: .*gone.mp4; line 5", str(w.message)
+    )
+    assert [m["where"] for m in ds.missing] == ["line 3", "line 5"]
+    assert [i.meta["csv_line"] for i in ds.items] == [2, 4]
     assert ds.items[0].path == str(csv_root / "videos" / "2.mp4")
     frames = (ds[0]["video"] * 255).round().to(torch.uint8).flatten(0, 1)
     assert read_barcode(frames) == ds[0]["frame_indices"].flatten().tolist()
-    with pytest.raises(ValueError, match="gone.mp4: file does not exist"):
-        ds[1]
+    none = write_csv(tmp_path / "none.csv", "path,label\ngone.mp4,fear\n")
+    with pytest.raises(FileNotFoundError, match=r"none.csv: none of the 1 videos.*line 2"):
+        CSVVideoDataset(none, root=csv_root)
+
+
+def test_csv_split_empty_means_every_row(csv_root):
+    csv_path = write_csv(
+        csv_root / "splits.csv",
+        "path,label,split\nvideos/0.mp4,happy,train\nvideos/1.mp4,sad,test\n",
+    )
+    assert len(CSVVideoDataset(csv_path, split="")) == 2
+    assert len(build_dataset("csv", csv_path, split=None)) == 2
+
+
+def test_class_advice_has_a_working_cli_spelling(csv_root):
+    import json
+
+    from cefl_zoo.data.generic import CLASSES_CLI
+    from cefl_zoo.train import TrainConfig
+    from cefl_zoo.train.loaders import build_split
+
+    csv_path = write_csv(
+        csv_root / "own.csv", "path,label,split\nvideos/0.mp4,calm,train\nvideos/1.mp4,0,train\n"
+    )
+    with pytest.raises(ValueError, match="line 3: labels are class indices") as info:
+        CSVVideoDataset(csv_path, split="train")
+    assert CLASSES_CLI in str(info.value)
+    named = write_csv(csv_root / "named.csv", "path,label\nvideos/0.mp4,calm\n")
+    with pytest.raises(ValueError, match="line 2: unknown label 'calm'") as info:
+        CSVVideoDataset(named)
+    assert CLASSES_CLI in str(info.value)
+    # --data-kwargs '{"classes": [...]}' reaches the dataset of cefl-zoo train / eval.
+    data_kwargs = json.loads(CLASSES_CLI.split(" ", 1)[1].strip("'").replace(", ...", ""))
+    assert data_kwargs == {"classes": ["name0", "name1"]}
+    data_kwargs["classes"] = ["neutral", "calm"]
+    cfg = TrainConfig(data=f"csv:{csv_path}", model="ceflnet_tiny", data_kwargs=data_kwargs)
+    ds = build_split(cfg, "train", train=True)
+    assert ds.classes == ("neutral", "calm") and ds.targets == [1, 0]
 
 
 def test_csv_through_the_registry(csv_root):

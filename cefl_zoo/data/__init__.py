@@ -17,9 +17,10 @@ Example:
 
 from importlib import import_module as _import_module
 
-from .base import FaceCropper, Sample, VideoDataset, VideoItem, item_seed
+from .base import FaceCropper, Sample, SampleTransformError, VideoDataset, VideoItem, item_seed
 from .cache import (
     CachedVideoDataset,
+    EmptyCacheError,
     build_frame_cache,
     collate_encoded,
     decode_jpeg_batch,
@@ -44,8 +45,10 @@ _import_module(f"{__name__}.datasets")
 __all__ = [
     "CSVVideoDataset",
     "CachedVideoDataset",
+    "EmptyCacheError",
     "FaceCropper",
     "Sample",
+    "SampleTransformError",
     "SyntheticTensorDataset",
     "SyntheticVideoDataset",
     "VideoDataset",

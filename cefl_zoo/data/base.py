@@ -42,18 +42,65 @@ import torch
 from torch.utils.data import Dataset
 
 from ..video.io import VideoReader, VideoReadError, open_video
-from ..video.sampling import ClipSampler, apex_clip_index
+from ..video.sampling import ClipSample, ClipSampler, VideoTooShortError, apex_clip_index
 
 __all__ = [
     "FaceCropper",
     "Sample",
+    "SampleTransformError",
     "VideoDataset",
     "VideoItem",
     "item_seed",
 ]
 
-#: Errors a broken item can raise; ``on_error="skip"`` skips these (and only these).
+#: Errors a broken item can raise while its file is read, decoded, sampled and
+#: face-cropped (:meth:`VideoDataset.read_clip`); ``on_error="skip"`` skips these (and
+#: only these). Errors of the transform are not about the file: they raise
+#: :class:`SampleTransformError` whatever ``on_error`` says.
 ITEM_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError, EOFError)
+
+
+#: The command-line spelling of ``ClipSampler(min_frames=1)`` for ``cefl-zoo train`` and
+#: ``cefl-zoo eval``.
+MIN_FRAMES_CLI = """--data-kwargs '{"sampler_kwargs": {"min_frames": 1}}'"""
+
+
+class SampleTransformError(Exception):
+    """The transform failed on frames that were read fine: a transform or settings problem
+    (e.g. an impossible input size) or a lack of memory, not a broken video.
+
+    Deliberately none of :data:`ITEM_ERRORS`, so it is never skipped as an unreadable item;
+    the original error is its ``__cause__``.
+    """
+
+
+_SKIP_WARNINGS: dict[Any, Any] = {}  # the warnings registry of warn_skipped
+
+
+def warn_skipped(message: str, origin: str = "cefl_zoo.data") -> None:
+    """Warn (``RuntimeWarning``) that a video is skipped; ``message`` says it all.
+
+    The warning is attributed to ``<origin>`` rather than to a source line: the line that
+    asked for the item (a DataLoader's, the trainer's) has nothing to do with the broken
+    file, and printing it would mislead. Shown once per message and process, as
+    ``warnings.warn`` does by default.
+    """
+    warnings.warn_explicit(
+        message,
+        RuntimeWarning,
+        filename=f"<{origin}>",
+        lineno=0,
+        module="cefl_zoo.data.base",
+        registry=_SKIP_WARNINGS,
+    )
+
+
+def item_error_reason(err: BaseException, path: str) -> str:
+    """The error's message without the leading ``path: `` (for messages that name it)."""
+    if isinstance(err, VideoReadError) and err.path == path:
+        return err.problem + (f". {err.advice}" if err.advice else "")
+    text = str(err)
+    return text.removeprefix(f"{path}: ")
 
 
 class FaceCropper(Protocol):
@@ -248,25 +295,55 @@ class VideoDataset(Dataset):
 
     # -- loading -------------------------------------------------------------------------
     def load_sample(self, index: int) -> Sample:
-        """Load item ``index`` without any error handling (see ``__getitem__``)."""
+        """Load item ``index`` without any error handling (see ``__getitem__``).
+
+        Two stages: :meth:`read_clip` (the item's file: open, decode, sample, face-crop;
+        its errors are the item's, :data:`ITEM_ERRORS`) and :meth:`make_sample` (the
+        transform; its errors raise :class:`SampleTransformError`).
+        """
+        video, clip = self.read_clip(index)
+        return self.make_sample(index, video, clip)
+
+    def read_clip(self, index: int) -> tuple[torch.Tensor, ClipSample]:
+        """Read the sampled frames of item ``index``: ``uint8 (N, K, 3, H, W)`` and the clip.
+
+        Everything here is about the item's file (open, decode, temporal sampling, face
+        crop); an error of it means the item is broken (skipped with ``on_error="skip"``).
+        """
         item = self.items[index]
         with self.open(item) as reader:
             num_frames = len(reader)
             clip = self.sampler.sample(num_frames, self.train, self.generator(index))
-            indices = clip.indices
-            unique, inverse = torch.unique(indices, return_inverse=True)
+            unique, inverse = torch.unique(clip.indices, return_inverse=True)
             frames = reader.read(unique)
         if self.face_cropper is not None:
             frames = self.face_cropper(frames, item.path)
-        video = frames[inverse]  # (N, K, 3, H, W)
-        video = self._apply_transform(video, index)
-        apex = item.meta.get("apex_frame")
+        return frames[inverse], clip  # (N, K, 3, H, W)
+
+    def make_sample(self, index: int, video: torch.Tensor, clip: ClipSample) -> Sample:
+        """Transform the frames :meth:`read_clip` returned into the sample of item ``index``.
+
+        Raises:
+            SampleTransformError: When the transform fails (chained to its error): the
+                frames were read fine, so this is never an unreadable item.
+        """
+        item = self.items[index]
+        try:
+            video = self._apply_transform(video, index)
+        except Exception as err:
+            raise SampleTransformError(
+                f"{item.path}: the transform failed on this video's frames "
+                f"({tuple(video.shape)} {video.dtype}): {type(err).__name__}: {err}. This is "
+                "not a problem of the video file (it was read and decoded fine) but of the "
+                "transform or its settings (e.g. the input size), or of memory; fix that "
+                "rather than the data (skipping the video would not help)"
+            ) from err
         return {
             "video": video,
             "label": int(item.label),
             "path": item.path,
-            "apex_clip": apex_clip_index(clip.windows, apex),
-            "frame_indices": indices,
+            "apex_clip": apex_clip_index(clip.windows, item.meta.get("apex_frame")),
+            "frame_indices": clip.indices,
             "index": int(index),
         }
 
@@ -286,6 +363,8 @@ class VideoDataset(Dataset):
             VideoReadError: With ``on_error="raise"``, for a broken item (the message
                 names the file).
             RuntimeError: With ``on_error="skip"``, when every item fails.
+            SampleTransformError: When the transform fails (whatever ``on_error``): not a
+                problem of the item, so no other item is tried.
         """
         n = len(self)
         if not -n <= index < n:
@@ -310,10 +389,11 @@ class VideoDataset(Dataset):
                     if error is err:
                         raise
                     raise error from err
-                warnings.warn(
-                    f"skipping unreadable item {i} ({error}); returning the next item instead",
-                    RuntimeWarning,
-                    stacklevel=2,
+                path = self.items[i].path
+                warn_skipped(
+                    f"skipping unreadable item {i} ({path}): {item_error_reason(error, path)}; "
+                    "returning the next item that loads in its place",
+                    type(self).__name__,
                 )
         raise RuntimeError(
             f"{type(self).__name__}: every one of its {n} items failed to load; first "
@@ -323,6 +403,8 @@ class VideoDataset(Dataset):
     def _describe(self, index: int, err: BaseException) -> BaseException:
         """The error as raised to the user: always naming the item's file."""
         path = self.items[index].path
+        if isinstance(err, VideoTooShortError) and "ClipSampler(min_frames=1)" in str(err):
+            return VideoReadError(path, f"{err} (cefl-zoo train/eval: {MIN_FRAMES_CLI})")
         if isinstance(err, VideoReadError) or path in str(err):
             return err
         return VideoReadError(path, str(err))

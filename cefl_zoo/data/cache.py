@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,12 +43,20 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..video.io import VideoInfo, VideoReader, VideoReadError, quiet_image_io
 from ..video.sampling import ClipSampler
-from .base import ITEM_ERRORS, VideoDataset, VideoItem, item_seed
+from .base import (
+    ITEM_ERRORS,
+    VideoDataset,
+    VideoItem,
+    item_error_reason,
+    item_seed,
+    warn_skipped,
+)
 from .factory import register_dataset
 
 __all__ = [
     "CACHE_VERSION",
     "CachedVideoDataset",
+    "EmptyCacheError",
     "build_frame_cache",
     "collate_encoded",
     "decode_jpeg_batch",
@@ -58,6 +66,11 @@ __all__ = [
 #: Format version of a cache directory's ``index.json``; other versions are refused.
 CACHE_VERSION = 1
 _INDEX = "index.json"
+_SHARD = re.compile(r"shard_\d{5}\.bin")
+
+
+class EmptyCacheError(ValueError):
+    """:func:`build_frame_cache` could not cache a single video (nothing is written)."""
 
 
 def _resize_square(frames: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -87,7 +100,7 @@ class _EncodeItems(Dataset):
 
         ds = self.dataset
         item = ds.items[index]
-        try:
+        try:  # the item's file: its errors are the item's (left out, or raised)
             with ds.open(item) as reader:
                 num_frames = len(reader)
                 ds.sampler.check_length(num_frames)
@@ -96,10 +109,15 @@ class _EncodeItems(Dataset):
                 frames = reader.read(keep)
             if ds.face_cropper is not None:
                 frames = ds.face_cropper(frames, item.path)
-            frames = _resize_square(frames, self.size).contiguous()
         except ITEM_ERRORS as err:
             error = ds._describe(index, err)
-            return {"index": index, "error": f"{type(err).__name__}: {error}"}
+            return {
+                "index": index,
+                "error": f"{type(err).__name__}: {error}",
+                "reason": item_error_reason(error, item.path),
+            }
+        # Resizing and encoding frames that were read fine: errors here are not the item's.
+        frames = _resize_square(frames, self.size).contiguous()
         if self.fmt == "jpeg":
             with quiet_image_io():
                 encoded = encode_jpeg(list(frames), quality=self.quality)
@@ -161,20 +179,32 @@ def build_frame_cache(
         The cache directory.
 
     Raises:
-        FileExistsError: If ``out_dir`` exists and not ``overwrite``.
-        ValueError: For an unknown format.
+        FileExistsError: If ``out_dir`` exists and not ``overwrite``; also with
+            ``overwrite`` when it is anything but a frame cache (a file, a dataset, any
+            folder holding more than a cache's ``index.json`` and shard files), which is
+            never deleted.
+        EmptyCacheError: (a ``ValueError``) When not one video could be cached (all
+            failed, or the dataset is empty); nothing is written.
+        ValueError: For an unknown format, or a bad ``size`` or ``quality``.
     """
     from tqdm.auto import tqdm
 
     if format not in ("jpeg", "uint8"):
         raise ValueError(f"format must be 'jpeg' or 'uint8', got {format!r}")
+    if size is not None and (isinstance(size, bool) or int(size) != size or size < 1):
+        raise ValueError(f"size must be a positive number of pixels (or None), got {size!r}")
+    if format == "jpeg" and not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality!r}")
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(
-            f"{out} already exists; pass overwrite=True (CLI: --overwrite) to rebuild it"
-        )
+    if os.path.lexists(out):
+        _check_replaceable(out)
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} already exists; pass overwrite=True (CLI: --overwrite) to rebuild it"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    _remove_stale_builds(out)
+    tmp = _temp_dir(out, os.getpid())
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -182,6 +212,8 @@ def build_frame_cache(
         entries, failures = _write_shards(
             dataset, tmp, size, format, quality, shard_bytes, num_workers, progress, tqdm
         )
+        if not entries:
+            raise EmptyCacheError(_nothing_cached(dataset, failures))
         index = {
             "version": CACHE_VERSION,
             "format": format,
@@ -210,6 +242,76 @@ def build_frame_cache(
     return out
 
 
+def _temp_dir(out: Path, pid: int) -> Path:
+    """Where the build of process ``pid`` writes ``out`` before renaming it into place."""
+    return out.with_name(f".{out.name}.tmp-{pid}")
+
+
+def _check_replaceable(out: Path) -> None:
+    """Raise unless ``out`` is a directory that a rebuild may delete: a frame cache (its
+    ``index.json``, shard files and nothing else) or an empty directory."""
+    why = None
+    if out.is_symlink():
+        why = "is a symbolic link"
+    elif not out.is_dir():
+        why = "is a file"
+    else:
+        names = os.listdir(out)
+        foreign = sorted(n for n in names if n != _INDEX and not _SHARD.fullmatch(n))
+        if foreign:
+            more = ", ..." if len(foreign) > 3 else ""
+            why = f"holds {', '.join(foreign[:3])}{more}, which a frame cache does not"
+        elif names and _INDEX not in names:
+            why = f"has no {_INDEX}"
+    if why is not None:
+        raise FileExistsError(
+            f"{out}: {why}, so it is not a frame cache; refusing to write the cache there, "
+            "even with overwrite=True (CLI: --overwrite), which only ever replaces a frame "
+            f"cache. Choose another output folder (or move {out} away yourself)"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be running (``True`` when it cannot be told)."""
+    if os.name != "posix" or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_builds(out: Path) -> None:
+    """Remove the temporary directories that killed builds of ``out`` left behind.
+
+    Only directories named exactly as :func:`_temp_dir` names them, of processes that are
+    no longer running (another build of ``out`` that is under way keeps its own).
+    """
+    stale = re.compile(rf"\.{re.escape(out.name)}\.tmp-([0-9]+)")
+    with os.scandir(out.parent) as entries:
+        for entry in entries:
+            match = stale.fullmatch(entry.name)
+            if match is None or not entry.is_dir(follow_symlinks=False):
+                continue
+            pid = int(match.group(1))
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _nothing_cached(dataset: VideoDataset, failures: list[dict[str, Any]]) -> str:
+    name = type(dataset).__name__
+    if not failures:
+        return f"nothing to cache: the {name} has no videos; no cache was written"
+    first = failures[0]
+    return (
+        f"not one of the {len(failures)} videos of the {name} could be read, so no cache was "
+        f"written; first failure: {first['path']}: {first.get('reason', first['error'])}"
+    )
+
+
 def _write_shards(dataset, tmp, size, fmt, quality, shard_bytes, num_workers, progress, tqdm):
     loader = DataLoader(
         _EncodeItems(dataset, size, fmt, quality),
@@ -225,13 +327,15 @@ def _write_shards(dataset, tmp, size, fmt, quality, shard_bytes, num_workers, pr
             item: VideoItem = dataset.items[result["index"]]
             if "error" in result:
                 if dataset.on_error == "raise":
-                    raise VideoReadError(item.path, result["error"])
-                warnings.warn(
-                    f"frame cache: skipping {item.path}: {result['error']}",
-                    RuntimeWarning,
-                    stacklevel=2,
+                    raise VideoReadError(item.path, result["reason"])
+                warn_skipped(
+                    f"frame cache: skipping {item.path}: {result['reason']}; it is left out "
+                    "of the cache (listed in its index's failures)",
+                    "build_frame_cache",
                 )
-                failures.append({"path": item.path, "error": result["error"]})
+                failures.append(
+                    {"path": item.path, "error": result["error"], "reason": result["reason"]}
+                )
                 continue
             blobs = result["blobs"]
             total = sum(len(b) for b in blobs)
@@ -261,6 +365,36 @@ def _write_shards(dataset, tmp, size, fmt, quality, shard_bytes, num_workers, pr
         if shard_fh is not None:
             shard_fh.close()
     return entries, failures
+
+
+def _read_index(index_path: Path) -> dict[str, Any]:
+    """A cache's ``index.json``, checked; damaged ones raise naming the file and the fix."""
+    rebuild = (
+        f"rebuild the cache with `cefl-zoo cache SPEC {index_path.parent} --overwrite` (SPEC: "
+        "the dataset it was built from) or cefl_zoo.data.build_frame_cache(..., overwrite=True)"
+    )
+    try:
+        with open(index_path, encoding="utf-8") as fh:
+            index = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{index_path}: the frame cache's index is damaged (not valid JSON: {err}); {rebuild}"
+        ) from None
+    if not isinstance(index, dict):
+        raise ValueError(  # noqa: TRY004 - a damaged file, as for invalid JSON
+            f"{index_path}: is not a frame cache index (not a JSON object); {rebuild}"
+        )
+    if index.get("version") != CACHE_VERSION:
+        raise ValueError(
+            f"{index_path}: cache version {index.get('version')} is not supported "
+            f"(expected {CACHE_VERSION}); {rebuild}"
+        )
+    missing = [k for k in ("format", "sampler", "classes", "items") if k not in index]
+    if missing:
+        raise ValueError(
+            f"{index_path}: the frame cache's index is damaged (no {', '.join(missing)}); {rebuild}"
+        )
+    return index
 
 
 class _CacheReader(VideoReader):
@@ -343,7 +477,8 @@ class CachedVideoDataset(VideoDataset):
     Args:
         root: The cache directory.
         split: Keep items of this split (their ``meta["split"]``, else the split the
-            cache was built from); ``None``: all.
+            cache was built from); ``None`` or ``""``: all (the way to use a cache built
+            without splits, e.g. from a folder per class).
         fold: Not supported (``None``): build one cache per fold.
         decode: ``True``: frames are decoded in the dataset (CPU) and transformed; the
             sample's ``"video"`` is as usual. ``False``: the sample carries the stored
@@ -357,6 +492,7 @@ class CachedVideoDataset(VideoDataset):
 
     Raises:
         FileNotFoundError: If ``root`` holds no cache index.
+        ValueError: For a damaged or unsupported index (naming it, and how to rebuild).
     """
 
     def __init__(
@@ -375,21 +511,20 @@ class CachedVideoDataset(VideoDataset):
             )
         self.root = str(root)
         index_path = Path(root) / _INDEX
+        if Path(root).is_file():
+            raise FileNotFoundError(
+                f"{root}: is a file, not a frame cache folder; pass the folder that "
+                "`cefl-zoo cache` (or cefl_zoo.data.build_frame_cache) created"
+            )
         if not index_path.is_file():
             raise FileNotFoundError(
                 f"{index_path}: not found; {root} is not a frame cache (or its build did not "
                 "finish). Build it with cefl_zoo.data.build_frame_cache or `cefl-zoo cache`"
             )
-        with open(index_path, encoding="utf-8") as fh:
-            self.index = json.load(fh)
-        if self.index.get("version") != CACHE_VERSION:
-            raise ValueError(
-                f"{index_path}: cache version {self.index.get('version')} is not supported "
-                f"(expected {CACHE_VERSION}); rebuild the cache"
-            )
+        self.index = _read_index(index_path)
         self.format = self.index["format"]
         self.cache_sampler = ClipSampler(**self.index["sampler"])
-        self.split = split
+        self.split = None if split is None or str(split).strip() == "" else split
         self.decode = bool(decode)
         self._fds: dict[int, int] = {}
         self._fd_pid = os.getpid()
@@ -409,8 +544,9 @@ class CachedVideoDataset(VideoDataset):
             if items and all(self._item_split(e) is None for e in items):
                 raise ValueError(
                     f"{self.root}: the cache does not say which split its videos belong to, "
-                    f"so split={self.split!r} cannot be selected; pass split=None, or rebuild "
-                    "it with build_frame_cache(..., split=...) (CLI: --split)"
+                    f"so split={self.split!r} cannot be selected; use all of it with "
+                    "split=None (cefl-zoo train: --train-split none --val-split none), or "
+                    "rebuild it with build_frame_cache(..., split=...) (cefl-zoo cache: --split)"
                 )
             self.entries = [e for e in items if self._item_split(e) == self.split]
             if not self.entries:

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..labels import canonical_label
 from ..video.io import IMAGE_EXTENSIONS, natural_sort_key
+from ._listing import ListedVideo, leave_out_missing, warn_user
 from .base import VideoDataset, VideoItem
 from .factory import register_dataset
 
@@ -41,6 +42,17 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".wmv",
     ".3gp",
 )
+
+
+#: How to pass ``classes=`` on the command line (``cefl-zoo train`` / ``eval``).
+CLASSES_CLI = """--data-kwargs '{"classes": ["name0", "name1", ...]}'"""
+#: How to pass ``split=None`` on the command line.
+NO_SPLIT_CLI = "cefl-zoo train: --train-split none --val-split none; cefl-zoo eval: --split ''"
+
+
+def _no_split(split: str | None) -> str | None:
+    """``""`` (an empty ``--split``) means no split, as ``None`` does."""
+    return None if split is None or str(split).strip() == "" else split
 
 
 def _canonical_or_none(name: str) -> str | None:
@@ -85,7 +97,8 @@ class LabelMap:
             if c is None:
                 raise ValueError(
                     f"{source}: {loc}: unknown label {name!r}: not an emotion name cefl_zoo "
-                    "knows. Fix the label, or pass classes=(...) listing your own class names"
+                    "knows. Fix the label, or pass classes=(...) listing your own class names "
+                    f"in label order (CLI: {CLASSES_CLI})"
                 )
             canon.append(c)
         return cls(sorted(set(canon)), source)
@@ -110,7 +123,8 @@ class LabelMap:
             return self._lookup[canon]
         raise ValueError(
             f"{self.source}: {where}: unknown label {text!r}; known classes: "
-            f"{', '.join(self.classes)}. Fix the label or pass the right classes=(...)"
+            f"{', '.join(self.classes)}. Fix the label or pass the right classes=(...) "
+            f"(CLI: {CLASSES_CLI})"
         )
 
 
@@ -126,6 +140,13 @@ def _is_video_entry(entry: os.DirEntry) -> bool:
 
 
 def _resolve_split_dir(root: Path, split: str | None) -> Path:
+    if root.is_file():
+        csv_file = root.suffix.lower() == ".csv"
+        hint = " (a CSV file of path,label rows is read by csv:FILE)" if csv_file else ""
+        raise FileNotFoundError(
+            f"{root}: is a file, not a folder; a folder-per-class dataset is a folder laid out "
+            f"as root/[split/]<class>/<video>{hint}"
+        )
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder does not exist; check the root path")
     if split is None:
@@ -136,7 +157,8 @@ def _resolve_split_dir(root: Path, split: str | None) -> Path:
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     raise FileNotFoundError(
         f"{root}: has no {split!r} folder (it holds: {', '.join(folders) or 'no folders'}). "
-        f"Use root/<split>/<class>/<video>, or pass split=None for root/<class>/<video>"
+        f"Use root/<split>/<class>/<video>, or pass split=None for root/<class>/<video> "
+        f"({NO_SPLIT_CLI})"
     )
 
 
@@ -151,15 +173,16 @@ class VideoFolderDataset(VideoDataset):
 
     Args:
         root: The dataset folder.
-        split: Sub-folder to read (``"train"``, ``"test"``, ...); ``None`` reads
-            ``root/<class>/`` directly.
+        split: Sub-folder to read (``"train"``, ``"test"``, ...); ``None`` (or ``""``)
+            reads ``root/<class>/`` directly.
         fold: Not supported (``None``); folder datasets have no folds.
         classes: Class names in label order; folders are matched to them (by canonical
-            name). Default: the folders' names.
+            name). Default: the names of the folders that hold videos (a class folder
+            without any is left out, with a warning).
         **kwargs: :class:`~cefl_zoo.data.VideoDataset` options.
 
     Raises:
-        FileNotFoundError: For a missing root or split folder.
+        FileNotFoundError: For a missing root or split folder (or a root that is a file).
         ValueError: For a class folder not among ``classes``.
 
     Example:
@@ -179,8 +202,8 @@ class VideoFolderDataset(VideoDataset):
         if fold is not None:
             raise ValueError(f"{root}: a folder-per-class dataset has no folds; pass fold=None")
         self.root = Path(root)
-        self.split = split
-        self.folder = _resolve_split_dir(self.root, split)
+        self.split = _no_split(split)
+        self.folder = _resolve_split_dir(self.root, self.split)
         self._requested_classes = tuple(classes) if classes is not None else None
         super().__init__(classes=None, **kwargs)
 
@@ -194,7 +217,24 @@ class VideoFolderDataset(VideoDataset):
                 f"{self.folder}: no class folders found; expected "
                 f"{self.folder}/<class>/<video file or frame folder>"
             )
+        videos: dict[Path, list[str]] = {}
+        for class_dir in class_dirs:
+            with os.scandir(class_dir) as entries:
+                videos[class_dir] = sorted(
+                    (e.path for e in entries if _is_video_entry(e)),
+                    key=lambda p: natural_sort_key(os.path.basename(p)),
+                )
         if self._requested_classes is None:
+            empty = [d for d in class_dirs if not videos[d]]
+            if empty and len(empty) < len(class_dirs):
+                warn_user(
+                    f"{self.folder}: leaving out the class folder(s) "
+                    f"{', '.join(repr(d.name) for d in empty)}: no videos in them (video files "
+                    f"{'/'.join(VIDEO_EXTENSIONS[:4])}... or folders of frame images), so they "
+                    "are no class of the dataset. Pass classes=(...) to keep a class without "
+                    f"videos in the label order (CLI: {CLASSES_CLI})"
+                )
+                class_dirs = [d for d in class_dirs if videos[d]]
             names = [_canonical_or_none(p.name) or p.name for p in class_dirs]
             self.classes = tuple(dict.fromkeys(names))  # unique, in folder order
         else:
@@ -203,12 +243,8 @@ class VideoFolderDataset(VideoDataset):
         items = []
         for class_dir in class_dirs:
             label = labels.index(class_dir.name, f"class folder {class_dir.name!r}")
-            with os.scandir(class_dir) as entries:
-                videos = sorted(
-                    (e.path for e in entries if _is_video_entry(e)),
-                    key=lambda p: natural_sort_key(os.path.basename(p)),
-                )
-            items.extend(VideoItem(v, label, {"class_folder": class_dir.name}) for v in videos)
+            meta = {"class_folder": class_dir.name}
+            items.extend(VideoItem(v, label, dict(meta)) for v in videos[class_dir])
         if not items:
             raise ValueError(
                 f"{self.folder}: the class folders hold no videos (video files "
@@ -241,15 +277,25 @@ class CSVVideoDataset(VideoDataset):
     Args:
         csv_path: The CSV file.
         root: Folder the ``path`` column is relative to; default the CSV's folder.
-        split: Keep rows whose ``split`` column equals this; ``None`` keeps all rows.
+        split: Keep rows whose ``split`` column equals this; ``None`` (or ``""``) keeps
+            all rows.
         fold: Not supported (``None``).
         classes: Class names in label order. Default: the sorted canonical names of the
             labels found.
         delimiter: Field separator.
-        **kwargs: :class:`~cefl_zoo.data.VideoDataset` options.
+        **kwargs: :class:`~cefl_zoo.data.VideoDataset` options. With ``on_error="skip"``
+            (the default) rows naming a file or frame folder that does not exist are left
+            out when the dataset is built, with one warning naming the CSV lines (recorded
+            in :attr:`missing`); ``on_error="raise"`` raises for them.
+
+    Attributes:
+        missing: Rows left out because their video is missing: dicts with ``where``
+            (``"line N"``), ``path``, ``source`` (the CSV file).
 
     Raises:
-        FileNotFoundError: For a missing CSV file.
+        FileNotFoundError: For a missing CSV file; for rows naming missing videos with
+            ``on_error="raise"``, or when none of the rows' videos exist (naming the CSV
+            file and line).
         ValueError: For missing columns, an unknown label (naming the CSV file and
             line), or a split the CSV does not have.
 
@@ -275,9 +321,11 @@ class CSVVideoDataset(VideoDataset):
         if not self.csv_path.is_file():
             raise FileNotFoundError(f"{csv_path}: CSV file does not exist; check the path")
         self.root = Path(root) if root is not None else self.csv_path.parent
-        self.split = split
+        self.split = _no_split(split)
         self.delimiter = delimiter
         self._requested_classes = tuple(classes) if classes is not None else None
+        self.missing: list[dict[str, Any]] = []
+        self._missing_policy = kwargs.get("on_error", "skip")
         super().__init__(classes=None, **kwargs)
 
     def _read_rows(self) -> list[tuple[int, dict[str, str]]]:
@@ -301,7 +349,7 @@ class CSVVideoDataset(VideoDataset):
             if "split" not in header:
                 raise ValueError(
                     f"{source}: has no 'split' column, so split={self.split!r} cannot be "
-                    "selected; pass split=None to use every row"
+                    f"selected; pass split=None to use every row ({NO_SPLIT_CLI})"
                 )
             splits = sorted({r["split"].strip() for _, r in rows})
             rows = [(n, r) for n, r in rows if r["split"].strip() == self.split]
@@ -323,11 +371,12 @@ class CSVVideoDataset(VideoDataset):
                 line = next(n for (n, _), t in zip(rows, raw) if t.lstrip("-").isdigit())
                 raise ValueError(
                     f"{source}: line {line}: labels are class indices, which need "
-                    "classes=(...) to name them (e.g. cefl_zoo.labels.DATASET_CLASSES['dfew'])"
+                    "classes=(...) to name them (e.g. cefl_zoo.labels.DATASET_CLASSES['dfew']; "
+                    f"CLI: {CLASSES_CLI})"
                 )
             labels = LabelMap.from_names(raw, source, [f"line {n}" for n, _ in rows])
         self.classes = labels.classes or ()
-        items = []
+        listed = []
         for line, row in rows:
             path = row["path"].strip()
             if not path:
@@ -337,5 +386,12 @@ class CSVVideoDataset(VideoDataset):
             meta["label_name"] = row["label"].strip()
             meta["csv_line"] = line
             full = path if os.path.isabs(path) else str(self.root / path)
-            items.append(VideoItem(full, label, meta))
-        return items
+            listed.append(ListedVideo(f"line {line}", full, label, os.path.exists(full), meta))
+        present, self.missing = leave_out_missing(
+            listed,
+            source,
+            self._missing_policy,
+            check=f"Check the path column (relative paths are read from {self.root}; "
+            "root= changes that)",
+        )
+        return [VideoItem(v.path, v.label, v.meta) for v in present]

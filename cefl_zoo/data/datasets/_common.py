@@ -11,15 +11,13 @@ out, following the dataset's ``on_error`` flag).
 from __future__ import annotations
 
 import os
-import sys
-import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ...labels import DATASET_CLASSES, canonical_label
 from ...video.io import IMAGE_EXTENSIONS, natural_sort_key
+from .._listing import ListedVideo, leave_out_missing, warn_user
 from ..base import VideoDataset, VideoItem
 from ..folds import check_fold, subject_kfold
 from ..generic import VIDEO_EXTENSIONS
@@ -34,34 +32,6 @@ __all__ = [
     "sorted_dirs",
     "warn_user",
 ]
-
-
-def warn_user(message: str, category: type[Warning] = RuntimeWarning) -> None:
-    """``warnings.warn`` attributed to the first caller outside ``cefl_zoo``."""
-    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    frame, level = sys._getframe(1), 2  # stacklevel 2 is our caller
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
-
-
-@dataclass
-class ListedVideo:
-    """One video as a dataset's index lists it.
-
-    Attributes:
-        where: Where it is listed, for messages (``"line 12"``, a folder name).
-        path: Where its frames folder or video file is (or should be).
-        label: Class index.
-        exists: Whether ``path`` exists.
-        meta: Item metadata (video id, subject, ...).
-    """
-
-    where: str
-    path: str
-    label: int
-    exists: bool
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def is_video_entry(path: str | os.PathLike) -> bool:
@@ -190,6 +160,12 @@ class BenchmarkDataset(VideoDataset):
                 f"{tuple(classes)}. Remap the model's head instead"
             )
         self.root = Path(root)
+        if self.root.is_file():
+            raise FileNotFoundError(
+                f"{root}: is a file, not a folder; pass the folder that holds the "
+                f"{self.title} dataset as its publisher ships it (see the "
+                f"{type(self).__name__} docs)"
+            )
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"{root}: {self.title} root folder does not exist; pass the folder that holds "
@@ -237,32 +213,10 @@ class BenchmarkDataset(VideoDataset):
                 f"{source}: the {self.title} {self.split} split"
                 f"{f' of fold {self.fold}' if self.fold is not None else ''} lists no videos"
             )
-        missing = [v for v in listed if not v.exists]
-        if missing:
-            first = missing[0]
-            if len(missing) == len(listed):
-                raise FileNotFoundError(
-                    f"{source}: none of the {len(listed)} videos it lists exist; the first "
-                    f"({first.where}) should be at {first.path}. Check root= and the "
-                    "frames/video source argument"
-                )
-            if self._missing_policy == "raise":
-                raise FileNotFoundError(
-                    f"{source}: {first.where}: {first.meta.get('video_id', first.where)} has no "
-                    f"frames or video at {first.path} ({len(missing)} of {len(listed)} listed "
-                    "videos are missing). Restore the files, or pass on_error='skip' to leave "
-                    "them out"
-                )
-            shown = "; ".join(f"{v.where}: {v.path}" for v in missing[:5])
-            warn_user(
-                f"{source}: leaving out {len(missing)} of {len(listed)} listed videos whose "
-                f"frames or file are missing ({shown}{'; ...' if len(missing) > 5 else ''})"
-            )
-            self.missing = [{"where": v.where, "path": v.path, "source": source} for v in missing]
+        listed, self.missing = leave_out_missing(listed, source, self._missing_policy)
         return [
             VideoItem(v.path, v.label, {**v.meta, "listed_in": source, "listed_at": v.where})
             for v in listed
-            if v.exists
         ]
 
     def __repr__(self) -> str:
