@@ -393,3 +393,53 @@ def test_singular_counts_and_help_defaults(video, capsys):
         text = " ".join(_help(command).split())
         assert "(default: the model's input size)" in text
         assert "(default: the model's input size) (default: None)" not in text
+
+
+def test_a_transform_that_cannot_work_is_one_line_not_a_skipped_video(synth, tmp_path, capsys):
+    rc = main(
+        [
+            "train",
+            "--model",
+            "ceflnet_tiny",
+            "--data",
+            f"synthetic:{synth}",
+            "--data-kwargs",
+            '{"transform_kwargs": {"input_size": -1}}',
+            "--val-split",
+            "none",
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--num-workers",
+            "0",
+        ]
+    )
+    err = capsys.readouterr().err
+    line = _one_error_line(err, "train")
+    assert rc == 2, line
+    assert "the transform failed" in line and "not a problem of the video file" in line, line
+    assert "skipping unreadable" not in err
+
+
+def test_eval_split_none_reads_a_dataset_without_splits(synth, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "folder"
+    for label in ("happiness", "sadness"):
+        (folder / label).mkdir(parents=True)
+        shutil.copy(synth / "videos" / "00000.mp4", folder / label / "a.mp4")
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "ceflnet_tiny.synthetic",
+            "--data",
+            f"folder:{folder}",
+            "--split",
+            "none",
+            "--no-progress",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "videos 2" in captured.out

@@ -109,5 +109,5 @@ def run(args: argparse.Namespace) -> int:
         f"cached {plural(len(index['items']), 'video')} ({len(index['failures'])} failed) in {out}"
     )
     for failure in index["failures"][:10]:
-        print(f"  skipped {failure['path']}: {failure['error']}")
+        print(f"  skipped {failure['path']}: {failure.get('reason', failure['error'])}")
     return 0

@@ -40,7 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", required=True, metavar="NAME:ROOT", help="e.g. synthetic:DIR, dfew:ROOT"
     )
-    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="split to evaluate; 'none' for a dataset without splits (default: test)",
+    )
     parser.add_argument("--fold", type=int, default=None, help="fold of datasets with several")
     parser.add_argument(
         "--data-kwargs", default=None, metavar="JSON", help="extra build_dataset arguments"
@@ -95,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import logging
 
+    from ..data import SampleTransformError
     from ..train import CheckpointError, ConfigError, DataError, TrainConfig
     from ..train.checkpoint import load_checkpoint, model_from_checkpoint
     from ..train.distributed import cleanup_distributed, init_distributed, setup_logging
@@ -132,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = cfg.update(overrides, source="the command line")
         info = init_distributed(cfg.device)
         model.to(info.device)
-        dataset = build_split(cfg, args.split, train=False, model=model)
+        split = None if args.split.lower() in ("none", "") else args.split
+        dataset = build_split(cfg, split, train=False, model=model)
         result = evaluate(
             model,
             dataset,
@@ -144,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             desc=f"eval {args.split}",
         )
-    except (ConfigError, DataError, CheckpointError) as err:
+    except (ConfigError, DataError, CheckpointError, SampleTransformError) as err:
         print(f"cefl-zoo eval: error: {err}", file=sys.stderr)
         return 2
     except MODEL_ERRORS as err:  # --device asked for CUDA without it

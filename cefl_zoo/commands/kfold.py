@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from ..data import SampleTransformError
     from ..train import CheckpointError, ConfigError, DataError
     from ..train.config import config_from_args
     from ..train.distributed import setup_logging
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
         result = run_folds(cfg, folds=folds, resume=not args.no_resume)
-    except (ConfigError, DataError, CheckpointError) as err:
+    except (ConfigError, DataError, CheckpointError, SampleTransformError) as err:
         print(f"cefl-zoo kfold: error: {err}", file=sys.stderr)
         return 2
     except MODEL_ERRORS as err:  # the model cannot be built, or --device has no CUDA
