@@ -499,6 +499,40 @@ def test_table_6_models_train_with_the_same_command(tmp_path, synth_dir, model):
     assert ("clip_locating" in metrics) == has_eian
 
 
+def test_skipped_training_videos_are_in_train_log(tmp_path, synth_dir):
+    import shutil
+    import warnings
+
+    data = tmp_path / "synth"
+    shutil.copytree(synth_dir, data)
+    import csv
+
+    rows = list(csv.DictReader((data / "labels.csv").open()))
+    broken = data / next(r["path"] for r in rows if r["split"] == "train")
+    broken.write_bytes(b"not a video")
+    out = tmp_path / "run"
+    cfg = TrainConfig(
+        model="ceflnet_tiny",
+        data=f"synthetic:{data}",
+        epochs=1,
+        batch_size=7,
+        num_clips=2,
+        frames_per_clip=2,
+        img_size=32,
+        num_workers=0,
+        val_split=None,
+        output_dir=str(out),
+        progress=False,
+        save_plots=False,
+    )
+    with warnings.catch_warnings():  # let warnings reach showwarning (pytest records them)
+        warnings.simplefilter("always")
+        Trainer(cfg).fit()
+    log_text = (out / "train.log").read_text()
+    assert "WARNING RuntimeWarning: skipping unreadable item" in log_text, log_text
+    assert str(broken) in log_text
+
+
 def test_eval_command_on_a_checkpoint(tmp_path, synth_dir, capsys):
     out = tmp_path / "run"
     assert (

@@ -50,6 +50,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -639,6 +640,7 @@ class Trainer:
         if logging.getLogger("cefl_zoo").getEffectiveLevel() > logging.INFO:
             logging.getLogger("cefl_zoo").setLevel(logging.INFO)
         self._log_handler = handler
+        self._tee_warnings(handler)
         steps_file = self.output_dir / "steps.jsonl"
         if resumed_step is not None and steps_file.is_file():
             keep = [
@@ -650,7 +652,36 @@ class Trainer:
         elif resumed_step is None:
             steps_file.write_text("")
 
+    def _tee_warnings(self, handler: logging.Handler) -> None:
+        """Also write Python warnings (a skipped unreadable video, ...) into train.log.
+
+        Loader workers started after this (fork) inherit it, so the videos they skip are
+        logged too.
+        """
+        shown = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            record = logging.LogRecord(
+                "cefl_zoo.warnings",
+                logging.WARNING,
+                str(filename),
+                int(lineno or 0),
+                f"{category.__name__}: {message}",
+                None,
+                None,
+            )
+            with contextlib.suppress(Exception):
+                handler.handle(record)
+            shown(message, category, filename, lineno, file, line)
+
+        self._shown_warnings = shown
+        warnings.showwarning = showwarning
+
     def _close_logs(self) -> None:
+        shown = getattr(self, "_shown_warnings", None)
+        if shown is not None:
+            warnings.showwarning = shown
+            self._shown_warnings = None
         if self._log_handler is not None:
             logging.getLogger("cefl_zoo").removeHandler(self._log_handler)
             self._log_handler.close()
