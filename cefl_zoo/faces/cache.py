@@ -143,6 +143,8 @@ def precompute_face_crops(
     """
     from torchvision.io import encode_jpeg
 
+    from ..video.io import quiet_image_io
+
     video = os.fspath(video)
     cropper = cropper if cropper is not None else FaceCropper()
     out_dir = Path(out_dir)
@@ -175,7 +177,9 @@ def precompute_face_crops(
             files = [f"{i + 1:06d}.jpg" for i in range(t)]
             for chunk in _chunks(list(range(t)), chunk_size):
                 crops = cropper.crop(reader.read(chunk), track.crop_boxes[chunk])
-                for i, data in zip(chunk, encode_jpeg(list(crops), quality=quality)):
+                with quiet_image_io():
+                    encoded = encode_jpeg(list(crops), quality=quality)
+                for i, data in zip(chunk, encoded):
                     (tmp / files[i]).write_bytes(data.numpy().tobytes())
             meta = {
                 "format": _FORMAT,
