@@ -63,6 +63,7 @@ from complexity import PEERS
 
 import cefl_zoo
 from cefl_zoo import count_macs
+from cefl_zoo.train.trainer import build_optimizer
 
 __all__ = [
     "CONFIGS",
@@ -238,8 +239,8 @@ def _make_step(
 
     model.train()
     y = torch.randint(0, spec.num_classes, (batch,), device=device)
-    kw = {"fused": True} if device.type == "cuda" else {}
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, **kw)
+    # The trainer's optimizer factory: Adam, fused on CUDA, exactly as a training run has it.
+    opt = build_optimizer(model.parameters(), "adam", lr=1e-4, device=device)
 
     def train_step() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)

@@ -105,11 +105,20 @@ def frame_cache(
 
 
 def measure(run_dir: Path, warmup: int) -> dict[str, Any]:
-    """Videos/s after ``warmup`` steps, from the trainer's ``steps.jsonl``."""
+    """Videos/s from the end of step ``warmup`` to the last step, from ``steps.jsonl``.
+
+    The run logs every ``warmup`` steps (:func:`run_one`), not every step: a log line
+    reads the loss from the device, which waits for it, and a training run (50 steps
+    between log lines by default) does not pay that every step either.
+    """
     steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
-    if len(steps) <= warmup:
-        raise RuntimeError(f"only {len(steps)} steps logged; need more than --warmup {warmup}")
-    a, b = steps[warmup - 1], steps[-1]
+    start = next((s for s in steps if s["step"] == warmup), None)
+    if start is None or steps[-1]["step"] <= warmup:
+        raise RuntimeError(
+            f"steps.jsonl has no line for step {warmup} and a later one; need more than "
+            f"--warmup {warmup} steps"
+        )
+    a, b = start, steps[-1]
     seconds = b["elapsed_s"] - a["elapsed_s"]
     videos = b["videos"] - a["videos"]
     return {
@@ -148,7 +157,7 @@ def run_one(
         num_workers=args.workers if source != "memory" else 0,
         persistent_workers=True,
         limit_train_steps=steps,
-        log_every_steps=1,
+        log_every_steps=args.warmup,  # measure() needs step `warmup` and the last one
         checkpoint_every_steps=0,
         val_split=None,
         progress=False,
@@ -232,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the other results of an existing result file (same device)",
     )
     args = parser.parse_args(argv)
+    if args.warmup < 1:
+        parser.error("--warmup must be >= 1 (the measurement starts after that step)")
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = torch.device(args.device).type == "cuda"

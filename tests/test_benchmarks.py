@@ -177,6 +177,46 @@ def test_measure_reports_failures_instead_of_raising(tiny_spec: throughput.Model
         throughput.measure(tiny_spec, "inference", "fp16", 1, "cpu")
 
 
+def test_training_step_uses_the_trainers_optimizer(
+    tiny_spec: throughput.ModelSpec, monkeypatch
+) -> None:
+    # The benchmarked training step builds its optimizer with the trainer's factory
+    # (fused Adam on CUDA), so its numbers describe what a training run executes.
+    from cefl_zoo.train import trainer
+
+    built = []
+
+    def spy(*args, **kwargs):
+        opt = trainer.build_optimizer(*args, **kwargs)
+        built.append((args, kwargs, opt))
+        return opt
+
+    monkeypatch.setattr(throughput, "build_optimizer", spy)
+    model = tiny_spec.build(torch.device("cpu"))
+    step = throughput._make_step(
+        model, tiny_spec, "training", 1, torch.device("cpu"), throughput.CONFIGS["fp32"], "default"
+    )
+    step()
+    ((args, kwargs, opt),) = built
+    assert args[1] == "adam" and kwargs["device"] == torch.device("cpu")
+    assert isinstance(opt, torch.optim.Adam) and not opt.defaults.get("fused")
+
+
+def test_train_speed_measures_from_the_warmup_step(tmp_path: Path) -> None:
+    import train_speed
+
+    # The run logs every `warmup` steps (a log line waits for the device), not every step.
+    lines = [{"step": s, "elapsed_s": 0.5 * s, "videos": 4 * s} for s in (3, 6, 9, 12, 14)]
+    (tmp_path / "steps.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    r = train_speed.measure(tmp_path, warmup=3)
+    assert r["measured_steps"] == 11 and r["measured_videos"] == 44
+    assert r["videos_per_s"] == pytest.approx(44 / 5.5)
+    with pytest.raises(RuntimeError, match="no line for step 4"):
+        train_speed.measure(tmp_path, warmup=4)
+    with pytest.raises(RuntimeError, match="no line for step 14"):
+        train_speed.measure(tmp_path, warmup=14)
+
+
 def _entry(model: str, mode: str, config: str, batch: int, vps: float) -> dict:
     return {
         "model": model,
@@ -445,7 +485,9 @@ def test_results_index_names_the_command_behind_every_committed_file() -> None:
         row = next(line for line in index.splitlines() if line.startswith(f"| `{path.name}`"))
         assert "`?`" not in row, row
         assert f"`{data['environment']['command']}`" in row or any(
-            f"`{r['environment']['command']}`" in row for r in data.get("runs", []) if "environment" in r
+            f"`{r['environment']['command']}`" in row
+            for r in data.get("runs", [])
+            if "environment" in r
         ), row
 
 
@@ -457,11 +499,16 @@ def test_accuracy_peer_takes_zoo_videos_and_matches_the_tiny_cost():
 
     from cefl_zoo.complexity import count_macs, count_parameters
 
-    peer, tiny = accuracy.build_model("r3d_tiny").eval(), accuracy.build_model("ceflnet_tiny").eval()
+    peer, tiny = (
+        accuracy.build_model("r3d_tiny").eval(),
+        accuracy.build_model("ceflnet_tiny").eval(),
+    )
     x = torch.randn(2, 7, 2, 3, 32, 32)  # (B, N, K, 3, H, W), as the trainer feeds every model
     assert peer(x).shape == (2, 7) and peer.forward_explain(x).clip_scores is None
     ratio = count_parameters(peer) / count_parameters(tiny)
-    assert 0.8 < ratio < 1.25, f"the 3-D CNN peer should match ceflnet_tiny's size, ratio {ratio:.2f}"
+    assert 0.8 < ratio < 1.25, (
+        f"the 3-D CNN peer should match ceflnet_tiny's size, ratio {ratio:.2f}"
+    )
     assert count_macs(peer, x[:1]) < 3 * count_macs(tiny, x[:1])
     peer.reset_classifier(3)
     assert peer(x).shape == (2, 3)
@@ -474,14 +521,28 @@ def test_accuracy_summary_averages_seeds_and_renders(tmp_path):
     import accuracy
 
     runs = [
-        {"model": m, "seed": s, "params": 1000, "macs": 2e6, "war": w, "uar": w - 0.1,
-         "clip_locating_gt_class": loc, "clip_locating_pred_class": loc, "train_seconds": 10.0}
-        for m, s, w, loc in [("ceflnet_tiny", 0, 0.9, 0.7), ("ceflnet_tiny", 1, 0.8, 0.5),
-                             ("frame_average", 0, 0.6, None)]
+        {
+            "model": m,
+            "seed": s,
+            "params": 1000,
+            "macs": 2e6,
+            "war": w,
+            "uar": w - 0.1,
+            "clip_locating_gt_class": loc,
+            "clip_locating_pred_class": loc,
+            "train_seconds": 10.0,
+        }
+        for m, s, w, loc in [
+            ("ceflnet_tiny", 0, 0.9, 0.7),
+            ("ceflnet_tiny", 1, 0.8, 0.5),
+            ("frame_average", 0, 0.6, None),
+        ]
     ]
     args = accuracy.parse_args(["--seeds", "0,1", "--models", "ceflnet_tiny,frame_average"])
     rows = accuracy.summarise(runs, args.models)
-    assert rows[0]["war"] == pytest.approx(0.85) and rows[0]["war_std"] == pytest.approx(0.0707, abs=1e-4)
+    assert rows[0]["war"] == pytest.approx(0.85) and rows[0]["war_std"] == pytest.approx(
+        0.0707, abs=1e-4
+    )
     assert rows[1]["clip_locating_gt_class"] is None
     block = accuracy.table(rows, args)
     assert block["rows"][0][3] == "85.0 ± 7.1" and block["rows"][1][5] == "-"

@@ -127,6 +127,49 @@ def test_undecoded_batches_decode_to_the_same_video(synth, tmp_path):
         assert frames.dtype == torch.uint8 and frames.shape == (4, 7, 5, 3, 32, 32)
 
 
+def test_batched_transform_tail_equals_the_per_video_transform(synth, tmp_path):
+    # prepare_batch runs the random steps per video and ToDtype + Normalize once on the
+    # batch (no per-video host-to-device copies of mean and std); the result is the whole
+    # transform per video, bit for bit, also in the channels-last layout.
+    from cefl_zoo.data import cache as cache_mod
+
+    out = build_frame_cache(source(synth), tmp_path / "c", format="jpeg", progress=False)
+    raw = CachedVideoDataset(out, decode=False, train=True, seed=5)
+    raw.set_epoch(2)
+    batch = collate_encoded([raw[i] for i in range(3)])
+    frames = prepare_batch(batch, "cpu")
+    for jitter in (0.0, 0.4):
+        tf = cefl_zoo.transforms_for("ceflnet_tiny", train=True, input_size=24, color_jitter=jitter)
+        head, tail = cache_mod._split_pointwise_tail(tf)
+        assert tail is not None and "Normalize" not in repr(head) and "ToDtype" not in repr(head)
+        expected = []
+        for v, seed in zip(frames, batch["transform_seed"].tolist()):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed))
+                expected.append(tf(v))
+        expected = torch.stack(expected)
+        for cl in (False, True):
+            video = prepare_batch(batch, "cpu", transform=tf, channels_last=cl)
+            assert video.dtype == torch.float32 and torch.equal(video, expected)
+            folded = video.flatten(0, 2)  # what the backbone sees
+            assert folded.is_contiguous(memory_format=torch.channels_last) == cl
+            assert folded.data_ptr() == video.data_ptr()  # a view, no copy
+    # the normalisation constants are made once per device, not per video or batch
+    keys = [k for k in cache_mod._NORM_CONSTANTS if k[0] == "cpu"]
+    assert len(keys) == 1
+    cached = cache_mod._NORM_CONSTANTS[keys[0]]
+    prepare_batch(batch, "cpu", transform=tf)
+    assert cache_mod._NORM_CONSTANTS[keys[0]] is cached
+    # other transforms are applied whole, per video
+    eval_tf = cefl_zoo.transforms_for("ceflnet_tiny", input_size=24, normalize=False)
+    assert cache_mod._split_pointwise_tail(eval_tf)[1] is None
+    assert torch.equal(
+        prepare_batch(batch, "cpu", transform=eval_tf), torch.stack([eval_tf(v) for v in frames])
+    )
+    double = prepare_batch(batch, "cpu", transform=lambda v: v.float() * 2, channels_last=True)
+    assert torch.equal(double, frames.float() * 2)
+
+
 def test_decode_jpeg_batch_shapes():
     from torchvision.io import encode_jpeg
 

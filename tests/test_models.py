@@ -258,3 +258,35 @@ def test_table6_baselines_pool_over_the_intended_axes() -> None:
         )
         assert not torch.allclose(lstm(shuffled), lstm(x))
         assert lstm.forward_features(x).shape[:2] == (1, 12)
+
+
+@pytest.mark.parametrize("name", ["ceflnet_tiny", "ceflnet_resnet18"])
+def test_forward_and_training_loss_compile_to_one_graph(name: str) -> None:
+    """torch.compile sees the whole model as one graph: no graph breaks (each would end a
+    compiled region and return to Python) in the forward, ``forward_explain`` or the
+    trainer's forward + loss (one-hot targets, as the trainer passes them)."""
+    import torch._dynamo as dynamo
+    import torch.nn.functional as F
+
+    model = cefl_zoo.create_model(name)
+    x = _video(2, 3, 2, 32)
+    targets = F.one_hot(torch.tensor([0, 3]), 7).float()
+    loss_fn = cefl_zoo.CEFLNetLoss("bce", label_smoothing=0.1)
+
+    def forward_and_loss(x, targets):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(x)
+        return loss_fn(logits.float(), targets)
+
+    try:
+        for train in (True, False):
+            model.train(train)
+            for fn, args in ((model, (x,)), (forward_and_loss, (x, targets))):
+                dynamo.reset()
+                explained = dynamo.explain(fn)(*args)
+                assert explained.graph_break_count == 0, explained.break_reasons
+                assert explained.graph_count == 1
+        dynamo.reset()
+        assert dynamo.explain(model.forward_explain)(x).graph_break_count == 0
+    finally:
+        dynamo.reset()

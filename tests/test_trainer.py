@@ -7,6 +7,7 @@ torchrun in test_distributed.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -651,3 +652,157 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, synth_dir, capsys):
         == 2
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+# -- the GPU hot path, checked on the CPU -------------------------------------------------
+
+
+@contextlib.contextmanager
+def _host_reads():
+    """Record where the training loop reads a tensor value on the host
+    (``aten._local_scalar_dense``: ``.item()``, ``int()``, ``float()``, ``bool()`` of a
+    tensor; on a GPU each one waits for the device).
+
+    Reads by the data loader (sampler, dataset items: host tensors) and by the optimizer
+    (its step counters live on the host unless the kernel is fused) are not counted.
+    """
+    import traceback
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    sites: list[str] = []
+
+    def record() -> None:
+        stack = traceback.extract_stack()
+        if not any(f.name == "_train_epoch" for f in stack):
+            return
+        if any("torch/utils/data" in f.filename or "torch/optim" in f.filename for f in stack):
+            return
+        own = [f for f in stack if "cefl_zoo" in f.filename]
+        sites.append(f"{Path(own[-1].filename).name}:{own[-1].lineno}")
+
+    class Mode(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                record()
+            return func(*args, **(kwargs or {}))
+
+    with Mode():
+        yield sites
+
+
+@pytest.mark.parametrize("loss", ["bce", "ce"])
+def test_training_steps_wait_for_the_device_only_at_log_steps(tmp_path, loss):
+    # A read of a device value per step (the loss checking its labels, the progress bar's
+    # loss) makes the host wait for the GPU every step; only log steps may read.
+    reads = {}
+    for steps, log_every in ((3, 1000), (9, 1000), (8, 2)):
+        cfg = toy_config(
+            tmp_path / f"{steps}_{log_every}",
+            epochs=1,
+            batch_size=2,
+            loss=loss,
+            label_smoothing=0.1,
+            log_every_steps=log_every,
+            checkpoint_every_steps=0,
+            limit_train_steps=steps,
+        )
+        trainer = Trainer(cfg, train_dataset=ToyVideos(40))
+        with _host_reads() as sites:
+            trainer.fit()
+        reads[(steps, log_every)] = sites
+    assert len(reads[(3, 1000)]) == len(reads[(9, 1000)]) == 1  # the epoch's last step logs
+    assert len(reads[(8, 2)]) == 4, reads[(8, 2)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_steps_do_not_synchronize(tmp_path):  # pragma: no cover - GPU only
+    import warnings
+
+    counts = {}
+    for steps in (3, 9):
+        cfg = toy_config(
+            tmp_path / str(steps),
+            epochs=1,
+            batch_size=2,
+            device="cuda",
+            amp="bf16",
+            log_every_steps=1000,
+            checkpoint_every_steps=0,
+            limit_train_steps=steps,
+        )
+        trainer = Trainer(cfg, train_dataset=ToyVideos(40))
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                trainer.fit()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        counts[steps] = sum("synchroniz" in str(w.message) for w in caught)
+    assert counts[3] == counts[9], counts  # none per step
+
+
+def test_loss_targets_are_the_one_hot_rows_of_the_label_map(tmp_path):
+    cfg = toy_config(tmp_path / "run", classes=["anger", "neutral", "happiness", "sadness"])
+    trainer = Trainer(cfg, train_dataset=ToyVideos(8))
+    lut = trainer.train_lut
+    assert torch.equal(trainer.train_targets, torch.nn.functional.one_hot(lut, 4).float())
+    logits = torch.randn(3, 4)
+    labels = torch.tensor([0, 2, 1])
+    for kind, smoothing in (("bce", 0.0), ("bce", 0.1), ("ce", 0.2)):
+        loss_fn = cefl_zoo.CEFLNetLoss(kind, label_smoothing=smoothing)
+        assert torch.equal(
+            loss_fn(logits, trainer.train_targets[labels]), loss_fn(logits, lut[labels])
+        )
+
+
+def test_optimizer_is_fused_on_cuda_and_resumes_across_kernels(tmp_path, monkeypatch):
+    from cefl_zoo.train.trainer import build_optimizer
+
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    for name in ("adam", "adamw", "sgd"):
+        assert build_optimizer(p, name, device="cuda").defaults["fused"] is True
+        assert not build_optimizer(p, name, device="cpu").defaults.get("fused")
+    with pytest.raises(ValueError, match="optimizer must be"):
+        build_optimizer(p, "lamb")
+
+    # A checkpoint of a fused run resumes in an unfused one and the other way round: the
+    # resuming run keeps its own kernel (and its step counters where that kernel wants them).
+    first = toy_config(tmp_path / "a", epochs=1)
+    monkeypatch.setattr(Trainer, "_fused_optimizer_devices", ("cpu",))
+    fused = Trainer(first, train_dataset=ToyVideos(8))
+    assert fused.optimizer.param_groups[0]["fused"] is True
+    fused.fit()
+    monkeypatch.setattr(Trainer, "_fused_optimizer_devices", ("cuda",))
+    plain = Trainer(first.replace(epochs=2), train_dataset=ToyVideos(8))
+    assert plain.fit(resume="auto")["status"] == "completed"
+    assert not plain.optimizer.param_groups[0]["fused"]
+    monkeypatch.setattr(Trainer, "_fused_optimizer_devices", ("cpu",))
+    again = Trainer(first.replace(epochs=3), train_dataset=ToyVideos(8))
+    assert again.fit(resume="auto")["global_step"] == 6
+    assert again.optimizer.param_groups[0]["fused"] is True
+
+
+def test_evaluate_reads_the_outputs_once_not_per_batch(monkeypatch):
+    # Copying logits to the host batch by batch (or video by video) waits for the device
+    # each time; evaluate copies all outputs once after the loop.
+    model = cefl_zoo.create_model("ceflnet_tiny", num_classes=3)
+    calls = []
+    original = torch.Tensor.cpu
+
+    def counting_cpu(self, *args, **kwargs):
+        calls.append(tuple(self.shape))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "cpu", counting_cpu)
+    results = {}
+    for n in (2, 10):
+        calls.clear()
+        results[n] = evaluate(model, ToyVideos(n), batch_size=2)
+        assert len(calls) == 2, calls  # logits and clip scores, whatever the batch count
+    monkeypatch.setattr(torch.Tensor, "cpu", original)
+    ref = evaluate(model, ToyVideos(10), batch_size=5)
+    assert torch.equal(ref.logits, results[10].logits)
+    assert torch.equal(ref.clip_scores, results[10].clip_scores)
+    assert ref.labels.tolist() == results[10].labels.tolist()

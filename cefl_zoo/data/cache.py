@@ -690,18 +690,83 @@ def decode_jpeg_batch(
     return out.reshape(*lead, *out.shape[1:])
 
 
+#: Normalisation constants already on a device, by (device, dtype, mean, std): reused so
+#: that a batch needs no host-to-device copy (each such copy of a Python list waits for
+#: the device) besides its frames.
+_NORM_CONSTANTS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _norm_constants(
+    mean: Sequence[float], std: Sequence[float], dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    key = (str(device), dtype, tuple(mean), tuple(std))
+    if key not in _NORM_CONSTANTS:
+        if len(_NORM_CONSTANTS) > 64:
+            _NORM_CONSTANTS.clear()
+        _NORM_CONSTANTS[key] = tuple(  # type: ignore[assignment]
+            torch.as_tensor(list(v), dtype=dtype).view(-1, 1, 1).to(device) for v in (mean, std)
+        )
+    return _NORM_CONSTANTS[key]
+
+
+def _split_pointwise_tail(transform: Any) -> tuple[Any, Any]:
+    """Split a video transform into its per-video part and a batched pointwise tail.
+
+    A :class:`~cefl_zoo.transforms.VideoTransform` whose ``v2.Compose`` ends with
+    ``ToDtype(float, scale=True)`` and ``Normalize`` (every transform
+    :func:`~cefl_zoo.transforms.transforms_for` builds) gives ``(head, tail)``: ``head``
+    the steps before (crop, resize, flip, jitter: random, drawn per video), or ``None``;
+    ``tail(frames)`` the last two steps for a whole batch ``(..., 3, h, w)`` at once.
+    Both steps are elementwise and draw no random numbers, so head-per-video then tail
+    on the batch equals the whole transform per video, bit for bit. Any other
+    transform gives ``(transform, None)``.
+    """
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    from ..transforms import VideoTransform
+
+    inner = getattr(transform, "transform", None)
+    if type(transform) is not VideoTransform or type(inner) is not v2.Compose:
+        return transform, None
+    ops = list(inner.transforms)
+    if len(ops) < 2 or type(ops[-2]) is not v2.ToDtype or type(ops[-1]) is not v2.Normalize:
+        return transform, None
+    to_dtype, norm = ops[-2], ops[-1]
+    dtype = to_dtype.dtype
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point and to_dtype.scale):
+        return transform, None
+    mean, std = list(norm.mean), list(norm.std)
+    if norm.inplace or not all(std):
+        return transform, None
+
+    def tail(frames: torch.Tensor) -> torch.Tensor:
+        lead = frames.shape[:-3]
+        video = to_dtype(tv_tensors.Video(frames.reshape(-1, *frames.shape[-3:])))
+        video = video.as_subclass(torch.Tensor)
+        # torchvision's normalize_image, with the constants kept on the device.
+        m, s = _norm_constants(mean, std, video.dtype, video.device)
+        return video.sub(m).div_(s).reshape(*lead, *video.shape[-3:])
+
+    head = VideoTransform(v2.Compose(ops[:-2])) if len(ops) > 2 else None
+    return head, tail
+
+
 def prepare_batch(
     batch: dict[str, Any],
     device: str | torch.device = "cpu",
     transform: Any | None = None,
     non_blocking: bool = True,
+    channels_last: bool = False,
 ) -> torch.Tensor:
     """Turn a :func:`collate_encoded` batch into model input on ``device``.
 
     JPEG frames are decoded there in one batched call (nvJPEG on CUDA); uint8 frames are
     copied. ``transform`` (e.g. :func:`cefl_zoo.transforms_for(model, train)
     <cefl_zoo.transforms.transforms_for>`) is applied to each video with the item's
-    ``transform_seed``, so the augmentation equals the CPU path's.
+    ``transform_seed``, so the augmentation equals the CPU path's. The random steps
+    (crop, flip, jitter) run video by video on ``uint8`` frames; the final conversion to
+    float and normalisation run once on the whole batch, without a host-device sync.
 
     Args:
         batch: The collated batch.
@@ -709,6 +774,9 @@ def prepare_batch(
         transform: Per-video transform ``(N, K, 3, H, W) -> (N, K, 3, h, w)``; ``None``
             returns ``uint8`` frames.
         non_blocking: Asynchronous host-to-device copies.
+        channels_last: Store every transformed frame ``H, W, C``: the ``(B*N*K, 3, h, w)``
+            view a model's backbone takes is then ``torch.channels_last`` without a
+            copy. Same values, other strides.
 
     Returns:
         ``(B, N, K, 3, h, w)`` on ``device``.
@@ -720,10 +788,26 @@ def prepare_batch(
         video = batch["video"].to(device, non_blocking=non_blocking)
     if transform is None:
         return video
-    seeds = batch["transform_seed"].tolist()
-    out = []
-    for v, seed in zip(video, seeds):
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(int(seed))
-            out.append(transform(v))
-    return torch.stack(out)
+    head, tail = _split_pointwise_tail(transform)
+    if head is None:
+        out = video
+    else:
+        seeds = batch["transform_seed"].tolist()
+        frames = []
+        for v, seed in zip(video, seeds):
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(int(seed))
+                frames.append(head(v))
+        out = torch.stack(frames)
+    if channels_last and out.ndim >= 3:
+        dims = list(range(out.ndim))
+        hwc = [*dims[:-3], out.ndim - 2, out.ndim - 1, out.ndim - 3]
+        out = out.permute(hwc).contiguous().permute(_inverse(hwc))
+    return tail(out) if tail is not None else out
+
+
+def _inverse(perm: list[int]) -> list[int]:
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return inv

@@ -188,15 +188,19 @@ def evaluate(
     own_index = False  # samples name their dataset index (then skipped items are known)
     order = [i[-1] if isinstance(i, tuple) else i for i in sampler] if sampler is not None else None
     seen = 0
+    # The model's outputs stay on the device until the loop ends: reading them batch by
+    # batch (per video, even) would wait for the device every time and leave it idle
+    # while the next batch is fetched.
+    outputs: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+    meta: list[tuple[list[int], torch.Tensor, torch.Tensor, Any]] = []
     bar = tqdm(
         loader, desc=desc, leave=False, disable=not (progress and info.is_main), dynamic_ncols=True
     )
     for batch in bar:
         video = batch["video"].to(dev, non_blocking=True)
-        labels = lut[batch["label"].long()].to(dev)
+        labels = lut[batch["label"].long()]  # host side: only needed for the rows
         with autocast_context(dev, amp):
             out = bare.forward_explain(video)
-        logits = out.logits.float()
         b = len(labels)
         if "index" in batch:
             idx = torch.as_tensor(batch["index"]).tolist()
@@ -208,22 +212,33 @@ def evaluate(
         seen += b
         apex = batch.get("apex_clip")
         apex = apex.long() if torch.is_tensor(apex) else torch.full((b,), -1, dtype=torch.long)
-        paths = batch.get("path")
-        scores = out.clip_scores.float().cpu() if out.clip_scores is not None else None
-        for j in range(b):
+        outputs.append(
+            (
+                out.logits.float(),
+                out.clip_scores.float() if out.clip_scores is not None else None,
+            )
+        )
+        meta.append((idx, labels, apex, batch.get("path")))
+    bar.close()
+    if was_training:
+        bare.train()
+    if outputs:
+        all_logits = torch.cat([o[0] for o in outputs]).cpu()
+        all_scores = torch.cat([o[1] for o in outputs]).cpu() if outputs[0][1] is not None else None
+    start = 0
+    for idx, labels, apex, paths in meta:
+        for j in range(len(labels)):
             rows.append(
                 {
                     "index": int(idx[j]),
                     "label": int(labels[j]),
-                    "logits": logits[j].cpu(),
-                    "scores": scores[j] if scores is not None else None,
+                    "logits": all_logits[start + j].clone(),
+                    "scores": all_scores[start + j].clone() if all_scores is not None else None,
                     "apex": int(apex[j]),
                     "path": paths[j] if isinstance(paths, (list, tuple)) else None,
                 }
             )
-    bar.close()
-    if was_training:
-        bare.train()
+        start += len(labels)
 
     by_index: dict[int, dict[str, Any]] = {}
     for part_rows in gather_objects(rows, info):

@@ -94,7 +94,7 @@ from .loaders import (
 from .metrics import format_metrics
 from .schedule import build_scheduler
 
-__all__ = ["Trainer", "seed_everything", "train"]
+__all__ = ["Trainer", "build_optimizer", "seed_everything", "train"]
 
 log = logging.getLogger("cefl_zoo.train")
 
@@ -115,6 +115,41 @@ def _console_loggers() -> list[logging.Logger]:
             found.append(lg)
         lg = lg.parent if lg.propagate else None
     return found
+
+
+#: Devices whose optimizers use PyTorch's fused kernels (one launch for all parameters;
+#: with a GradScaler the inf check stays on the device, no host sync per step).
+FUSED_OPTIMIZER_DEVICES: tuple[str, ...] = ("cuda",)
+
+
+def build_optimizer(
+    params: Any,
+    name: str = "adam",
+    lr: float = 1e-4,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    device: torch.device | str = "cpu",
+    fused_devices: tuple[str, ...] = FUSED_OPTIMIZER_DEVICES,
+) -> torch.optim.Optimizer:
+    """The trainer's optimizer (``"adam"``, ``"adamw"`` or ``"sgd"``); also used by
+    ``benchmarks/throughput.py`` so that its training step is the trainer's.
+
+    On a device in ``fused_devices`` (CUDA) the optimizer uses PyTorch's fused kernel;
+    elsewhere PyTorch's default implementation. The fused kernel computes the same
+    update (up to float rounding) in one launch for all parameters.
+    """
+    kwargs: dict[str, Any] = {}
+    if torch.device(device).type in fused_devices:
+        kwargs["fused"] = True
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **kwargs)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kwargs)
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kwargs
+        )
+    raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {name!r}")
 
 
 def seed_everything(seed: int) -> None:
@@ -199,6 +234,11 @@ class Trainer:
             self.classes,
             what=f"training dataset ({config.data or type(self.train_dataset).__name__})",
         ).to(self.device)
+        # The loss's targets as one-hot rows, looked up on the device like the labels:
+        # index targets make the loss check their range with two host syncs per step
+        # (int(target.min()), int(target.max())); rows of this table are in range by
+        # construction and give the loss the very same one-hot matrix.
+        self.train_targets = torch.nn.functional.one_hot(self.train_lut, len(self.classes)).float()
         if self.val_dataset is not None:
             label_mapping(  # fail now, not after the first epoch
                 dataset_classes_of(self.val_dataset, self.classes),
@@ -292,7 +332,9 @@ class Trainer:
         if self.gpu_decode:
             from ..data.cache import prepare_batch
 
-            return prepare_batch(batch, self.device, self._gpu_transform)
+            return prepare_batch(
+                batch, self.device, self._gpu_transform, channels_last=self.cfg.channels_last
+            )
         return batch["video"].to(self.device, non_blocking=True)
 
     def _create_model(self, model: nn.Module | None) -> nn.Module:
@@ -425,16 +467,32 @@ class Trainer:
             model.pretrained_cfg = model.pretrained_cfg.replace(**changes)
         return classes
 
+    #: Devices on which the optimizer is fused (tests add ``"cpu"`` to exercise the path).
+    _fused_optimizer_devices: tuple[str, ...] = FUSED_OPTIMIZER_DEVICES
+
     def _create_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.cfg
-        params = list(self.model.parameters())
-        if cfg.optimizer == "adam":
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if cfg.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        return build_optimizer(
+            list(self.model.parameters()),
+            cfg.optimizer,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum,
+            device=self.device,
+            fused_devices=self._fused_optimizer_devices,
         )
+
+    def _load_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Load an optimizer state saved by a run that may have (not) used the fused kernel.
+
+        ``load_state_dict`` takes every hyper-parameter from the checkpoint, ``fused`` and
+        ``foreach`` included, and places the step counters by them; this run's choice
+        (fused on CUDA, PyTorch's default elsewhere) is kept instead.
+        """
+        own = self.optimizer.param_groups[0]
+        flags = {k: own[k] for k in ("fused", "foreach") if k in own}
+        groups = [{**g, **flags} for g in state.get("param_groups", [])]
+        self.optimizer.load_state_dict({**state, "param_groups": groups})
 
     def _set_frozen(self, frozen: bool) -> None:
         """Freeze / unfreeze the backbone and (re)build the DDP / compile wrapper."""
@@ -522,7 +580,7 @@ class Trainer:
                 f"has {self.classes}; resume with the same data and --classes"
             )
         load_model_weights(self.model, ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self._load_optimizer_state(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         if ckpt.get("steps_per_epoch") not in (None, self.steps_per_epoch):
@@ -786,6 +844,9 @@ class Trainer:
             leave=False,
         )
         bar_every = max(1, min(10, cfg.log_every_steps))
+        # Reading the running loss waits for the device: only at log steps, and for a
+        # shown progress bar every ``bar_every`` steps.
+        bar_shown = not bar.disable
         stats = torch.zeros(
             2, dtype=torch.float64, device=self.device
         )  # loss sum, correct (on device)
@@ -804,7 +865,9 @@ class Trainer:
             group_size = min(accum, self.batches_per_epoch - group_start)
             group_end = batch_idx - group_start == group_size - 1
             video = self._to_device(batch)
-            labels = self.train_lut[batch["label"].to(self.device, non_blocking=True).long()]
+            label_idx = batch["label"].to(self.device, non_blocking=True).long()
+            labels = self.train_lut[label_idx]
+            targets = self.train_targets[label_idx]
             sync = contextlib.nullcontext()
             if info.distributed and not group_end:
                 inner = getattr(self._train_model, "_orig_mod", self._train_model)
@@ -812,7 +875,7 @@ class Trainer:
             with sync:
                 with autocast_context(self.device, self.amp):
                     logits = self._train_model(video)
-                loss = self.loss_fn(logits.float(), labels)
+                loss = self.loss_fn(logits.float(), targets)
                 self.scaler.scale(loss / group_size).backward()
             b = labels.shape[0]
             with torch.no_grad():
@@ -836,7 +899,7 @@ class Trainer:
             self.step_in_epoch = step
             self.global_step += 1
             log_now = self.global_step % cfg.log_every_steps == 0 or step == self.steps_per_epoch
-            if log_now or step % bar_every == 0:
+            if log_now or (bar_shown and step % bar_every == 0):
                 local = float(window) / max(window_videos, 1)  # (waits for the device)
                 lr = self.optimizer.param_groups[0]["lr"]
                 rate = videos_seen * info.world_size / max(1e-9, time.perf_counter() - t0)
