@@ -380,6 +380,16 @@ def _version(module: str) -> str | None:
         return None
 
 
+def _module_version(module: str) -> str | None:
+    """``module.__version__`` (a source tree on ``sys.path`` has no installed metadata)."""
+    try:
+        import importlib
+
+        return getattr(importlib.import_module(module), "__version__", None)
+    except Exception:
+        return None
+
+
 def _git() -> dict[str, Any]:
     def run(*args: str) -> str | None:
         try:
@@ -391,6 +401,10 @@ def _git() -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = run("rev-parse", "HEAD")
+    if commit is None and os.environ.get("CEFL_ZOO_GIT_COMMIT"):
+        # A copy of the working tree without .git (a lent GPU machine): the commit the
+        # caller says it is (benchmarks/gpu_session.py passes it on).
+        return {"commit": os.environ["CEFL_ZOO_GIT_COMMIT"], "dirty": None, "source": "env"}
     status = run("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
@@ -438,7 +452,7 @@ def environment(
             "torch": torch.__version__,
             "torchvision": _version("torchvision"),
             "timm": _version("timm"),
-            "cefl_zoo": _version("cefl-zoo"),
+            "cefl_zoo": _version("cefl-zoo") or _module_version("cefl_zoo"),
             "numpy": _version("numpy"),
             "ptflops": _version("ptflops"),
         },

@@ -11,13 +11,18 @@ Paths measured (one process, ``--threads`` torch threads, as one DataLoader work
 * ``cache_jpeg_cpu`` - JPEG shards decoded on the CPU (libjpeg-turbo);
 * ``cache_jpeg_gpu`` - JPEG shards, bytes read by the loader, a batch of videos decoded
   in one nvJPEG call (:func:`~cefl_zoo.data.decode_jpeg_batch`); only when CUDA exists;
+* ``cache_jpeg_gpu_transform`` - the same, then the training transform and the
+  channels-last layout on the GPU: the model's input, as ``--gpu-decode`` training makes it;
 * ``train_transform`` - the training transform (random resized crop, flip, normalise)
   on already decoded ``uint8`` frames, for scale.
 
 Each path reports wall-clock ``frames_per_s`` and ``videos_per_s`` (35 frames per video)
 and ``frames_per_cpu_s`` (frames per second of this process's CPU time, which a busy
 shared machine distorts much less than wall time), plus how many such workers would feed
-the ~15,000 frames/s an H100 consumes when training CEFLNet-ResNet-18 at full speed.
+the frames/s that training consumes: ``--training-speed`` names a ``throughput.py`` or
+``train_speed.py`` result whose fastest CEFLNet-ResNet-18 training speed sets it (x 35
+frames); without one, 15,000 frames/s (the H100 training target of 390 videos/s x 35,
+rounded up).
 
 The videos are the built-in synthetic faces rendered at ``--size`` (224 by default, the
 paper's face crops), ``--frames`` frames long, h264 with a keyframe every ``--gop``
@@ -33,6 +38,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -44,9 +50,46 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import device_slug, environment, result_path, write_json
+from _common import device_slug, environment, result_path, synchronize, write_json
 
-TARGET_FRAMES_PER_S = 15_000  # H100, CEFLNet-ResNet-18 bf16 compiled training, batch 32
+#: Frames/s that training consumes when no measured GPU training speed is given: the H100
+#: training target (390 videos/s x 35 frames = 13,650), rounded up.
+TARGET_FRAMES_PER_S = 15_000
+
+
+def needed_frames_per_s(path: str | Path | None, frames_per_video: int) -> dict[str, Any]:
+    """Frames/s the data pipeline must deliver to keep up with training.
+
+    ``path`` is a ``throughput.py`` or ``train_speed.py`` result: the fastest training
+    speed of ``ceflnet_resnet18`` in it (videos/s) x ``frames_per_video``. Without one (or
+    where it holds no such number), :data:`TARGET_FRAMES_PER_S`.
+
+    Returns ``frames_per_s`` and ``source`` (what the number comes from).
+    """
+    if path is not None and Path(path).is_file():
+        data = json.loads(Path(path).read_text())
+        rows = [
+            (e["videos_per_s"], f"{e.get('config')} batch {e.get('batch', e.get('batch_size'))}")
+            for e in data.get("entries", []) + data.get("results", [])
+            if e.get("model") == "ceflnet_resnet18"
+            and e.get("mode", "training") == "training"
+            and e.get("source", "memory") == "memory"
+            and e.get("videos_per_s")
+        ]
+        if rows:
+            vps, what = max(rows)
+            return {
+                "frames_per_s": round(vps * frames_per_video),
+                "source": (
+                    f"ceflnet_resnet18 training {what}: {vps:.1f} videos/s x "
+                    f"{frames_per_video} frames ({Path(path).name})"
+                ),
+            }
+    why = f"{path}: no ceflnet_resnet18 training speed there; " if path is not None else ""
+    return {
+        "frames_per_s": TARGET_FRAMES_PER_S,
+        "source": why + "the H100 training target, 390 videos/s x 35 frames, rounded up",
+    }
 
 
 def _prepare(root: Path, videos: int, size: int, frames: int, gop: int) -> dict[str, Any]:
@@ -92,7 +135,9 @@ def _prepare(root: Path, videos: int, size: int, frames: int, gop: int) -> dict[
     return {"dataset": dataset, "folders": sorted(folder_dir.iterdir())}
 
 
-def _measure(fn, items: list[Any], repeats: int, frames_per_item: int) -> dict[str, float]:
+def _measure(
+    fn, items: list[Any], repeats: int, frames_per_item: int, target: float = TARGET_FRAMES_PER_S
+) -> dict[str, float]:
     """Run ``fn(item)`` over every item ``repeats`` times (after one warm-up item)."""
     fn(items[0])
     t0, c0 = time.perf_counter(), time.process_time()
@@ -113,18 +158,69 @@ def _measure(fn, items: list[Any], repeats: int, frames_per_item: int) -> dict[s
         "frames_per_s": round(fps, 1),
         "videos_per_s": round(fps / frames_per_item, 2),
         "frames_per_cpu_s": round(per_cpu, 1),
-        "workers_for_target": round(TARGET_FRAMES_PER_S / per_cpu, 1) if per_cpu else None,
+        "workers_for_target": round(target / per_cpu, 1) if per_cpu else None,
     }
+
+
+def batched_decode_rows(
+    cache_dir: Path,
+    device: str,
+    batch_videos: int,
+    size: int,
+    repeats: int,
+    target: float = TARGET_FRAMES_PER_S,
+) -> list[dict[str, Any]]:
+    """The frame cache's batched path (``cefl-zoo train --gpu-decode``) on ``device``.
+
+    Two rows: ``cache_jpeg_gpu`` (the JPEG bytes of ``batch_videos`` videos decoded in
+    one call: nvJPEG on CUDA) and ``cache_jpeg_gpu_transform`` (that plus the training
+    transform and the channels-last layout: the model's input tensor, as the trainer
+    makes it). The device is synchronised after every batch.
+    """
+    import cefl_zoo
+    from cefl_zoo.data import CachedVideoDataset, collate_encoded, decode_jpeg_batch
+    from cefl_zoo.data.cache import prepare_batch
+
+    raw = CachedVideoDataset(cache_dir, decode=False, train=True)
+    batch = collate_encoded([raw[i % len(raw)] for i in range(batch_videos)])
+    transform = cefl_zoo.transforms_for("ceflnet_resnet18", train=True, input_size=size)
+
+    def decode(_):
+        out = decode_jpeg_batch(batch["jpeg"], batch["shape"], device=device)
+        synchronize(device)
+        return out
+
+    def to_model_input(_):
+        out = prepare_batch(batch, device, transform, channels_last=True)
+        synchronize(device)
+        return out
+
+    first = to_model_input(None)  # (B, N, K, 3, size, size)
+    per_video = first.shape[1] * first.shape[2]
+    rows = []
+    for name, fn in (("cache_jpeg_gpu", decode), ("cache_jpeg_gpu_transform", to_model_input)):
+        row = {
+            "path": name,
+            "batch_videos": batch_videos,
+            **_measure(fn, list(range(4)), repeats, batch_videos * per_video, target),
+        }
+        row["batches"], row["videos"] = row["videos"], row["videos"] * batch_videos
+        row["videos_per_s"] = round(row["frames_per_s"] / per_video, 2)
+        rows.append(row)
+    return rows
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import cefl_zoo
-    from cefl_zoo.data import CachedVideoDataset, collate_encoded, decode_jpeg_batch
+    from cefl_zoo.data import CachedVideoDataset
     from cefl_zoo.video import ClipSampler, open_video
 
     torch.set_num_threads(args.threads)
     sampler = ClipSampler()
     per_video = sampler.num_clips * sampler.frames_per_clip
+    needed = needed_frames_per_s(args.training_speed, per_video)
+    target = needed["frames_per_s"]
+    print(f"needed: {target} frames/s ({needed['source']})", flush=True)
     results: list[dict[str, Any]] = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="cefl-data-bench-") as tmp:
@@ -170,7 +266,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cache_jpeg_cpu": cached("jpeg"),
         }
         for name, fn in measures.items():
-            row = {"path": name, **_measure(fn, jobs, args.repeats, per_video)}
+            row = {"path": name, **_measure(fn, jobs, args.repeats, per_video, target)}
             results.append(row)
             print(
                 f"{name:16s} {row['frames_per_s']:>9.1f} frames/s  {row['videos_per_s']:>7.2f} "
@@ -184,7 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         train_tf = cefl_zoo.transforms_for("ceflnet_resnet18", train=True, input_size=args.size)
         row = {
             "path": "train_transform",
-            **_measure(lambda _: train_tf(frames), jobs, args.repeats, per_video),
+            **_measure(lambda _: train_tf(frames), jobs, args.repeats, per_video, target),
         }
         results.append(row)
         print(f"train_transform  {row['frames_per_s']:>9.1f} frames/s", flush=True)
@@ -192,23 +288,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.device.startswith("cuda"):
             if not torch.cuda.is_available():
                 raise SystemExit("--device cuda given but CUDA is not available")
-            raw = CachedVideoDataset(root / "cache_jpeg", decode=False, train=True)
-            batch = collate_encoded([raw[i % len(raw)] for i in range(args.gpu_batch)])
-            frames_per_batch = args.gpu_batch * per_video
-
-            def gpu(_):
-                out = decode_jpeg_batch(batch["jpeg"], batch["shape"], device=args.device)
-                torch.cuda.synchronize()
-                return out
-
-            row = {
-                "path": "cache_jpeg_gpu",
-                "batch_videos": args.gpu_batch,
-                **_measure(gpu, list(range(4)), args.repeats, frames_per_batch),
-            }
-            row["videos_per_s"] = round(row["frames_per_s"] / per_video, 2)
-            results.append(row)
-            print(f"cache_jpeg_gpu   {row['frames_per_s']:>9.1f} frames/s", flush=True)
+            for row in batched_decode_rows(
+                root / "cache_jpeg", args.device, args.gpu_batch, args.size, args.repeats, target
+            ):
+                results.append(row)
+                print(f"{row['path']:24s} {row['frames_per_s']:>9.1f} frames/s", flush=True)
         cache_bytes = {
             fmt: sum(p.stat().st_size for p in (root / f"cache_{fmt}").glob("shard_*.bin"))
             for fmt in ("uint8", "jpeg")
@@ -241,7 +325,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cache_uint8": cache_bytes["uint8"] // args.videos,
             "cache_jpeg": cache_bytes["jpeg"] // args.videos,
         },
-        "target_frames_per_s": TARGET_FRAMES_PER_S,
+        "target_frames_per_s": target,
+        "target_source": needed["source"],
         "host_load_1_5_15": {"before": list(load_before), "after": list(os.getloadavg())},
         "results": results,
     }
@@ -258,6 +343,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="'cuda' adds the nvJPEG path")
     parser.add_argument("--gpu-batch", type=int, default=32, help="videos per nvJPEG call")
     parser.add_argument("--quick", action="store_true", help="4 videos at 64 px, 1 repeat")
+    parser.add_argument(
+        "--training-speed",
+        default=None,
+        help="throughput.py / train_speed.py JSON: the frames/s training needs is its "
+        "fastest ceflnet_resnet18 training speed x 35 (default: the H100 roof, 15,000)",
+    )
     parser.add_argument(
         "--output", default=None, help="JSON path (default results/data_<device>.json)"
     )

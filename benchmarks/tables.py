@@ -545,6 +545,8 @@ _DATA_PATHS = {
     "cache_uint8": "frame cache, raw uint8",
     "cache_jpeg_cpu": "frame cache, JPEG decoded on the CPU",
     "train_transform": "training transform only (resize, flip, normalise)",
+    "cache_jpeg_gpu": "frame cache, JPEG decoded on the GPU (nvJPEG, one call per batch)",
+    "cache_jpeg_gpu_transform": "frame cache, nvJPEG + training transform on the GPU (--gpu-decode)",
 }
 
 
@@ -575,9 +577,13 @@ def _data(path: Path, data: dict[str, Any]) -> dict[str, str]:
         f"One worker, {cfg.get('threads', '?')} thread; {cfg.get('videos', '?')} videos of "
         f"{cfg.get('frames', '?')} frames at {cfg.get('size', '?')} px "
         f"({cfg.get('codec', '?')}), {cfg.get('frames_per_video', '?')} frames sampled per "
-        f"video (7 clips x 5). Target: {_num(target, 0)} frames/s, what the H100 training "
-        'target (390 videos/s x 35 frames, rounded up) consumes; "workers for the target" '
-        "is target / frames per CPU-second."
+        f"video (7 clips x 5). Target: {_num(target, 0)} frames/s, "
+        + (
+            f"what training consumes ({data['target_source']})"
+            if data.get("target_source")
+            else "what the H100 training target (390 videos/s x 35 frames, rounded up) consumes"
+        )
+        + '; "workers for the target" is target / frames per CPU-second.'
     )
     return {
         f"data-pipeline-{_slug(path, 'data')}": "\n\n".join([table, caption, _source(path, data)])

@@ -75,15 +75,60 @@ class InMemory(Dataset):
         }
 
 
-def synthetic_data(root: Path, videos: int, size: int) -> Path:
-    """Write (once) a synthetic mp4 dataset of ``videos`` videos at ``size`` px."""
+def synthetic_data(
+    root: Path, videos: int, size: int, distinct: int | None = None, workers: int = 0
+) -> Path:
+    """Write (once) a synthetic mp4 dataset of ``videos`` videos at ``size`` px.
+
+    Only ``distinct`` of them are rendered and encoded (by ``workers`` processes; at
+    224 px one video costs a few CPU seconds); the others are hard links to those files
+    (copies where links fail), each its own row of ``labels.csv``. The loader opens, seeks
+    and decodes each row's file as it would any other, so the cost per video is that of
+    distinct videos; only the pictures repeat, which a speed measurement does not see.
+    """
+    import csv
+    import shutil
+
     from cefl_zoo.data.synthetic import write_synthetic_dataset
 
-    out = root / f"synth_{videos}_{size}"
-    if not (out / "labels.csv").is_file():
+    distinct = min(videos, distinct or videos)
+    out = root / f"synth_{videos}_{size}_{distinct}"
+    if (out / "labels.csv").is_file():
+        return out
+    base = root / f"synth_{distinct}_{size}_{distinct}"
+    if not (base / "labels.csv").is_file():
         write_synthetic_dataset(
-            out, num_videos=videos, seed=0, size=size, test_fraction=0.0, progress=True
+            base,
+            num_videos=distinct,
+            seed=0,
+            size=size,
+            test_fraction=0.0,
+            progress=True,
+            overwrite=True,  # a partial folder of an interrupted run
+            num_workers=workers,
         )
+    if distinct == videos:
+        return base
+    with open(base / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    tmp = root / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "videos").mkdir(parents=True)
+    table = []
+    for i in range(videos):
+        row = dict(rows[i % distinct])
+        src, dst = base / row["path"], tmp / "videos" / f"{i:05d}.mp4"
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+        table.append({**row, "path": f"videos/{i:05d}.mp4"})
+    with open(tmp / "labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
     return out
 
 
@@ -199,6 +244,58 @@ def run_one(
     }
 
 
+def write_results(
+    path: Path,
+    results: list[dict[str, Any]],
+    args: argparse.Namespace,
+    env: dict[str, Any],
+    old: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the result file: ``results`` (each with its share of the compute-only roof of
+    the same model, config and batch, where measured) after those of ``old`` (``--merge``)
+    that this run does not redo. Called after every measurement."""
+    results = [dict(r) for r in results]
+    for r in results:
+        roof = next(
+            (
+                x
+                for x in results
+                if x["source"] == "memory"
+                and x["model"] == r["model"]
+                and x["config"] == r["config"]
+                and x["batch_size"] == r["batch_size"]
+            ),
+            None,
+        )
+        r["share_of_compute_only"] = r["videos_per_s"] / roof["videos_per_s"] if roof else None
+        r["settings"] = {
+            "warmup_steps": args.warmup,
+            "measured_steps": args.steps,
+            "workers": args.workers,
+            "threads": torch.get_num_threads(),
+            "num_clips": args.num_clips,
+            "frames_per_clip": args.frames,
+            "distinct_videos": args.distinct_videos,
+        }
+    runs = [{"environment": env}]
+    if old is not None:
+        key = ("model", "source", "config", "batch_size")
+        new_keys = {tuple(r[k] for k in key) for r in results}
+        results = [
+            r for r in old.get("results", []) if tuple(r[k] for k in key) not in new_keys
+        ] + results
+        runs = (old.get("runs") or [{"environment": old["environment"]}]) + runs
+    payload = {
+        "benchmark": "train_speed",
+        "schema_version": 1,
+        "environment": env,
+        "runs": runs,
+        "results": results,
+    }
+    write_json(path, payload)
+    return payload
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -224,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=max(1, min(16, (os.cpu_count() or 2) - 1)))
     parser.add_argument(
         "--videos", type=int, default=None, help="synthetic videos to write (default: enough)"
+    )
+    parser.add_argument(
+        "--distinct-videos",
+        type=int,
+        default=64,
+        help="videos rendered; the others are links to them (0: all distinct)",
     )
     parser.add_argument(
         "--data-dir", default=None, help="where the synthetic data and cache are kept"
@@ -264,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         else (["memory", "mp4", "cache", "cache_gpu"] if cuda else ["memory", "mp4", "cache"])
     )
     data_root = Path(args.data_dir or Path(tempfile.gettempdir()) / "cefl_train_speed")
+    path = Path(args.out) if args.out else result_path(f"train_speed_{device_slug(args.device)}")
+    env = environment(args.device)
+    old = json.loads(path.read_text()) if args.merge and path.is_file() else None
     workdir = Path(tempfile.mkdtemp(prefix="cefl_train_speed_"))
     results = []
     for model in args.models.split(","):
@@ -274,8 +380,12 @@ def main(argv: list[str] | None = None) -> int:
             batches = {c: 8 if size <= 64 else 2 for c in CONFIGS}
         batches.update(override)
         need = (args.warmup + args.steps) * max(batches[c] for c in configs)
-        videos = args.videos or min(max(need, 16), 512)
-        data = {"mp4": synthetic_data(data_root, videos, size)}
+        videos = args.videos or min(max(need, 16), 2048)  # one epoch holds every step
+        data = {
+            "mp4": synthetic_data(
+                data_root, videos, size, args.distinct_videos, workers=args.workers
+            )
+        }
         if any(s.startswith("cache") for s in sources):
             data["cache"] = frame_cache(
                 data_root, data["mp4"], size, args.num_clips, args.frames, args.workers
@@ -284,53 +394,13 @@ def main(argv: list[str] | None = None) -> int:
             for source in sources:
                 r = run_one(model, size, source, config, batches[config], args, data, workdir)
                 results.append(r)
+                write_results(path, results, args, env, old)  # a cut-off run keeps these
                 print(
                     f"{model:18s} {size:4d}px {config:16s} b{r['batch_size']:<3d} {source:9s} "
                     f"{r['videos_per_s']:8.2f} videos/s",
                     flush=True,
                 )
-    for r in results:  # end-to-end as a share of the compute-only roof of the same setting
-        roof = next(
-            (
-                x
-                for x in results
-                if x["source"] == "memory"
-                and x["model"] == r["model"]
-                and x["config"] == r["config"]
-                and x["batch_size"] == r["batch_size"]
-            ),
-            None,
-        )
-        r["share_of_compute_only"] = r["videos_per_s"] / roof["videos_per_s"] if roof else None
-    path = Path(args.out) if args.out else result_path(f"train_speed_{device_slug(args.device)}")
-    settings = {
-        "warmup_steps": args.warmup,
-        "measured_steps": args.steps,
-        "workers": args.workers,
-        "threads": torch.get_num_threads(),
-        "num_clips": args.num_clips,
-        "frames_per_clip": args.frames,
-    }
-    for r in results:
-        r["settings"] = settings
-    env = environment(args.device)
-    runs = [{"environment": env}]
-    if args.merge and path.is_file():
-        old = json.loads(path.read_text())
-        key = ("model", "source", "config", "batch_size")
-        new_keys = {tuple(r[k] for k in key) for r in results}
-        results = [
-            r for r in old.get("results", []) if tuple(r[k] for k in key) not in new_keys
-        ] + results
-        runs = (old.get("runs") or [{"environment": old["environment"]}]) + runs
-    payload = {
-        "benchmark": "train_speed",
-        "schema_version": 1,
-        "environment": env,
-        "runs": runs,
-        "results": results,
-    }
-    write_json(path, payload)
+    write_results(path, results, args, env, old)
     print(f"wrote {path}")
     return 0
 

@@ -552,3 +552,81 @@ def test_accuracy_summary_averages_seeds_and_renders(tmp_path):
     path.write_text(json.dumps({"benchmark": "accuracy", "config": cfg, "runs": runs}))
     again = accuracy.rerender(path)
     assert again["tables"]["accuracy-synthetic"]["rows"] == block["rows"]
+
+
+def test_train_speed_renders_few_videos_and_links_the_rest(tmp_path: Path) -> None:
+    import csv
+
+    import train_speed
+
+    from cefl_zoo.data import build_dataset
+
+    root = train_speed.synthetic_data(tmp_path, videos=5, size=16, distinct=2)
+    with open(root / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"] for r in rows] == [f"videos/{i:05d}.mp4" for i in range(5)]
+    base = tmp_path / "synth_2_16_2"
+    with open(base / "labels.csv", newline="") as f:
+        originals = list(csv.DictReader(f))
+    for i, row in enumerate(rows):  # row i is original i % 2: same label, same file
+        src = originals[i % 2]
+        assert (row["label"], row["apex_frame"]) == (src["label"], src["apex_frame"])
+        assert (root / row["path"]).read_bytes() == (base / src["path"]).read_bytes()
+    assert len(build_dataset("synthetic", root, split="train")) == 5
+    # a second call finds the folder and writes nothing
+    mtime = (root / "labels.csv").stat().st_mtime_ns
+    assert train_speed.synthetic_data(tmp_path, videos=5, size=16, distinct=2) == root
+    assert (root / "labels.csv").stat().st_mtime_ns == mtime
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_data_need_follows_the_measured_training_speed(tmp_path: Path) -> None:
+    import data as data_bench
+
+    tp = tmp_path / "throughput_x.json"
+    tp.write_text(json.dumps({"benchmark": "throughput", "entries": [
+        {"model": "ceflnet_resnet18", "mode": "training", "config": "fp32", "batch": 32,
+         "videos_per_s": 100.0},
+        {"model": "ceflnet_resnet18", "mode": "training", "config": "bf16_cl_compile",
+         "batch": 32, "videos_per_s": 420.0},
+        {"model": "ceflnet_resnet18", "mode": "inference", "config": "bf16_cl_compile",
+         "batch": 64, "videos_per_s": 1500.0},
+        {"model": "r3d_18", "mode": "training", "config": "fp32", "batch": 32,
+         "videos_per_s": 900.0},
+    ]}))
+    need = data_bench.needed_frames_per_s(tp, 35)
+    assert need["frames_per_s"] == 420 * 35
+    assert "bf16_cl_compile batch 32" in need["source"] and "throughput_x.json" in need["source"]
+    ts = tmp_path / "train_speed_x.json"
+    ts.write_text(json.dumps({"benchmark": "train_speed", "results": [
+        {"model": "ceflnet_resnet18", "source": "cache", "config": "bf16_cl_compile",
+         "batch_size": 32, "videos_per_s": 50.0},
+        {"model": "ceflnet_resnet18", "source": "memory", "config": "bf16_cl_compile",
+         "batch_size": 32, "videos_per_s": 400.0},
+    ]}))
+    assert data_bench.needed_frames_per_s(ts, 35)["frames_per_s"] == 400 * 35  # compute only
+    for missing in (None, tmp_path / "nothing.json"):
+        fallback = data_bench.needed_frames_per_s(missing, 35)
+        assert fallback["frames_per_s"] == data_bench.TARGET_FRAMES_PER_S
+    assert "nothing.json: no ceflnet_resnet18" in data_bench.needed_frames_per_s(
+        tmp_path / "nothing.json", 35
+    )["source"]
+
+
+def test_data_batched_decode_rows_run_on_the_cpu(tmp_path: Path) -> None:
+    # The --gpu-decode path of data.py, on the CPU here: same code, libjpeg instead of nvJPEG.
+    import data as data_bench
+
+    from cefl_zoo.data import SyntheticVideoDataset, build_frame_cache, write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path / "s", num_videos=2, size=32, progress=False)
+    cache = build_frame_cache(
+        SyntheticVideoDataset(tmp_path / "s", split=None), tmp_path / "c", format="jpeg",
+        progress=False,
+    )
+    rows = data_bench.batched_decode_rows(cache, "cpu", batch_videos=3, size=24, repeats=1)
+    assert [r["path"] for r in rows] == ["cache_jpeg_gpu", "cache_jpeg_gpu_transform"]
+    for r in rows:
+        assert (r["batch_videos"], r["batches"], r["videos"]) == (3, 4, 12)  # 4 timed batches
+        assert r["frames"] == 4 * 3 * 35 and r["videos_per_s"] > 0
+        assert r["videos_per_s"] == pytest.approx(r["frames_per_s"] / 35, rel=1e-3)

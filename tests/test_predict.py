@@ -335,7 +335,7 @@ def test_cuda_without_gpu_is_a_clear_error():
         Predictor(BrightnessModel(), device="cuda")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_cuda_bf16_autocast(videos):
     model = cefl_zoo.create_model("ceflnet_tiny", num_classes=3)
     cpu = Predictor(model, device="cpu", num_workers=0).predict(videos["flash"])

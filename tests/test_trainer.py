@@ -244,7 +244,7 @@ def test_cuda_only_options_degrade_on_cpu(tmp_path, caplog):
     assert trainer.fit()["status"] == "completed"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_bf16_compile(tmp_path):  # pragma: no cover - runs where a GPU is lent
     cfg = toy_config(
         tmp_path / "run", epochs=1, amp="bf16", compile=True, channels_last=True, device="cuda"
@@ -715,7 +715,7 @@ def test_training_steps_wait_for_the_device_only_at_log_steps(tmp_path, loss):
     assert len(reads[(8, 2)]) == 4, reads[(8, 2)]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_training_steps_do_not_synchronize(tmp_path):  # pragma: no cover - GPU only
     import warnings
 
