@@ -195,8 +195,8 @@ def batched_decode_rows(
         synchronize(device)
         return out
 
-    first = to_model_input(None)  # (B, N, K, 3, size, size)
-    per_video = first.shape[1] * first.shape[2]
+    _, n, k = batch["shape"]  # (B, N, K)
+    per_video = n * k
     rows = []
     for name, fn in (("cache_jpeg_gpu", decode), ("cache_jpeg_gpu_transform", to_model_input)):
         row = {

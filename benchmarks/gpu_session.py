@@ -59,8 +59,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import BENCH_DIR, REPO_ROOT, device_slug, environment, write_json
 
 __all__ = ["STEP_NAMES", "Step", "collect", "main", "plan", "run_session", "run_step"]
 
@@ -377,11 +380,6 @@ def run_session(args: argparse.Namespace) -> dict[str, Any]:
             ).returncode
             == 0
         )
-        import torch
-
-        sys.path.insert(0, str(BENCH_DIR))
-        from _common import device_slug, environment, write_json
-
         cuda = torch.device(args.device).type == "cuda"
         if cuda and not torch.cuda.is_available():
             raise SystemExit("--device cuda: no CUDA device is visible to PyTorch")
