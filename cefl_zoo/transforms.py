@@ -93,6 +93,35 @@ class VideoTransform:
         return f"{type(self).__name__}(\n    {inner}\n)"
 
 
+class ResizeToCover:
+    """Resize frames, keeping their aspect, to the smallest size covering ``(h, w)``.
+
+    The evaluation resize for a non-square input size: afterwards a centre crop of
+    ``(h, w)`` or less lies inside the frame (a shorter-side resize would pad a wide
+    crop of a square frame with black).
+
+    Args:
+        size: ``(h, w)`` to cover.
+        interpolation: A ``torchvision.transforms.InterpolationMode``.
+    """
+
+    def __init__(self, size: tuple[int, int], interpolation: Any = None) -> None:
+        self.size = (int(size[0]), int(size[1]))
+        self.interpolation = interpolation
+
+    def __call__(self, frames: Any) -> Any:
+        from torchvision.transforms.v2 import functional as F
+
+        fh, fw = frames.shape[-2:]
+        scale = max(self.size[0] / fh, self.size[1] / fw)
+        out = (max(self.size[0], round(fh * scale)), max(self.size[1], round(fw * scale)))
+        kwargs = {} if self.interpolation is None else {"interpolation": self.interpolation}
+        return F.resize(frames, list(out), antialias=True, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, interpolation={self.interpolation})"
+
+
 def _size(value: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
@@ -165,8 +194,10 @@ def build_video_transform(
     else:
         if not 0 < crop_pct <= 1:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
-        short = round(min(h, w) / crop_pct)
-        ops.append(v2.Resize(short, interpolation=interp))
+        if h == w:
+            ops.append(v2.Resize(round(h / crop_pct), interpolation=interp))
+        else:  # a frame that covers (h, w) / crop_pct whatever its aspect: no black bars
+            ops.append(ResizeToCover((round(h / crop_pct), round(w / crop_pct)), interp))
         ops.append(v2.CenterCrop((h, w)))
     if normalize:
         ops.append(v2.ToDtype(torch.float32, scale=True))

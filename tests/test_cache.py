@@ -384,10 +384,38 @@ def test_damaged_index_names_the_file_and_the_fix(synth, tmp_path):
 
 def test_sampler_needing_uncached_frames_is_an_error(synth, tmp_path):
     out = build_frame_cache(source(synth), tmp_path / "c", progress=False)
-    greedy = CachedVideoDataset(out, sampler=ClipSampler(10, 5), on_error="raise")
+    # Refused up front, not item by item (skipping would replace items by their neighbours).
+    with pytest.raises(ValueError, match=r"ClipSampler\(.*can pick frames this cache does not"):
+        CachedVideoDataset(out, sampler=ClipSampler(10, 5))
+    with pytest.raises(ValueError, match="can pick frames this cache does not"):
+        CachedVideoDataset(out, sampler=ClipSampler(4, 3))
+    # Samplers that need only frames the cache holds are fine.
+    same = CachedVideoDataset(out, sampler=ClipSampler(min_frames=1))
+    assert len(same) == 8
+    greedy = CachedVideoDataset(out, on_error="raise")
+    reader = greedy.open(greedy.items[0])
+    missing = next(i for i in range(len(reader)) if i not in set(reader.entry["frames"]))
     with pytest.raises(VideoReadError, match="not in the cache.*rebuild the cache"):
-        for i in range(len(greedy)):
-            greedy[i]
+        reader.read([missing])
+
+
+def test_changed_source_video_is_reported(tmp_path):
+    root = tmp_path / "synth"
+    write_synthetic_dataset(root, num_videos=3, seed=1, size=32, progress=False)
+    ds = SyntheticVideoDataset(root, split=None)
+    out = build_frame_cache(ds, tmp_path / "c", format="uint8", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CachedVideoDataset(out)  # unchanged: no warning
+    victim = ds.items[1].path
+    other = ds.items[2].path
+    os.replace(other, victim)  # another video in its place
+    with pytest.warns(RuntimeWarning, match=r"1 of 3 cached videos changed.*--overwrite"):
+        CachedVideoDataset(out)
+    os.remove(victim)  # sources that are gone are fine: a cache stands alone
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(CachedVideoDataset(out)) == 3
 
 
 def test_missing_cache(tmp_path):
@@ -440,6 +468,21 @@ def test_cli_builds_a_cache(synth, tmp_path, capsys):
         warnings.simplefilter("ignore")
         assert main(["cache", f"synthetic:{synth}", str(out), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_cli_caches_short_videos_with_min_frames(tmp_path, capsys):
+    short = tmp_path / "short"
+    write_synthetic_dataset(
+        short, num_videos=2, seed=2, size=32, min_frames=3, max_frames=4, progress=False
+    )
+    args = ["cache", str(short), str(tmp_path / "c"), "--size", "16", "--quiet"]
+    with pytest.warns(RuntimeWarning, match="fewer than one clip.*cefl-zoo cache: --min-frames 1"):
+        assert main(args) == 2
+    assert "not one of the 2 videos" in capsys.readouterr().err
+    assert main([*args, "--min-frames", "1"]) == 0
+    assert "cached 2 videos (0 failed)" in capsys.readouterr().out
+    index = json.loads((tmp_path / "c" / "index.json").read_text())
+    assert index["sampler"]["min_frames"] == 1
 
 
 def test_truncated_shard_is_reported(synth, tmp_path):

@@ -254,6 +254,43 @@ def test_dataset_crops_faces_of_the_sampled_frames(tmp_path):
     assert torch.allclose(sample["video"], torch.full_like(sample["video"], 100 / 255))
 
 
+class _RecordingCropper:
+    """A face cropper that records the ``times`` it is given (and crops nothing)."""
+
+    def __init__(self) -> None:
+        self.times: list[list[int] | None] = []
+
+    def __call__(self, frames, path, times=None):
+        self.times.append(None if times is None else torch.as_tensor(times).tolist())
+        return frames[:, :, :16, :16].contiguous()
+
+
+class _PlainCropper:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, frames, path):
+        self.calls += 1
+        return frames[:, :, :16, :16].contiguous()
+
+
+def test_dataset_and_cache_tell_the_cropper_which_frames_it_gets(tmp_path):
+    from cefl_zoo.data import build_frame_cache
+
+    folder = write_frame_folder(tmp_path / "v0", indexed_frames(120), ext="png")
+    cropper = _RecordingCropper()
+    ds = VideoDataset([VideoItem(str(folder), 0)], ("happiness",), face_cropper=cropper)
+    sample = ds[0]
+    # The original frame index of every frame the cropper saw (smoothing runs in those).
+    assert cropper.times[-1] == sorted(set(sample["frame_indices"].flatten().tolist()))
+    assert cropper.times[-1] != list(range(len(cropper.times[-1])))
+    build_frame_cache(ds, tmp_path / "cache", format="uint8", progress=False)
+    assert cropper.times[-1] == ds.sampler.reachable_frames(120).tolist()
+    plain = _PlainCropper()  # a cropper without ``times`` is called as (frames, path)
+    VideoDataset([VideoItem(str(folder), 0)], ("happiness",), face_cropper=plain)[0]
+    assert plain.calls == 1
+
+
 def test_dataset_follows_its_on_error_flag_for_videos_without_faces(tmp_path):
     a = write_frame_folder(tmp_path / "a", indexed_frames(10), ext="png")
     b = write_frame_folder(tmp_path / "b", indexed_frames(10, start=100), ext="png")

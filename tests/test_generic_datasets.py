@@ -116,6 +116,25 @@ def test_empty_class_folder_is_left_out_with_a_warning(tree, tmp_path):
     assert kept.classes == order and kept.class_counts()["fear"] == 0
 
 
+def test_folder_reads_camcorder_transport_stream_files(tmp_path):
+    # .MTS / .m2ts (AVCHD camcorders) and .ts are MPEG transport streams FFmpeg reads.
+    for name, folder in (("a.MTS", "Happy"), ("b.m2ts", "Happy"), ("c.ts", "Sad")):
+        write_video(tmp_path / "src" / f"{name}.ts", barcode_frames(12))
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / "src" / f"{name}.ts").rename(tmp_path / folder / name)
+    (tmp_path / "src").rmdir()
+    ds = VideoFolderDataset(tmp_path, split=None)
+    found = sorted(
+        (it.path.replace("\\", "/").rsplit("/", 1)[-1], ds.classes[it.label]) for it in ds.items
+    )
+    assert found == [
+        ("a.MTS", "happiness"),
+        ("b.m2ts", "happiness"),
+        ("c.ts", "sadness"),
+    ]
+    assert read_barcode(ds.open(ds.items[0]).read([0, 11])) == [0, 11]
+
+
 def test_folder_through_the_registry(tree):
     ds = build_dataset("folder", tree, split="train")
     assert isinstance(ds, VideoFolderDataset) and ds.train

@@ -85,6 +85,25 @@ def test_eval_is_deterministic_resize_and_centre_crop():
     assert torch.allclose(a[0, 0], (ref.float() / 255 - mean) / std, atol=1e-5)
 
 
+@pytest.mark.parametrize("frame_hw", [(50, 50), (40, 120), (120, 40)])
+def test_eval_non_square_input_size_crops_inside_the_frame(frame_hw):
+    h, w = frame_hw
+    tf = build_video_transform((32, 48), train=False, crop_pct=1.0, normalize=False)
+    video = torch.full((1, 2, 3, h, w), 200, dtype=torch.uint8)
+    out = tf(video)
+    assert out.shape == (1, 2, 3, 32, 48)
+    assert int(out.min()) == 200  # no black bars: the crop lies inside the resized frame
+    # The aspect is kept: a centre crop of the frame resized to just cover (32, 48).
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ramp = (xx * 255 // max(w - 1, 1)).to(torch.uint8).expand(1, 1, 3, h, w).contiguous()
+    scale = max(32 / h, 48 / w)
+    size = [max(32, round(h * scale)), max(48, round(w * scale))]
+    ref = v2.functional.center_crop(
+        v2.functional.resize(ramp[0, 0], size, antialias=True), [32, 48]
+    )
+    assert torch.equal(tf(ramp)[0, 0], ref)
+
+
 def test_normalisation_comes_from_the_config():
     cfg = PretrainedCfg(
         architecture="x", input_size=(3, 16, 16), mean=(0.5, 0.25, 0.0), std=(0.5, 0.25, 1.0)

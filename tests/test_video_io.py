@@ -172,6 +172,32 @@ def test_other_containers_and_codecs(tmp_path, name, kwargs):
         assert torch.equal(video.read([29, 11, 12]), everything[[29, 11, 12]])
 
 
+@pytest.mark.parametrize(
+    "name, codec, gop, bframes",
+    [
+        ("mpeg1.mpg", "mpeg1video", 10, 2),  # MPEG-PS: the decoder mislabels after seeks
+        ("mpeg1_nob.mpg", "mpeg1video", 10, 0),
+        ("mpeg2.ts", "mpeg2video", 15, 2),  # MPEG-TS: the last GOP decodes nothing
+    ],
+)
+def test_mpeg_program_and_transport_streams_read_the_right_frames(
+    tmp_path, name, codec, gop, bframes
+):
+    frames = barcode_frames(90)
+    options = {"g": str(gop), "bf": str(bframes), "qscale": "2"}
+    path = write_video(tmp_path / name, frames, codec=codec, options=options)
+    with open_video(path) as video:
+        assert len(video) == 90
+        everything = video.read_all()
+    assert read_barcode(everything) == list(range(90))
+    for i in range(90):  # every frame alone, each time from a fresh seek
+        with open_video(path) as video:
+            assert read_barcode(video.read([i])) == [i], i
+    with open_video(path) as video:
+        picks = [89, 3, 57, 58, 44, 44, 88]
+        assert torch.equal(video.read(picks), everything[picks])
+
+
 def test_close_is_idempotent_and_context_manager_closes(gop_video):
     video = open_video(gop_video)
     with video:
@@ -345,6 +371,46 @@ def test_truncated_faststart_mp4_and_mkv(gop_video, tmp_path):
             assert read_barcode(video.read([0, n - 1])) == [0, n - 1]
 
 
+def test_still_last_frame_is_not_taken_for_truncation(tmp_path):
+    """A complete mkv whose last picture stays on screen for 3 s (a longer duration)."""
+    path = tmp_path / "still_end.mkv"
+    tb = Fraction(1, 1000)
+    frames = barcode_frames(30).permute(0, 2, 3, 1).numpy()
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"crf": "0", "bf": "0", "threads": "1"}
+        stream.time_base = stream.codec_context.time_base = tb
+        packets = []
+        for i, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts, frame.time_base = i * 40, tb
+            packets += stream.encode(frame)
+        packets += stream.encode()
+        for packet in packets:
+            if packet.pts == 29 * 40:
+                packet.duration = 3000
+            out.mux(packet)
+    with av.open(str(path)) as container:
+        assert container.duration / 1e6 > 4  # the header's length includes the still end
+    with open_video(path) as video:
+        assert len(video) == 30
+        assert read_barcode(video.read([0, 29])) == [0, 29]
+
+
+def test_picture_size_change_mid_stream_is_scaled_to_the_stream_size(tmp_path):
+    # Two transport streams of different sizes, one after the other (as a recorder that
+    # switched resolution writes them): ffmpeg scales to the first size; so do we.
+    big = write_video(tmp_path / "a.ts", barcode_frames(20, height=48, width=64), gop=10)
+    small = write_video(tmp_path / "b.ts", barcode_frames(20, height=48, width=48), gop=10)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(big.read_bytes() + small.read_bytes())
+    with open_video(joined) as video:
+        assert (video.info.width, video.info.height) == (64, 48)
+        frames = video.read([0, 19, 25, len(video) - 1])
+    assert frames.shape == (4, 3, 48, 64)
+
+
 def test_video_read_error_pickles():
     err = VideoReadError("/data/x.mp4", "truncated", "re-encode it")
     copy = pickle.loads(pickle.dumps(err))
@@ -352,6 +418,26 @@ def test_video_read_error_pickles():
         copy.path == "/data/x.mp4"
         and str(copy) == str(err) == "/data/x.mp4: truncated. re-encode it"
     )
+
+
+def test_video_read_error_from_a_dataloader_worker_keeps_path_and_message():
+    from torch.utils.data import DataLoader, Dataset
+
+    class Broken(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            raise VideoReadError("/data/my clip.mp4", "truncated: frame 3 of 9", "re-encode it")
+
+    with pytest.raises(VideoReadError) as info:  # not a RuntimeError, not a traceback dump
+        next(iter(DataLoader(Broken(), num_workers=1)))
+    err = info.value
+    assert err.path == "/data/my clip.mp4"
+    assert str(err) == (
+        "/data/my clip.mp4: truncated: frame 3 of 9. re-encode it (in DataLoader worker process 0)"
+    )
+    assert str(VideoReadError("just a message")) == "just a message"
 
 
 def test_unknown_open_video_option(gop_video):

@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num-clips", type=int, default=None, help="clips per video, N")
     parser.add_argument("--frames-per-clip", type=int, default=None, help="frames per clip, K")
+    parser.add_argument(
+        "--min-frames",
+        type=int,
+        default=None,
+        help="shortest video to cache (default: one clip, K frames); 1 keeps even 1-frame "
+        "videos, sampled by repeating frames (train with the same setting)",
+    )
     parser.add_argument("--format", choices=("jpeg", "uint8"), default="jpeg")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
     parser.add_argument(
@@ -80,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         n = args.num_clips or (cfg.num_clips if cfg else 7)
         k = args.frames_per_clip or (cfg.frames_per_clip if cfg else 5)
         size = args.size or (cfg.input_size[-1] if cfg else 224)
-        kwargs = {"sampler": ClipSampler(n, k), "on_error": args.on_error, "train": False}
+        sampler_kwargs = {} if args.min_frames is None else {"min_frames": args.min_frames}
+        sampler = ClipSampler(n, k, **sampler_kwargs)
+        kwargs = {"sampler": sampler, "on_error": args.on_error, "train": False}
         if args.faces:
             from ..faces import FaceCropper
 

@@ -104,12 +104,43 @@ def item_error_reason(err: BaseException, path: str) -> str:
 
 
 class FaceCropper(Protocol):
-    """What :class:`VideoDataset` expects of ``face_cropper`` (see :mod:`cefl_zoo.faces`)."""
+    """What :class:`VideoDataset` expects of ``face_cropper`` (see :mod:`cefl_zoo.faces`).
+
+    A cropper that also takes a ``times`` keyword (as :class:`cefl_zoo.faces.FaceCropper`
+    does) gets the original frame index of every frame, so that tracking and smoothing
+    run in frames of the video, not in frames of the sample.
+    """
 
     def __call__(self, frames: torch.Tensor, path: str) -> torch.Tensor:
         """Crop ``uint8 (T, 3, H, W)`` frames of the video at ``path`` to
         ``uint8 (T, 3, S, S)`` faces."""
         ...
+
+
+def crop_faces(
+    cropper: Callable[..., torch.Tensor],
+    frames: torch.Tensor,
+    path: str,
+    times: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Run a ``face_cropper`` on frames taken at original frames ``times`` (``(T,)``).
+
+    ``times`` is passed only to croppers whose call takes a ``times`` keyword; others get
+    ``(frames, path)``.
+    """
+    if times is not None and _takes_times(cropper):
+        return cropper(frames, path, times=times)
+    return cropper(frames, path)
+
+
+def _takes_times(cropper: Callable[..., Any]) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(cropper).parameters
+    except (TypeError, ValueError):  # builtins and C callables without a signature
+        return False
+    return "times" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 @dataclass(frozen=True)
@@ -180,7 +211,9 @@ class VideoDataset(Dataset):
         train: Random sampling (training) or the deterministic evaluation sampling.
         face_cropper: Optional ``(frames uint8 (T, 3, H, W), path) -> uint8 (T, 3, S, S)``,
             applied to the decoded frames (in temporal order, each frame once) before the
-            transform. Leave it ``None`` for datasets that ship face crops.
+            transform; called with ``times=`` (the frames' original indices) when it takes
+            that keyword (see :class:`FaceCropper`). Leave it ``None`` for datasets that
+            ship face crops.
         on_error: ``"skip"``: a broken item (unreadable, truncated, too short, no face,
             ...) is reported with its path (a warning and a record in :attr:`failures`)
             and the next item (``index + 1``, wrapping around) that loads is returned in
@@ -317,7 +350,7 @@ class VideoDataset(Dataset):
             unique, inverse = torch.unique(clip.indices, return_inverse=True)
             frames = reader.read(unique)
         if self.face_cropper is not None:
-            frames = self.face_cropper(frames, item.path)
+            frames = crop_faces(self.face_cropper, frames, item.path, times=unique)
         return frames[inverse], clip  # (N, K, 3, H, W)
 
     def make_sample(self, index: int, video: torch.Tensor, clip: ClipSample) -> Sample:
@@ -404,7 +437,10 @@ class VideoDataset(Dataset):
         """The error as raised to the user: always naming the item's file."""
         path = self.items[index].path
         if isinstance(err, VideoTooShortError) and "ClipSampler(min_frames=1)" in str(err):
-            return VideoReadError(path, f"{err} (cefl-zoo train/eval: {MIN_FRAMES_CLI})")
+            return VideoReadError(
+                path,
+                f"{err} (cefl-zoo train/eval: {MIN_FRAMES_CLI}; cefl-zoo cache: --min-frames 1)",
+            )
         if isinstance(err, VideoReadError) or path in str(err):
             return err
         return VideoReadError(path, str(err))

@@ -47,6 +47,7 @@ from .base import (
     ITEM_ERRORS,
     VideoDataset,
     VideoItem,
+    crop_faces,
     item_error_reason,
     item_seed,
     warn_skipped,
@@ -108,7 +109,7 @@ class _EncodeItems(Dataset):
                 keep = ds.sampler.reachable_frames(num_frames)
                 frames = reader.read(keep)
             if ds.face_cropper is not None:
-                frames = ds.face_cropper(frames, item.path)
+                frames = crop_faces(ds.face_cropper, frames, item.path, times=keep)
         except ITEM_ERRORS as err:
             error = ds._describe(index, err)
             return {
@@ -126,12 +127,21 @@ class _EncodeItems(Dataset):
             blobs = [f.numpy().tobytes() for f in frames]
         return {
             "index": index,
+            "source_size": _source_size(item.path),
             "num_frames": num_frames,
             "fps": fps,
             "frames": keep.tolist(),
             "shape": list(frames.shape[1:]),
             "blobs": blobs,
         }
+
+
+def _source_size(path: str) -> int | None:
+    """Size in bytes of a video file (``None`` for frame folders and unreadable paths)."""
+    try:
+        return os.stat(path).st_size if os.path.isfile(path) else None
+    except OSError:
+        return None
 
 
 def _first(batch: list[Any]) -> Any:
@@ -351,6 +361,7 @@ def _write_shards(dataset, tmp, size, fmt, quality, shard_bytes, num_workers, pr
                     "path": item.path,
                     "label": int(item.label),
                     "meta": item.meta,
+                    "source_size": result["source_size"],
                     "num_frames": result["num_frames"],
                     "fps": result["fps"],
                     "frames": result["frames"],
@@ -472,7 +483,11 @@ class CachedVideoDataset(VideoDataset):
     """A frame cache built by :func:`build_frame_cache`, as a :class:`VideoDataset`.
 
     Samples equal those of the source dataset for the same ``seed``, epoch and index
-    (exactly for a ``"uint8"`` cache at the decoded size, up to JPEG loss otherwise).
+    (exactly for a ``"uint8"`` cache at the decoded size, up to JPEG loss otherwise; with a
+    face cropper, up to the face track, which the cache follows over all the frames it
+    holds and a direct read over the sampled ones, so crop boxes differ by a fraction of a
+    pixel). A source video that is still there with another size than at the build is
+    reported with a warning: the cache keeps serving the old frames.
 
     Args:
         root: The cache directory.
@@ -486,7 +501,9 @@ class CachedVideoDataset(VideoDataset):
             decoding): ``"jpeg"`` (a list of N*K 1-D ``uint8`` tensors) for a JPEG cache,
             ``"video"`` as ``uint8 (N, K, 3, S, S)`` for a uint8 cache, plus
             ``"transform_seed"``; no transform is applied.
-        sampler: Temporal sampler; default the one the cache was built for.
+        sampler: Temporal sampler; default the one the cache was built for. Another
+            sampler must only pick frames the cache holds (e.g. the same sampler with
+            ``train`` sampling only), else a ``ValueError`` says which.
         **kwargs: :class:`VideoDataset` options (``transform``, ``train``, ``seed``,
             ``on_error``, ...).
 
@@ -530,6 +547,50 @@ class CachedVideoDataset(VideoDataset):
         self._fd_pid = os.getpid()
         kwargs.setdefault("classes", self.index["classes"])
         super().__init__(sampler=sampler or self.cache_sampler, **kwargs)
+        self._check_sampler()
+        self._warn_changed_sources()
+
+    def _check_sampler(self) -> None:
+        """Refuse a sampler that can pick frames the cache does not hold."""
+        if self.sampler == self.cache_sampler:
+            return
+        checked: set[int] = set()
+        for entry in self.entries:
+            n = int(entry["num_frames"])
+            if n in checked:  # the frames held depend on the length only
+                continue
+            checked.add(n)
+            held = set(entry["frames"])
+            missing = [f for f in self.sampler.reachable_frames(n).tolist() if f not in held]
+            if missing:
+                raise ValueError(
+                    f"{self.root}: sampler {self.sampler!r} can pick frames this cache does "
+                    f"not hold (e.g. frame {missing[0]} of {entry['path']}, {n} frames); the "
+                    f"cache holds the frames of {self.cache_sampler!r}. Use that sampler, or "
+                    "rebuild the cache from a dataset with yours (cefl-zoo cache: --sampler-"
+                    "kwargs / build_frame_cache(dataset with sampler=...))"
+                )
+
+    def _warn_changed_sources(self) -> None:
+        """Warn when source videos that are still there changed size since the build."""
+        changed = []
+        for entry in self.entries:
+            old = entry.get("source_size")
+            if old is None:
+                continue
+            now = _source_size(entry["path"])
+            if now is not None and now != old:
+                changed.append((entry["path"], old, now))
+        if changed:
+            path, old, now = changed[0]
+            warn_skipped(
+                f"{self.root}: {len(changed)} of {len(self.entries)} cached videos changed "
+                f"since the cache was built (e.g. {path}: {old} bytes then, {now} now); the "
+                "cache still serves the frames of the old files. Rebuild it with `cefl-zoo "
+                f"cache SPEC {self.root} --overwrite` or build_frame_cache(..., "
+                "overwrite=True)",
+                "CachedVideoDataset",
+            )
 
     def _item_split(self, entry: dict[str, Any]) -> str | None:
         split = entry["meta"].get("split", self.index.get("split"))

@@ -41,6 +41,10 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".flv",
     ".wmv",
     ".3gp",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".ogv",
 )
 
 

@@ -62,17 +62,41 @@ class VideoReadError(ValueError):
         path: The file or folder at fault.
     """
 
-    def __init__(self, path: str | os.PathLike, problem: str, advice: str = "") -> None:
+    def __init__(
+        self, path: str | os.PathLike, problem: str | None = None, advice: str = ""
+    ) -> None:
+        if problem is None:
+            # One argument: a whole message, as a DataLoader passes when it re-raises the
+            # error of a worker ("Caught VideoReadError in DataLoader worker process 0.
+            # Original Traceback ... VideoReadError: <path>: <problem>").
+            path, problem, advice = _split_reraised(str(path), type(self).__name__)
         self.path = str(path)
         self.problem = problem
         self.advice = advice
-        message = f"{self.path}: {problem}"
+        message = f"{self.path}: {problem}" if self.path else problem
         if advice:
             message += f". {advice}"
         super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable across DataLoader workers
         return (type(self), (self.path, self.problem, self.advice))
+
+
+def _split_reraised(message: str, name: str = "VideoReadError") -> tuple[str, str, str]:
+    """``(path, problem, advice)`` of a message wrapping a worker's error ``name``."""
+    import re
+
+    name = re.escape(name)
+    where = re.match(rf"Caught {name} (in DataLoader worker process \d+)", message)
+    last = re.findall(rf"^\S*\b{name}: (.*)$", message, flags=re.MULTILINE)
+    if not last:
+        return "", message, ""
+    original = last[-1]
+    suffix = f" ({where.group(1)})" if where else ""
+    path, sep, problem = original.partition(": ")
+    if not sep:
+        return "", original + suffix, ""
+    return path, problem + suffix, ""
 
 
 @dataclass(frozen=True)
@@ -404,10 +428,13 @@ class PyAVReader(VideoReader):
                 "Pass a file with video (audio-only and subtitle files cannot be read)",
             )
         self._stream = stream = streams[0]
+        # The stream's picture size (the decoder's context follows the frames it decodes).
+        self._frame_size = (int(stream.codec_context.width), int(stream.codec_context.height))
         stream.thread_type = "AUTO" if threads != 1 else "SLICE"
         stream.codec_context.thread_count = threads
         pts: list[int] = []
         keys: list[bool] = []
+        durations: list[int] = []  # packet durations (0: not stored)
         skipped = 0  # packets that are no frame: empty (dropped frames) or discarded
         has_all_pts = True
         try:
@@ -421,6 +448,7 @@ class PyAVReader(VideoReader):
                     has_all_pts = False
                 pts.append(ts if ts is not None else len(pts))
                 keys.append(bool(packet.is_keyframe))
+                durations.append(int(packet.duration or 0))
         except _av_errors() as err:
             raise VideoReadError(
                 self.path,
@@ -433,7 +461,8 @@ class PyAVReader(VideoReader):
                 "video stream has zero frames",
                 "The file holds no pictures; re-encode it or drop it from the dataset",
             )
-        problem = self._incomplete(pts, has_all_pts, skipped)
+        last = max(range(len(pts)), key=pts.__getitem__)
+        problem = self._incomplete(pts, has_all_pts, skipped, durations[last])
         if problem and not self.allow_truncated:
             raise VideoReadError(
                 self.path,
@@ -463,8 +492,14 @@ class PyAVReader(VideoReader):
         self._rotation: int | None = None
         self._info: VideoInfo | None = None
 
-    def _incomplete(self, pts: list[int], has_all_pts: bool, skipped: int = 0) -> str:
-        """What is missing when the header promises more frames (or time) than found."""
+    def _incomplete(
+        self, pts: list[int], has_all_pts: bool, skipped: int = 0, last_duration: int = 0
+    ) -> str:
+        """What is missing when the header promises more frames (or time) than found.
+
+        ``last_duration``: how long the last frame is shown (time-base units; 0 when the
+        container does not say), which a still last frame makes much longer than the rest.
+        """
         stream = self._stream
         declared = int(stream.frames or 0)
         found = len(pts)
@@ -472,7 +507,8 @@ class PyAVReader(VideoReader):
             return f"the header declares {declared} frames but the file holds only {found}"
         if not declared and has_all_pts and stream.time_base and found > 1:
             tb = float(stream.time_base)
-            span = (max(pts) - min(pts)) * tb * found / (found - 1)
+            step = (max(pts) - min(pts)) / (found - 1)
+            span = (max(pts) - min(pts) + max(step, last_duration)) * tb
             length = float(stream.duration * tb) if stream.duration else 0.0
             only_video = all(s.type == "video" for s in self._container.streams)
             if not length and only_video and self._container.duration:
@@ -543,7 +579,9 @@ class PyAVReader(VideoReader):
                 fps = 25.0
             if duration <= 0:
                 duration = n / fps
-            w, h = stream.codec_context.width, stream.codec_context.height
+            w, h = self._frame_size
+            if not (w and h):
+                w, h = stream.codec_context.width, stream.codec_context.height
             if self.apply_rotation and self._display_rotation() in (90, 270):
                 w, h = h, w
             self._info = VideoInfo(self.path, n, fps, duration, int(w), int(h))
@@ -571,7 +609,15 @@ class PyAVReader(VideoReader):
         return container.decode(stream)
 
     def _to_tensor(self, frame: Any) -> torch.Tensor:
-        array = frame.to_ndarray(format="rgb24")  # (H, W, 3), also for gray / odd sizes
+        w, h = self._frame_size
+        if not (w and h):  # the container did not say: the first frame decoded does
+            self._frame_size = w, h = int(frame.width), int(frame.height)
+        if (frame.width, frame.height) != (w, h):
+            # The picture size changes mid-stream: scale to the stream's size, as the
+            # ffmpeg command line does, so that every frame of the video has one size.
+            array = frame.to_ndarray(format="rgb24", width=w, height=h)
+        else:
+            array = frame.to_ndarray(format="rgb24")  # (H, W, 3), also for gray / odd sizes
         t = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
         if self.apply_rotation:
             k = self._frame_rotation(frame) // 90
@@ -595,11 +641,13 @@ class PyAVReader(VideoReader):
         remaining = sorted(wanted)  # pts still to decode, ascending
         out: dict[int, torch.Tensor] = {}
         keys = self._keyframe_pts
+        key_set = set(keys)
         back = 0  # how many keyframes further back than the natural one to seek
         while remaining:
             k = bisect.bisect_right(keys, remaining[0]) - 1 - back
             seek_pts = keys[k] if k >= 0 else None
             missed = False
+            first = True
             try:
                 # The decoder returns frames in presentation order, so the frames come
                 # out with increasing pts from the keyframe we seek to.
@@ -607,6 +655,14 @@ class PyAVReader(VideoReader):
                     p = frame.pts if frame.pts is not None else frame.dts
                     if p is None:
                         continue
+                    if first and seek_pts is not None and (p > seek_pts or p not in key_set):
+                        # A seek must land on a keyframe at or before the one asked for.
+                        # It landed past it, or (MPEG program and transport streams) the
+                        # decoder labels the frames after the seek with shifted
+                        # timestamps: trust no frame of this seek.
+                        missed = True
+                        break
+                    first = False
                     if p > remaining[0]:
                         missed = True  # the seek landed after it, or it is not decodable
                         break
@@ -621,13 +677,19 @@ class PyAVReader(VideoReader):
                             break
                 else:
                     if remaining:
-                        raise self._truncated([wanted[remaining[0]]])
+                        if seek_pts is None:
+                            raise self._truncated([wanted[remaining[0]]])
+                        # Nothing (more) came out after this seek (MPEG-TS seeks to the
+                        # last keyframe can decode nothing): start further back.
+                        missed = True
             except _av_errors() as err:
                 raise self._truncated([wanted[remaining[0]]], err) from err
             if missed:
-                if seek_pts is None or back >= 3:
+                if seek_pts is None:
                     raise self._truncated([wanted[remaining[0]]])
-                back += 1
+                # A few keyframes further back, then from the start of the file, which
+                # decodes correctly whatever the container's seeking does.
+                back = back + 1 if back < 3 else len(keys)
             else:
                 back = 0
         return torch.stack([out[i] for i in indices])
