@@ -37,12 +37,38 @@ def count_macs(model: nn.Module, inputs: torch.Tensor | tuple[Any, ...]) -> int:
     Returns:
         MACs (FLOPs counted by ``FlopCounterMode`` divided by 2).
 
+    The forward pass runs on ``meta`` copies of the parameters, buffers and inputs
+    (``torch.func.functional_call``), whatever device they are on: the counter sees the
+    same operators everywhere. (On the CPU and on CUDA, ``nn.LSTM`` runs as one fused
+    kernel that ``FlopCounterMode`` has no formula for and would count as 0.) Models
+    with operators that have no meta implementation are counted where they are.
+
     Example:
         >>> import torch
         >>> count_macs(torch.nn.Linear(10, 4), torch.randn(3, 10))
         120
+        >>> count_macs(torch.nn.LSTM(16, 8, batch_first=True), torch.randn(2, 5, 16))
+        7680
     """
     args = inputs if isinstance(inputs, tuple) else (inputs,)
+    on_meta = [t.is_meta for t in (*model.parameters(), *model.buffers())]
+    on_meta += [a.is_meta for a in args if isinstance(a, torch.Tensor)]
+    if not all(on_meta):
+        from torch.func import functional_call
+
+        state = {
+            name: torch.empty_like(t, device="meta")
+            for name, t in (*model.named_parameters(), *model.named_buffers())
+        }
+        meta_args = tuple(
+            torch.empty_like(a, device="meta") if isinstance(a, torch.Tensor) else a for a in args
+        )
+        try:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                functional_call(model, state, meta_args)
+            return counter.get_total_flops() // 2
+        except (NotImplementedError, RuntimeError):
+            pass  # an operator without a meta kernel: count on the real device
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(*args)
     return counter.get_total_flops() // 2
@@ -88,5 +114,10 @@ def model_complexity(
     shape = (1, n, k, chans, height, width)
     param = next(model.parameters())
     x = torch.zeros(shape, device=param.device, dtype=param.dtype)
+    was_training = model.training
     model.eval()
-    return {"params": count_parameters(model), "macs": count_macs(model, x), "input_shape": shape}
+    try:
+        macs = count_macs(model, x)
+    finally:
+        model.train(was_training)  # the caller's model comes back as it was
+    return {"params": count_parameters(model), "macs": macs, "input_shape": shape}

@@ -55,3 +55,25 @@ def test_trainable_only_counts_unfrozen_parameters() -> None:
         p.requires_grad_(False)
     head = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("backbone."))
     assert count_parameters(model, trainable_only=True) == head
+
+
+def test_lstm_counted_alike_on_every_device() -> None:
+    # nn.LSTM's fused CPU/CUDA kernels have no flop formula; counting on meta sees matmuls.
+    lstm = torch.nn.LSTM(16, 8, batch_first=True)
+    by_hand = 2 * 5 * 4 * 8 * (16 + 8)  # B * T * 4 gates * h * (d + h)
+    assert count_macs(lstm, torch.randn(2, 5, 16)) == by_hand
+    kwargs = dict(backbone="test_convnext", num_clips=7, frames_per_clip=2, img_size=32)
+    on_meta = model_complexity("cnnlstm_resnet18", **kwargs)
+    on_cpu = model_complexity("cnnlstm_resnet18", device="cpu", **kwargs)
+    frames_only = model_complexity("frameavg_resnet18", **kwargs)
+    assert on_cpu["macs"] == on_meta["macs"]
+    assert on_meta["macs"] > frames_only["macs"] * 1.5  # the LSTM is over half of it
+
+
+def test_model_complexity_leaves_the_model_in_its_mode() -> None:
+    model = cefl_zoo.create_model("ceflnet_tiny").train()
+    model_complexity(model, device="cpu")
+    assert model.training
+    model.eval()
+    model_complexity(model, device="cpu")
+    assert not model.training
