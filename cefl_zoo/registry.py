@@ -275,16 +275,27 @@ def default_pretrained_cfg(name: str) -> PretrainedCfg | None:
 
 def list_models(
     filter: str | Iterable[str] = "",
+    module: str | Iterable[str] = "",
     pretrained: bool = False,
     exclude_filters: str | Iterable[str] = "",
+    name_matches_cfg: bool = False,
+    include_tags: bool | None = None,
 ) -> list[str]:
     """List registered architectures, optionally filtered like ``timm.list_models``.
 
     Args:
-        filter: fnmatch pattern(s), e.g. ``"ceflnet*"``; empty for all.
-        pretrained: If true, list ``"arch.tag"`` names of weight sets that are
-            available to load instead of bare architectures.
+        filter: fnmatch pattern(s), e.g. ``"ceflnet*"``; empty for all. With tags
+            listed, a pattern without a ``.`` also matches every tag of the names it
+            matches (``"ceflnet_tiny"`` lists ``ceflnet_tiny.synthetic``), as in timm.
+        module: Only architectures defined in these modules, by the last part of the
+            module name (``"ceflnet"``, ``"baselines"``).
+        pretrained: Only weight sets that are available to load.
         exclude_filters: fnmatch pattern(s) to drop.
+        name_matches_cfg: timm's option; every cefl-zoo architecture has a
+            configuration, so it changes nothing.
+        include_tags: List ``"arch.tag"`` names of weight sets instead of bare
+            architectures; defaults to ``pretrained``. ``pretrained=True,
+            include_tags=False`` lists the architectures that have weights.
 
     Returns:
         Sorted names.
@@ -293,18 +304,32 @@ def list_models(
         >>> from cefl_zoo import list_models
         >>> list_models("*lstm*")
         ['cnnlstm_resnet18']
+        >>> list_models("ceflnet_tiny", pretrained=True)
+        ['ceflnet_tiny.synthetic']
     """
-    if pretrained:
+    del name_matches_cfg
+    if include_tags is None:
+        include_tags = pretrained
+    modules = [module] if isinstance(module, str) else list(module)
+    modules = [m for m in modules if m]
+    archs = [
+        a
+        for a in _model_entrypoints
+        if not modules or _model_to_module.get(a, "").rsplit(".", 1)[-1] in modules
+    ]
+    if include_tags:
         names = [
             cfg.name
-            for arch in _model_entrypoints
+            for arch in archs
             for cfg in _pretrained_cfgs.get(arch, {}).values()
-            if cfg.tag and cfg.has_weights
+            if cfg.tag and (cfg.has_weights or not pretrained)
         ]
     else:
-        names = list(_model_entrypoints)
+        names = [a for a in archs if not pretrained or _has_available_weights(a)]
     includes = [filter] if isinstance(filter, str) else list(filter)
     includes = [f for f in includes if f]
+    if include_tags:  # timm: "resnet18" matches "resnet18.a1_in1k"
+        includes = [f if "." in f else f"{f}.*" for f in includes] + includes
     if includes:
         names = [n for n in names if any(fnmatch.fnmatch(n, f) for f in includes)]
     excludes = [exclude_filters] if isinstance(exclude_filters, str) else list(exclude_filters)
@@ -312,6 +337,10 @@ def list_models(
     if excludes:
         names = [n for n in names if not any(fnmatch.fnmatch(n, f) for f in excludes)]
     return sorted(names)
+
+
+def _has_available_weights(arch: str) -> bool:
+    return any(c.tag and c.has_weights for c in _pretrained_cfgs.get(arch, {}).values())
 
 
 def list_pretrained(filter: str = "", include_unavailable: bool = True) -> list[PretrainedCfg]:
@@ -343,7 +372,7 @@ def list_pretrained(filter: str = "", include_unavailable: bool = True) -> list[
 
 
 def create_model(
-    model_name: str,
+    model_name: str | os.PathLike,
     pretrained: bool = False,
     num_classes: int | None = None,
     **kwargs: Any,
@@ -361,7 +390,19 @@ def create_model(
             weights when ``pretrained=True``, else 7. Loading weights into a model with
             another number of classes keeps everything but the classifier.
         **kwargs: Passed to the model constructor (e.g. ``backbone="resnet34"``,
-            ``eian_kernel_size=3``, ``pretrained_backbone=True``).
+            ``eian_kernel_size=3``, ``pretrained_backbone=True``), except timm's own
+            options, which mean what they mean in ``timm.create_model``:
+
+            * ``pretrained_cfg``: a weight tag (``"synthetic"``), a
+              :class:`PretrainedCfg` or a dict of its fields;
+            * ``pretrained_cfg_overlay``: fields to change in it (e.g. ``{"file":
+              "/path/to/folder"}``);
+            * ``checkpoint_path``: a state dict file (``.safetensors``, ``.pth``) or a
+              cefl-zoo training checkpoint to load after building;
+            * ``drop_path_rate``, ``drop_block_rate``: go to the backbone
+              (``backbone_kwargs``);
+            * ``cache_dir``, ``token``, ``force_download``, ``local_files_only``: Hub
+              options for the download of ``pretrained=True`` weights.
 
     Returns:
         The model, in training mode, on the CPU.
@@ -375,6 +416,7 @@ def create_model(
         >>> type(model).__name__
         'CEFLNet'
     """
+    model_name = os.fspath(model_name)  # save_pretrained() returns a Path
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if _is_hub_reference(model_name):
@@ -390,8 +432,50 @@ def create_model(
         )
     arch, _tag = split_model_name(model_name)
     entry = model_entrypoint(arch)
-    cfg = get_pretrained_cfg(model_name)
+    cfg = _resolve_cfg_argument(arch, get_pretrained_cfg(model_name), kwargs)
     return entry(pretrained=pretrained, pretrained_cfg=cfg, **kwargs)
+
+
+def _resolve_cfg_argument(
+    arch: str, cfg: PretrainedCfg | None, kwargs: dict[str, Any]
+) -> PretrainedCfg | None:
+    """Apply timm's ``pretrained_cfg`` / ``pretrained_cfg_overlay`` (popped from kwargs)."""
+    given = kwargs.pop("pretrained_cfg", None)
+    overlay = kwargs.pop("pretrained_cfg_overlay", None)
+    if isinstance(given, str):  # a tag, as in timm
+        cfg = get_pretrained_cfg(f"{arch}.{given}" if given else arch)
+    elif isinstance(given, PretrainedCfg):
+        cfg = given
+    elif isinstance(given, dict):
+        base = cfg.to_dict() if cfg is not None else {"architecture": arch}
+        cfg = PretrainedCfg.from_dict({**base, **given})
+    elif given is not None:
+        raise TypeError(
+            f"pretrained_cfg must be a weight tag, a PretrainedCfg or a dict, got "
+            f"{type(given).__name__}"
+        )
+    if overlay:
+        unknown = sorted(set(overlay) - set(PretrainedCfg.__dataclass_fields__))
+        if unknown:
+            raise TypeError(
+                f"pretrained_cfg_overlay: unknown field(s) {', '.join(unknown)}; PretrainedCfg "
+                f"has {', '.join(PretrainedCfg.__dataclass_fields__)}"
+            )
+        base = cfg.to_dict() if cfg is not None else {"architecture": arch}
+        cfg = PretrainedCfg.from_dict({**base, **overlay})
+    changes = {**(given if isinstance(given, dict) else {}), **(overlay or {})}
+    if cfg is not None and ({"file", "hf_hub_id"} & set(changes)):
+        # Weights somewhere else (timm's overlay file=...): those weights, unverified
+        # unless a sha256 comes along, loadable whatever the registered set's status.
+        cfg = cfg.replace(
+            status=changes.get("status", "available"),
+            sha256=changes.get("sha256"),
+            hf_hub_revision=changes.get("hf_hub_revision", cfg.hf_hub_revision)
+            if "hf_hub_id" not in changes
+            else changes.get("hf_hub_revision"),
+            tag=cfg.tag or "custom",
+        )
+    return cfg
 
 
 def _looks_like_path(name: str) -> bool:

@@ -176,7 +176,13 @@ def test_unknown_backbone() -> None:
         CEFLNet(backbone="resnet1800")
 
 
-def test_register_a_user_model() -> None:
+def test_register_a_user_model(monkeypatch) -> None:
+    from cefl_zoo import registry
+
+    # Registered for this test only (other tests list the registry).
+    monkeypatch.setattr(registry, "_model_entrypoints", dict(registry._model_entrypoints))
+    monkeypatch.setattr(registry, "_model_to_module", dict(registry._model_to_module))
+
     @cefl_zoo.register_model
     def my_test_ceflnet(pretrained: bool = False, **kwargs):
         return build_model(

@@ -19,9 +19,10 @@ def create_backbone(
     """Create a pooled frame feature extractor.
 
     Args:
-        backbone: A ``timm.create_model`` name (``"resnet18"``, ``"convnext_tiny"``, ...)
-            or a module that maps ``(M, C, H, W)`` frames to ``(M, d)`` features and has a
-            ``num_features`` attribute giving ``d``.
+        backbone: A ``timm.create_model`` name (``"resnet18"``, ``"convnext_tiny"``,
+            ``"resnet18.a1_in1k"``, ``"hf-hub:timm/resnet18.a1_in1k"``,
+            ``"local-dir:/path"``, ...) or a module that maps ``(M, C, H, W)`` frames to
+            ``(M, d)`` features and has a ``num_features`` attribute giving ``d``.
         pretrained: Load the backbone's ImageNet weights through timm (needs network
             access or a populated Hugging Face cache).
         in_chans: Input channels of each frame.
@@ -38,7 +39,9 @@ def create_backbone(
     if isinstance(backbone, nn.Module):
         backbone_feature_dim(backbone)  # raises for a module without num_features
         return backbone
-    if not timm.is_model(backbone):
+    # timm resolves "hf-hub:org/repo" and "local-dir:/path" itself (config + weights).
+    remote = backbone.startswith(("hf-hub:", "hf_hub:", "local-dir:"))
+    if not remote and not timm.is_model(backbone):
         import difflib
 
         close = difflib.get_close_matches(backbone, timm.list_models(), n=5)

@@ -7,6 +7,7 @@ for the 2-D backbone, ``(B*N*K, C, H, W) -> (B*N*K, d)``, and then model time.
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 import torch
@@ -114,6 +115,22 @@ def check_video_input(x: Any, in_chans: int = 3) -> None:
         )
 
 
+def adapt_channels(cfg: PretrainedCfg, in_chans: int) -> PretrainedCfg:
+    """``cfg`` for frames of ``in_chans`` channels: input size, and mean / std per channel.
+
+    Three-channel statistics become their average on every channel (grey frames get the
+    mean brightness statistics), as they must for ``Normalize`` to keep the channel count.
+    """
+    changes: dict[str, Any] = {}
+    if cfg.input_size[0] != in_chans:
+        changes["input_size"] = (in_chans, *cfg.input_size[1:])
+    for key in ("mean", "std"):
+        values = tuple(getattr(cfg, key))
+        if len(values) != in_chans:
+            changes[key] = (sum(values) / len(values),) * in_chans
+    return cfg.replace(**changes) if changes else cfg
+
+
 def _check_num_classes(num_classes: int) -> None:
     if int(num_classes) < 1:
         raise ValueError(
@@ -139,7 +156,10 @@ class VideoClassifier(HubMixin, nn.Module):
 
     Attributes:
         backbone: The frame feature extractor.
-        num_features: Frame feature size d.
+        num_features: Frame feature size d: the width of the backbone's features (unlike
+            timm, not of :meth:`forward_features`, whose shape depends on the model).
+        head_hidden_size: Width of the last axis of ``forward_head(x, pre_logits=True)``
+            (what the classifier sees), as in timm.
         num_classes: Number of classes C.
         pretrained_cfg: The :class:`~cefl_zoo.registry.PretrainedCfg` that describes the
             preprocessing and class names of this model.
@@ -171,12 +191,18 @@ class VideoClassifier(HubMixin, nn.Module):
             "backbone_kwargs": dict(backbone_kwargs or {}),
         }
         data_cfg = backbone_data_config(self.backbone)
-        self.pretrained_cfg = PretrainedCfg(
-            input_size=(in_chans, *data_cfg["input_size"][1:]),
-            mean=data_cfg["mean"],
-            std=data_cfg["std"],
-            interpolation=data_cfg["interpolation"],
+        self.pretrained_cfg = adapt_channels(
+            PretrainedCfg(
+                input_size=(in_chans, *data_cfg["input_size"][1:]),
+                mean=data_cfg["mean"],
+                std=data_cfg["std"],
+                interpolation=data_cfg["interpolation"],
+            ),
+            in_chans,
         )
+        #: Width of what ``forward_head(..., pre_logits=True)`` returns on its last axis
+        #: (timm's ``head_hidden_size``); subclasses set theirs.
+        self.head_hidden_size: int = self.num_features
 
     # -- shared plumbing -------------------------------------------------------------
     @property
@@ -203,6 +229,13 @@ class VideoClassifier(HubMixin, nn.Module):
         self.check_input(x)
         b, n, k = x.shape[:3]
         feats = self.backbone(x.flatten(0, 2))
+        if feats.ndim != 2:
+            raise ValueError(
+                f"backbone {type(self.backbone).__name__} returned features of shape "
+                f"{tuple(feats.shape)} for {b * n * k} frames; it must return pooled (M, d) "
+                "features (timm: num_classes=0 with a global pool, so do not pass "
+                "global_pool='' in backbone_kwargs)"
+            )
         return feats.reshape(b, n, k, feats.shape[-1])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -235,6 +268,11 @@ class VideoClassifier(HubMixin, nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the class-specific layers with fresh ones for ``num_classes`` classes.
 
+        The new head's outputs have no class names yet (:attr:`label_names` gives
+        ``class_0``, ...), even for as many classes as before; name them with
+        ``model.pretrained_cfg = model.pretrained_cfg.replace(label_names=(...))`` (the
+        trainer does this for the classes of its data).
+
         Args:
             num_classes: New number of classes C.
             global_pool: timm's second argument. The pooling over frames and clips is
@@ -242,7 +280,9 @@ class VideoClassifier(HubMixin, nn.Module):
         """
         raise NotImplementedError
 
-    def _set_num_classes(self, num_classes: int, global_pool: str | None = None) -> None:
+    def _set_num_classes(
+        self, num_classes: int, global_pool: str | None = None, new_head: bool = True
+    ) -> None:
         if global_pool is not None:
             raise ValueError(
                 f"{type(self).__name__} pools frames and clips as its architecture defines; "
@@ -252,7 +292,8 @@ class VideoClassifier(HubMixin, nn.Module):
         self.num_classes = int(num_classes)
         self.init_kwargs["num_classes"] = self.num_classes
         names = self.pretrained_cfg.label_names
-        if names is not None and len(names) != self.num_classes:
+        if names is not None and (new_head or len(names) != self.num_classes):
+            # A fresh head's outputs are no classes yet: drop the names of the old one.
             self.pretrained_cfg = self.pretrained_cfg.replace(label_names=None)
 
     @torch.jit.ignore
@@ -297,6 +338,9 @@ def build_model(
     Raises:
         RuntimeError: ``pretrained=True`` for an architecture without weights.
     """
+    hub_kwargs = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
+    checkpoint_path = kwargs.pop("checkpoint_path", None)
+    backbone_rates = {k: kwargs.pop(k) for k in BACKBONE_RATE_KWARGS if k in kwargs}
     cfg = pretrained_cfg
     if cfg is None:
         try:
@@ -313,6 +357,8 @@ def build_model(
             "ImageNet backbone; cefl_zoo.list_pretrained() lists the weight sets there are."
         )
     args = {**(default_args or {}), **kwargs}
+    if backbone_rates:  # timm's drop_path_rate / drop_block_rate: the backbone's
+        args["backbone_kwargs"] = {**backbone_rates, **(args.get("backbone_kwargs") or {})}
     if args.get("num_classes") is None:
         args["num_classes"] = len(cfg.label_names) if cfg and cfg.label_names else 7
     model = model_cls(**args)
@@ -333,14 +379,57 @@ def build_model(
                 interpolation=model.pretrained_cfg.interpolation,
                 notes=f"untrained architecture; {name} backbone",
             )
-        if resolved.input_size[0] != model.in_chans:
-            resolved = resolved.replace(input_size=(model.in_chans, *resolved.input_size[1:]))
-        model.pretrained_cfg = resolved
+        model.pretrained_cfg = adapt_channels(resolved, model.in_chans)
     else:
         model.pretrained_cfg = model.pretrained_cfg.replace(architecture=variant)
-    model._set_num_classes(model.num_classes)  # drops label names that no longer fit
+    model._set_num_classes(model.num_classes, new_head=False)  # drops names that do not fit
     if pretrained:
         from ..hub import load_pretrained
 
-        load_pretrained(model, cfg)
+        load_pretrained(model, cfg, **hub_kwargs)  # (without pretrained: unused, as in timm)
+    if checkpoint_path is not None:
+        load_checkpoint_file(model, checkpoint_path)
     return model
+
+
+#: ``create_model`` options that go to the weights download (``pretrained=True``).
+HUB_KWARGS = ("cache_dir", "token", "force_download", "local_files_only")
+#: timm's stochastic-depth options, passed on to the backbone.
+BACKBONE_RATE_KWARGS = ("drop_path_rate", "drop_block_rate")
+
+
+def load_checkpoint_file(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a state dict file into ``model`` (timm's ``checkpoint_path``).
+
+    Args:
+        model: The model.
+        path: ``.safetensors``, or a ``torch.save`` file holding a state dict, a dict
+            with a ``"state_dict"`` or ``"model"`` entry (a cefl-zoo training
+            checkpoint), keys optionally prefixed ``module.`` (DDP).
+
+    Raises:
+        FileNotFoundError: When ``path`` does not exist.
+        RuntimeError: When the keys or shapes do not fit the model (from
+            ``load_state_dict``, naming the file).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint_path {path!r} does not exist (no such file)")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state: Any = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict):
+            for key in ("state_dict", "model", "state_dict_ema"):
+                if isinstance(state.get(key), dict):
+                    state = state[key]
+                    break
+    if not isinstance(state, dict):
+        raise RuntimeError(f"{path}: holds no state dict ({type(state).__name__})")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise RuntimeError(f"{path}: does not fit {type(model).__name__}: {err}") from None

@@ -70,10 +70,11 @@ class FrameAverage(VideoClassifier):
 
 
 class CNNLSTM(VideoClassifier):
-    """Backbone features of all frames, in temporal order, through an LSTM.
+    """Backbone features of all frames, clip after clip, through an LSTM.
 
-    The "CNN-LSTM" row of Table 6: the N*K sampled frames form one sequence; the last
-    hidden state is classified.
+    The "CNN-LSTM" row of Table 6: the N*K sampled frames form one sequence, the K frames
+    of clip 1, then those of clip 2, ... (the paper's clips overlap in time, so the
+    sequence steps back at each clip boundary); the last hidden state is classified.
 
     Args:
         backbone: timm name or module with ``num_features``.
@@ -104,6 +105,7 @@ class CNNLSTM(VideoClassifier):
         super().__init__(backbone, num_classes, in_chans, pretrained_backbone, backbone_kwargs)
         self.init_kwargs.update(hidden_size=hidden_size, num_layers=num_layers, drop_rate=drop_rate)
         self.lstm = nn.LSTM(self.num_features, hidden_size, num_layers=num_layers, batch_first=True)
+        self.head_hidden_size = int(hidden_size)
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(hidden_size, self.num_classes)
 
@@ -139,12 +141,20 @@ register_pretrained_cfgs(
 @register_model
 def frameavg_resnet18(pretrained: bool = False, **kwargs: Any) -> FrameAverage:
     """Table 6 "ResNet-18" row: frame-average ResNet-18."""
-    model = build_model(FrameAverage, "frameavg_resnet18", pretrained, default_args={"backbone": "resnet18"}, **kwargs)
+    model = build_model(
+        FrameAverage,
+        "frameavg_resnet18",
+        pretrained,
+        default_args={"backbone": "resnet18"},
+        **kwargs,
+    )
     return model  # type: ignore[return-value]
 
 
 @register_model
 def cnnlstm_resnet18(pretrained: bool = False, **kwargs: Any) -> CNNLSTM:
     """Table 6 "CNN-LSTM" row: ResNet-18 frame features through a 512-unit LSTM."""
-    model = build_model(CNNLSTM, "cnnlstm_resnet18", pretrained, default_args={"backbone": "resnet18"}, **kwargs)
+    model = build_model(
+        CNNLSTM, "cnnlstm_resnet18", pretrained, default_args={"backbone": "resnet18"}, **kwargs
+    )
     return model  # type: ignore[return-value]

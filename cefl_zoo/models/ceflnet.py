@@ -107,6 +107,7 @@ class CEFLNet(VideoClassifier):
         if head not in ("eian", "mean"):
             raise ValueError(f"head must be 'eian' or 'mean', got {head!r}")
         self.clip_dim = int(clip_dim or self.num_features)
+        self.head_hidden_size = self.clip_dim
         self.head_type = head
         self.eian_kernel_size = eian_kernel_size
         self.init_kwargs.update(
