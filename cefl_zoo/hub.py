@@ -7,8 +7,9 @@ A set of weights is a folder in the layout of ``huggingface_hub.PyTorchModelHubM
   :class:`~cefl_zoo.registry.PretrainedCfg` (labels, preprocessing, provenance, sha256);
 * ``README.md`` - the model card (see :mod:`cefl_zoo.model_card`).
 
-The folder can be a Hugging Face Hub repository (``"org/repo"``, ``"hf-hub:org/repo@rev"``)
-or a local directory; both go through the same code. Hub files are fetched with
+The folder can be a Hugging Face Hub repository (``"org/repo"``, ``"hf-hub:org/repo@rev"``,
+timm's ``"hf_hub:org/repo"``) or a local directory (a path, or timm's ``"local-dir:PATH"``);
+both go through the same code. Hub files are fetched with
 :func:`huggingface_hub.hf_hub_download`, so the user's cache (``HF_HUB_CACHE``), token,
 mirror (``HF_ENDPOINT``) and ``HF_HUB_OFFLINE`` behave as everywhere else. Every weights
 file is checked against a sha256 (pinned in the registry, or recorded in ``config.json``
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
     from .models.base import VideoClassifier
 
 __all__ = [
+    "ARTIFACTS_KEY",
+    "ARTIFACT_NAMES",
     "CONFIG_NAME",
     "LIBRARY_NAME",
     "MODEL_CARD_NAME",
@@ -60,6 +63,8 @@ __all__ = [
     "WeightsSource",
     "build_from_config",
     "from_pretrained",
+    "hub_hint",
+    "is_reference",
     "load_model",
     "load_pretrained",
     "load_state_dict_into",
@@ -68,6 +73,7 @@ __all__ = [
     "read_safetensors",
     "resolve_file",
     "sha256sum",
+    "split_reference",
     "verify_sha256",
 ]
 
@@ -82,9 +88,23 @@ MODEL_CARD_NAME = "README.md"
 #: How downloads identify themselves to the Hub (with ``library_version``).
 LIBRARY_NAME = "cefl-zoo"
 
+#: Optional files ``cefl-zoo export`` writes next to the weights (``--onnx``,
+#: ``--torch-export``). ``config.json`` records the sha256 of those it wrote under
+#: :data:`ARTIFACTS_KEY`; ``check_folder`` and ``push`` refuse any that is not recorded.
+ARTIFACT_NAMES = ("model.onnx", "model.onnx.data", "model.pt2")
+#: ``config.json`` key: ``{file name: sha256}`` of the exported extra files.
+ARTIFACTS_KEY = "artifacts"
+
 #: ``config.json`` keys that are not constructor arguments.
 META_KEYS = frozenset(
-    {"architecture", "model_class", "pretrained_cfg", "training", "cefl_zoo_version"}
+    {
+        "architecture",
+        "model_class",
+        "pretrained_cfg",
+        "training",
+        "cefl_zoo_version",
+        ARTIFACTS_KEY,
+    }
 )
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -137,12 +157,16 @@ class WeightsSource:
     ) -> WeightsSource:
         """Interpret ``"hf-hub:org/repo[@rev]"``, ``"org/repo"`` or a directory path.
 
+        timm's spellings work too: ``"hf_hub:org/repo"`` for the Hub and
+        ``"local-dir:PATH"`` for a directory.
+
         Args:
             name_or_path: What the user passed.
             revision: Hub revision; must agree with an ``@rev`` suffix if both are given.
 
         Raises:
-            WeightsNotFoundError: For a path-like name whose directory does not exist.
+            WeightsNotFoundError: For a path-like name whose directory does not exist, or
+                a malformed Hub repo id.
             ValueError: For an empty name or two different revisions.
         """
         if isinstance(name_or_path, os.PathLike):
@@ -150,10 +174,18 @@ class WeightsSource:
         name = str(name_or_path).strip()
         if not name:
             raise ValueError("expected a Hugging Face repo id ('org/repo') or a directory, got ''")
-        explicit_hub = name.startswith("hf-hub:")
+        kind, rest = split_reference(name)
+        if kind == "local":
+            if not rest:
+                raise WeightsNotFoundError(
+                    f"{name!r} names no directory. Fix: write local-dir:PATH, where PATH is a "
+                    f"folder holding {CONFIG_NAME} + {WEIGHTS_NAME}."
+                )
+            return cls._local(Path(rest), revision)
+        explicit_hub = kind == "hub"
         if not explicit_hub and os.path.isdir(name):
             return cls._local(Path(name), revision)
-        repo = name[len("hf-hub:") :] if explicit_hub else name
+        repo = rest if explicit_hub else name
         repo, _, suffix = repo.partition("@")
         if suffix and revision and suffix != revision:
             raise ValueError(
@@ -177,6 +209,7 @@ class WeightsSource:
                 f"{CONFIG_NAME} + {WEIGHTS_NAME}), or write 'hf-hub:org/repo' for the Hub."
                 f"{registered}"
             )
+        _check_repo_id(repo, name)
         return cls(location=repo, is_local=False, revision=suffix or revision or None)
 
     @classmethod
@@ -207,6 +240,85 @@ class WeightsSource:
             return f"local directory {self.location!r}"
         rev = f" at revision {self.revision!r}" if self.revision else ""
         return f"Hugging Face repo {self.location!r}{rev}"
+
+
+#: Prefixes of a Hub repository: ours (open_clip's) and timm's spelling.
+HUB_PREFIXES = ("hf-hub:", "hf_hub:")
+#: Prefix of a local directory (timm's spelling); a plain path works as well.
+LOCAL_PREFIX = "local-dir:"
+_BARE_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
+
+
+def split_reference(name: str) -> tuple[str | None, str]:
+    """Split an explicit weights reference into ``(kind, rest)``.
+
+    ``kind`` is ``"hub"`` for ``hf-hub:`` / ``hf_hub:``, ``"local"`` for ``local-dir:``,
+    ``None`` for a name without a prefix (returned unchanged).
+
+    Example:
+        >>> split_reference("hf_hub:org/repo@v1"), split_reference("local-dir:/w")
+        (('hub', 'org/repo@v1'), ('local', '/w'))
+        >>> split_reference("ceflnet_tiny")
+        (None, 'ceflnet_tiny')
+    """
+    for prefix in HUB_PREFIXES:
+        if name.startswith(prefix):
+            return "hub", name[len(prefix) :].strip()
+    if name.startswith(LOCAL_PREFIX):
+        return "local", name[len(LOCAL_PREFIX) :].strip()
+    return None, name
+
+
+def is_reference(name: str | os.PathLike[str]) -> bool:
+    """Whether ``name`` explicitly names a weights folder: ``hf-hub:`` / ``hf_hub:`` /
+    ``local-dir:`` prefix, a path object, or an existing directory that is not a
+    registry name.
+
+    Example:
+        >>> is_reference("hf_hub:org/repo"), is_reference("ceflnet_tiny")
+        (True, False)
+    """
+    if isinstance(name, os.PathLike):
+        return True
+    name = str(name)
+    if split_reference(name)[0] is not None:
+        return True
+    return not is_model(name) and os.path.isdir(name)
+
+
+def hub_hint(name: str) -> str:
+    """For a name that looks like a bare ``org/repo`` (and is no folder), the advice to
+    write ``hf-hub:org/repo``; ``""`` otherwise.
+
+    Example:
+        >>> hub_hint("org/tiny")
+        " Did you mean the Hugging Face repo 'hf-hub:org/tiny'? Write it with the hf-hub: prefix."
+        >>> hub_hint("ceflnet_tiny")
+        ''
+    """
+    name = str(name).strip()
+    if split_reference(name)[0] is not None or os.path.exists(name):
+        return ""
+    if not _BARE_REPO_ID.match(name):
+        return ""
+    return f" Did you mean the Hugging Face repo 'hf-hub:{name}'? Write it with the hf-hub: prefix."
+
+
+def _check_repo_id(repo: str, name: str) -> None:
+    """Refuse a malformed Hub repo id (``hf-hub:``, ``hf-hub:org/repo/sub``) up front."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        if not repo:
+            raise HFValidationError("the repo id is empty")
+        validate_repo_id(repo)
+    except HFValidationError as err:
+        raise WeightsNotFoundError(
+            f"{name!r} does not name a valid Hugging Face repo: {' '.join(str(err).split())} "
+            "Fix: write hf-hub:org/repo or hf-hub:org/repo@revision (a branch, tag or commit); "
+            f"a sub-folder of a repo is not supported, download it and pass the local directory."
+        ) from err
 
 
 def _offline() -> bool:
@@ -286,19 +398,20 @@ def resolve_file(
             why = "local_files_only=True"
         else:
             why = "the Hub could not be reached"
-        online = (
-            "unset HF_HUB_OFFLINE, "
-            if _offline()
-            else "pass local_files_only=False, "
-            if local_files_only
-            else ""
-        )
+        fixes = [
+            f"on a machine with network access run `hf download {repo} {filename}{rev_flag}` "
+            "with the same HF_HUB_CACHE (or copy that cache here)"
+        ]
+        if _offline():
+            fixes.append("unset HF_HUB_OFFLINE")
+        elif local_files_only:
+            fixes.append("pass local_files_only=False")
+        else:
+            fixes.append("check the network and HF_ENDPOINT")
+        fixes.append(f"pass a local directory holding {CONFIG_NAME} + {WEIGHTS_NAME}")
         raise WeightsNotFoundError(
             f"cannot get {filename} of {source}: {why} and the file is not in the Hugging Face "
-            f"cache {cache!r}. Fix: on a machine with network access run "
-            f"`hf download {repo} {filename}{rev_flag}` with the same HF_HUB_CACHE (or copy that "
-            f"cache here), or {online}or pass a local directory holding "
-            f"{CONFIG_NAME} + {WEIGHTS_NAME}."
+            f"cache {cache!r}. Fix: {', or '.join(fixes)}."
         ) from err
     except GatedRepoError as err:
         raise WeightsNotFoundError(
@@ -324,6 +437,27 @@ def resolve_file(
         raise WeightsNotFoundError(
             f"cannot download {filename} from {source}: {type(err).__name__}: {err}. Fix: check "
             "the network, HF_ENDPOINT and your token, or pass a local directory."
+        ) from err
+    except ValueError as err:  # force_download=True offline or unreachable; a bad repo id
+        text = " ".join(str(err).split()) or type(err).__name__
+        cause = err.__cause__ or err.__context__
+        if cause is not None:
+            text += f" ({type(cause).__name__}: {' '.join(str(cause).split())})"
+        if force_download:
+            if _offline():
+                fix = "unset HF_HUB_OFFLINE, or drop force_download=True to use the cached copy"
+            else:
+                fix = (
+                    "check the network, HF_ENDPOINT and your token, or drop force_download=True "
+                    "to use the cached copy"
+                )
+            raise WeightsNotFoundError(
+                f"cannot download {filename} from {source} with force_download=True: {text}. "
+                f"Fix: {fix}."
+            ) from err
+        raise WeightsNotFoundError(
+            f"cannot get {filename} of {source}: {text}. Fix: write the repo as "
+            "hf-hub:org/repo[@revision], or pass a local directory."
         ) from err
 
 
@@ -722,6 +856,31 @@ def _model_classes() -> dict[str, type]:
     return found
 
 
+def _init_parameters(klass: type) -> set[str] | None:
+    """Keyword arguments ``klass(...)`` takes; ``None`` when it takes ``**kwargs``."""
+    import inspect
+
+    try:
+        params = inspect.signature(klass).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in params if p.kind in kinds}
+
+
+def _close_matches(names: list[str], candidates: set[str]) -> str:
+    import difflib
+
+    hints = []
+    for name in names:
+        close = difflib.get_close_matches(name, sorted(candidates), n=3, cutoff=0.6)
+        if close:
+            hints.append(f"{name!r}: did you mean {' or '.join(map(repr, close))}?")
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
 def build_from_config(
     config: Mapping[str, Any],
     cls: type | None = None,
@@ -740,7 +899,10 @@ def build_from_config(
             ``drop_rate``, ...).
 
     Raises:
-        ConfigMismatchError: For another model class or an unusable configuration.
+        TypeError: For an override the model class does not take (a typo); the message
+            lists close matches.
+        ConfigMismatchError: For another model class or an unusable configuration
+            (including constructor arguments in ``config.json`` this version lacks).
     """
     arch = config.get("architecture")
     class_name = config.get("model_class")
@@ -757,8 +919,27 @@ def build_from_config(
             f"{CONFIG_NAME} of {source} describes a {class_name} ({arch}), not a {cls.__name__}. "
             f"Fix: call {class_name}.from_pretrained(...), or create_model({getattr(source, 'name', source)!r})."
         )
-    args = {k: v for k, v in config.items() if k not in META_KEYS and not k.startswith("_")}
-    args.update(overrides)
+    saved_args = {k: v for k, v in config.items() if k not in META_KEYS and not k.startswith("_")}
+    accepted = _init_parameters(klass)
+    if accepted is not None:
+        typos = [k for k in overrides if k not in accepted]
+        if typos:
+            raise TypeError(
+                f"unknown argument{'s' if len(typos) > 1 else ''} "
+                f"{', '.join(map(repr, typos))} for {class_name} ({arch}) loaded from {source}"
+                f"{_close_matches(typos, accepted)}. {class_name} takes: "
+                f"{', '.join(sorted(accepted))}."
+            )
+        foreign = [k for k in saved_args if k not in accepted]
+        if foreign:
+            raise ConfigMismatchError(
+                f"{CONFIG_NAME} of {source} has constructor argument"
+                f"{'s' if len(foreign) > 1 else ''} {', '.join(map(repr, foreign))} that "
+                f"{class_name} of this cefl-zoo version ({__version__}) does not take. Fix: the "
+                "config was written by another cefl-zoo version; upgrade cefl-zoo (or re-save "
+                "the folder with this version)."
+            )
+    args = {**saved_args, **overrides}
     if args.get("backbone", "") is None:
         raise ConfigMismatchError(
             f"{CONFIG_NAME} of {source} has backbone=null: the weights come from a model built "
@@ -775,9 +956,19 @@ def build_from_config(
             model = klass(**args)
             model.architecture = arch
     except TypeError as err:
+        if overrides:
+            fix = (
+                f"check the arguments you passed ({', '.join(sorted(overrides))}) against "
+                f"{CONFIG_NAME}; if they are right, the config may come from another cefl-zoo "
+                f"version (this is {__version__})"
+            )
+        else:
+            fix = (
+                f"the config was written by another cefl-zoo version (this is {__version__}); "
+                "upgrade cefl-zoo"
+            )
         raise ConfigMismatchError(
-            f"cannot build {class_name} from {CONFIG_NAME} of {source}: {err}. Fix: the config "
-            f"was written by another cefl-zoo version (this is {__version__}); upgrade cefl-zoo."
+            f"cannot build {class_name} from {CONFIG_NAME} of {source}: {err}. Fix: {fix}."
         ) from err
     if not isinstance(model, klass):
         raise ConfigMismatchError(
@@ -801,8 +992,10 @@ def _attach_cfg(model: VideoClassifier, config: Mapping[str, Any], source: Weigh
         cfg = cfg.replace(hf_hub_id=source.location, hf_hub_revision=revision, file=None)
     if cfg.input_size[0] != model.in_chans:
         cfg = cfg.replace(input_size=(model.in_chans, *cfg.input_size[1:]))
+    if cfg.label_names is not None and len(cfg.label_names) != model.num_classes:
+        # another num_classes than the weights': the new classifier's outputs have no names
+        cfg = cfg.replace(label_names=None)
     model.pretrained_cfg = cfg
-    model._set_num_classes(model.num_classes)  # drops label names that no longer fit
 
 
 def from_pretrained(
@@ -849,11 +1042,14 @@ def from_pretrained(
     return model
 
 
-def load_model(model_name: str, pretrained: bool = True, **kwargs: Any) -> VideoClassifier:
+def load_model(
+    model_name: str | os.PathLike[str], pretrained: bool = True, **kwargs: Any
+) -> VideoClassifier:
     """``create_model`` for ``"hf-hub:org/repo[@rev]"`` names and local directories.
 
     Args:
-        model_name: The name or directory.
+        model_name: The name (``hf_hub:`` works too) or directory (a path, or
+            ``"local-dir:PATH"``).
         pretrained: Load the weights (open_clip behaviour for hub names); ``False``
             builds the architecture of ``config.json`` with fresh weights.
         **kwargs: Constructor overrides, plus the hub options ``revision``,

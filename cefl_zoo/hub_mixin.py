@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HubMixin",
     "atomic_write",
+    "check_artifacts",
     "check_folder",
     "model_config",
     "save_pretrained",
@@ -106,14 +107,19 @@ def _state_for_safetensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu").contiguous()
         ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-        if ident in seen or tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+        if (
+            ident in seen
+            or tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size()
+        ):
             tensor = tensor.clone()
         seen.add(ident)
         out[key] = tensor
     return out
 
 
-def model_config(model: VideoClassifier, pretrained_cfg: PretrainedCfg | None = None) -> dict[str, Any]:
+def model_config(
+    model: VideoClassifier, pretrained_cfg: PretrainedCfg | None = None
+) -> dict[str, Any]:
     """The ``config.json`` content of a model (without the weights' sha256).
 
     Keys: ``architecture``, ``model_class``, the constructor arguments
@@ -195,14 +201,20 @@ def save_pretrained(
     _atomic_save_safetensors(
         _state_for_safetensors(model),
         weights,
-        metadata={"format": "pt", "architecture": str(model.architecture), "cefl_zoo_version": __version__},
+        metadata={
+            "format": "pt",
+            "architecture": str(model.architecture),
+            "cefl_zoo_version": __version__,
+        },
     )
     config["pretrained_cfg"]["sha256"] = sha256sum(weights)
     if training:
         config["training"] = dict(training)
     atomic_write(folder / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=False) + "\n")
     if model_card:
-        atomic_write(folder / MODEL_CARD_NAME, render_model_card(config, **dict(model_card_kwargs or {})))
+        atomic_write(
+            folder / MODEL_CARD_NAME, render_model_card(config, **dict(model_card_kwargs or {}))
+        )
     return folder
 
 
@@ -210,7 +222,10 @@ def check_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """Check that a folder is publishable; return its ``config.json``.
 
     A publishable folder holds ``config.json``, ``model.safetensors`` whose sha256 is
-    the one recorded in the config, and ``README.md``.
+    the one recorded in the config, and ``README.md``. Exported extras
+    (``model.onnx``, ``model.onnx.data``, ``model.pt2``) must be recorded in the config's
+    ``artifacts`` with their sha256: one that is not (left over from an earlier export of
+    other weights) or that changed is refused.
 
     Raises:
         cefl_zoo.hub.PretrainedWeightsError: Subclasses naming the file and the fix.
@@ -238,7 +253,72 @@ def check_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
     verify_sha256(weights, recorded, source=source, pinned_by="its config.json")
     read_safetensors(weights, source=source)
     resolve_file(source, MODEL_CARD_NAME)
+    check_artifacts(folder, config)
     return config
+
+
+def check_artifacts(folder: str | os.PathLike[str], config: Mapping[str, Any]) -> list[str]:
+    """Verify the exported extras of a folder against ``config["artifacts"]``.
+
+    Returns:
+        The recorded extra files, all present with their recorded sha256.
+
+    Raises:
+        cefl_zoo.hub.ConfigMismatchError: For an extra file (``model.onnx``,
+            ``model.onnx.data``, ``model.pt2``) the config does not record: it was not
+            exported with these weights.
+        cefl_zoo.hub.WeightsNotFoundError: For a recorded extra that is missing.
+        cefl_zoo.hub.ChecksumMismatchError: For a recorded extra whose sha256 changed.
+    """
+    from .hub import (
+        ARTIFACT_NAMES,
+        ARTIFACTS_KEY,
+        ConfigMismatchError,
+        CorruptWeightsError,
+        WeightsSource,
+        resolve_file,
+        verify_sha256,
+    )
+
+    folder = Path(folder)
+    source = WeightsSource.parse(folder)
+    artifacts = config.get(ARTIFACTS_KEY) or {}
+    if not isinstance(artifacts, Mapping) or not all(
+        k in ARTIFACT_NAMES and isinstance(v, str) for k, v in artifacts.items()
+    ):
+        raise CorruptWeightsError(
+            f"config.json of {source}: {ARTIFACTS_KEY!r} must map exported file names "
+            f"({', '.join(ARTIFACT_NAMES)}) to their sha256, got {str(artifacts)[:80]!r}. "
+            "Fix: re-export the folder with `cefl-zoo export`."
+        )
+    stale = sorted(
+        name for name in ARTIFACT_NAMES if (folder / name).exists() and name not in artifacts
+    )
+    if stale:
+        one = len(stale) == 1
+        it, does = ("it", "does") if one else ("they", "do")
+        raise ConfigMismatchError(
+            f"{', '.join(stale)} in {source} {'is' if one else 'are'} not recorded in its "
+            f"config.json: left over from an export of other weights, so {it} {does} not "
+            f"match model.safetensors. Fix: delete {'it' if one else 'them'}, or export "
+            "again with --onnx / --torch-export (which records the sha256 of what it writes)."
+        )
+    for name, digest in sorted(artifacts.items()):
+        path = resolve_file(source, name)
+        verify_sha256(path, digest, source=source, pinned_by="its config.json (artifacts)")
+    return sorted(artifacts)
+
+
+def _is_generated_card(card: str, config: Mapping[str, Any]) -> bool:
+    """Whether ``card`` is the card :func:`render_model_card` writes for ``config``, for
+    any repository (or none) in its usage line: not edited by hand."""
+    import re
+
+    from .model_card import render_model_card
+
+    usage = re.compile(r'^model = cefl_zoo\.create_model\("[^"\n]*"\)\.eval\(\)$', re.M)
+    placeholder = 'model = cefl_zoo.create_model("<repo>").eval()'
+    return usage.sub(placeholder, card) == usage.sub(placeholder, render_model_card(config))
 
 
 def upload_folder(
@@ -250,13 +330,20 @@ def upload_folder(
     token: str | bool | None = None,
     commit_message: str | None = None,
     create_pr: bool = False,
+    branch: str | None = None,
 ) -> Any:
     """Upload a checked weights folder to the Hugging Face Hub.
 
     Creates the repository (``exist_ok=True``) and the branch ``revision`` if needed,
-    names the repository in the generated model card (a hand-edited card is kept as it
-    is), then uploads ``config.json``, ``model.safetensors`` and ``README.md`` (and an ONNX
-    or ``torch.export`` file when present) in one commit.
+    then uploads ``config.json``, ``model.safetensors``, ``README.md`` and the extras
+    recorded in ``config.json`` (``model.onnx``, ``model.pt2``) in one commit. Extras of
+    those names that the repository holds from an earlier push and this folder does not
+    have are deleted in the same commit, so the repository never pairs new weights with
+    an old exported program.
+
+    The folder is not modified. A generated model card (not edited by hand) is uploaded
+    with this repository named in its usage snippet; a hand-edited card is uploaded as
+    it is.
 
     Args:
         folder: Written by ``save_pretrained`` or ``cefl-zoo export``.
@@ -266,36 +353,66 @@ def upload_folder(
         token: Hugging Face token (default: the logged-in one).
         commit_message: Commit message.
         create_pr: Open a pull request instead of committing directly.
+        branch: ``huggingface_hub``'s name for ``revision``.
 
     Returns:
         ``huggingface_hub.CommitInfo``: its ``oid`` is the commit to pin as
         ``hf_hub_revision``.
     """
+    import shutil
+
     from huggingface_hub import HfApi
 
-    from .hub import MODEL_CARD_NAME
+    from .hub import ARTIFACT_NAMES, ARTIFACTS_KEY, CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME
     from .model_card import render_model_card
 
-    config = check_folder(folder)
-    card = Path(folder) / MODEL_CARD_NAME
-    if card.read_text(encoding="utf-8") == render_model_card(config):
-        # The generated card, not edited by hand: name the repository in its usage snippet.
-        atomic_write(card, render_model_card(config, repo_id=repo_id))
-    api = HfApi(token=token, library_name="cefl-zoo", library_version=__version__)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    if revision:
-        api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+    revision = _branch(revision, branch)
+    config = check_folder(folder)  # also verifies the recorded extras
+    folder = Path(folder)
+    extras = sorted(config.get(ARTIFACTS_KEY) or {})
+    files = [CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME, *extras]
+    card = (folder / MODEL_CARD_NAME).read_text(encoding="utf-8")
+    if _is_generated_card(card, config):
+        card = render_model_card(config, repo_id=repo_id)
     name = config.get("architecture") or config.get("model_class")
     tag = (config.get("pretrained_cfg") or {}).get("tag")
-    return api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(folder),
-        repo_type="model",
-        revision=revision,
-        commit_message=commit_message or f"Upload {name}{'.' + tag if tag else ''} (cefl-zoo {__version__})",
-        create_pr=create_pr,
-        allow_patterns=["config.json", "model.safetensors", "README.md", "*.onnx", "*.onnx.data", "*.pt2"],
-    )
+    api = HfApi(token=token, library_name="cefl-zoo", library_version=__version__)
+    # The commit is made from a staging folder of links to the checked files plus the
+    # repo-specific card, so the user's folder stays byte-identical even if the push fails.
+    with tempfile.TemporaryDirectory(prefix="cefl-zoo-upload-") as tmp:
+        staging = Path(tmp)
+        for file in files:
+            if file == MODEL_CARD_NAME:
+                continue
+            target = (folder / file).resolve()
+            try:
+                os.symlink(target, staging / file)
+            except OSError:  # no symlinks here (some Windows set-ups): copy
+                shutil.copy2(target, staging / file)
+        (staging / MODEL_CARD_NAME).write_text(card, encoding="utf-8")
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(staging),
+            repo_type="model",
+            revision=revision,
+            commit_message=commit_message
+            or f"Upload {name}{'.' + tag if tag else ''} (cefl-zoo {__version__})",
+            create_pr=create_pr,
+            allow_patterns=files,
+            delete_patterns=[a for a in ARTIFACT_NAMES if a not in files],
+        )
+
+
+def _branch(revision: str | None, branch: str | None) -> str | None:
+    """``revision=`` (ours) or ``branch=`` (``huggingface_hub``'s spelling), not two."""
+    if branch is not None and revision is not None and branch != revision:
+        raise ValueError(
+            f"two branches given: revision={revision!r} and branch={branch!r}; give one"
+        )
+    return revision if revision is not None else branch
 
 
 class HubMixin:
@@ -356,7 +473,8 @@ class HubMixin:
 
         Args:
             pretrained_model_name_or_path: ``"org/repo"``, ``"hf-hub:org/repo[@rev]"``
-                or a directory with ``config.json`` + ``model.safetensors``.
+                (or timm's ``"hf_hub:org/repo"``), or a directory with ``config.json`` +
+                ``model.safetensors`` (a path, or ``"local-dir:PATH"``).
             revision: Hub branch, tag or (for reproducibility) 40-hex commit.
             cache_dir: Hugging Face cache directory (default ``HF_HUB_CACHE``).
             force_download: Download again even if cached.
@@ -365,7 +483,8 @@ class HubMixin:
             strict: Refuse weights that do not fit the model exactly (default).
             map_location: Device to move the model to.
             **model_kwargs: Constructor arguments replacing the config's; another
-                ``num_classes`` keeps everything but the classifier (logged).
+                ``num_classes`` keeps everything but the classifier (logged). A name the
+                model does not take raises :class:`TypeError` with close matches.
 
         Returns:
             The model in evaluation mode (``huggingface_hub`` convention), with
@@ -403,12 +522,16 @@ class HubMixin:
         create_pr: bool = False,
         pretrained_cfg: PretrainedCfg | None = None,
         training: Mapping[str, Any] | None = None,
+        branch: str | None = None,
     ) -> Any:
         """Save the model to a temporary folder and upload it (see :func:`upload_folder`).
+
+        ``branch=`` (``huggingface_hub``'s spelling) is accepted for ``revision=``.
 
         Returns:
             ``huggingface_hub.CommitInfo`` of the upload.
         """
+        revision = _branch(revision, branch)
         with tempfile.TemporaryDirectory(prefix="cefl-zoo-push-") as tmp:
             folder = save_pretrained(
                 self,  # type: ignore[arg-type]

@@ -424,11 +424,14 @@ def create_model(
 
         return hub.load_model(model_name, **kwargs)
     if _looks_like_path(model_name) and not is_model(model_name):
+        from .hub import hub_hint
+
         raise FileNotFoundError(
             f"no model folder {model_name!r} ({os.path.abspath(model_name)}"
             " does not exist). A folder must be one written by save_pretrained() "
             "(config.json + model.safetensors); a registry name looks like "
             "'ceflnet_resnet18' or 'ceflnet_tiny.synthetic' (see cefl_zoo.list_models())."
+            + hub_hint(model_name)
         )
     arch, _tag = split_model_name(model_name)
     entry = model_entrypoint(arch)
@@ -484,8 +487,7 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _is_hub_reference(name: str) -> bool:
-    if name.startswith("hf-hub:"):
-        return True
-    if is_model(name):
-        return False
-    return os.path.isdir(name)
+    """``hf-hub:`` / ``hf_hub:`` / ``local-dir:`` names and existing weight folders."""
+    from .hub import is_reference
+
+    return is_reference(name)

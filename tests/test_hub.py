@@ -482,6 +482,7 @@ def test_export_a_training_run(tmp_path, capsys):
     assert main(["export", str(run), str(out), "--torch-export"]) == 0
     assert "sha256" in capsys.readouterr().out
     config = json.loads((out / "config.json").read_text())
+    assert config["artifacts"] == {"model.pt2": sha256sum(out / "model.pt2")}
     cfg = config["pretrained_cfg"]
     metrics = json.loads((run / "metrics.json").read_text())["best"]
     assert cfg["metrics"]["war"] == pytest.approx(metrics["war"])

@@ -159,3 +159,35 @@ def test_timm_local_dir_backbone(tmp_path) -> None:
     assert type(model.backbone).__name__ == type(backbone).__name__
     ours = dict(model.backbone.named_parameters())
     assert all(torch.equal(ours[n], p) for n, p in backbone.named_parameters())
+
+
+@pytest.mark.parametrize("backbone", [None, "test_vit", "resnet18"])
+def test_layer_decay_runs_from_the_backbone_stem_to_the_video_head(backbone) -> None:
+    import warnings
+
+    from timm.optim._param_groups import param_groups_layer_decay
+
+    kwargs = {} if backbone is None else {"backbone": backbone}
+    model = create_model("ceflnet_tiny", **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        groups = param_groups_layer_decay(model, weight_decay=0.0, layer_decay=0.5)
+    names = {id(p): n for n, p in model.named_parameters()}
+    scale = {names[id(p)]: g["lr_scale"] for g in groups for p in g["params"]}
+    assert len(scale) == len(names)  # every parameter in exactly one group
+    outside = [n for n in names.values() if not n.startswith("backbone.")]
+    assert {scale[n] for n in outside} == {1.0}  # the clip encoder and head: full lr
+    inside = [scale[n] for n in names.values() if n.startswith("backbone.")]
+    assert max(inside) < 1.0 and len(set(inside)) >= 3
+    first = next(iter(model.backbone.named_parameters()))[0]
+    assert scale[f"backbone.{first}"] == min(scale.values())  # the stem: smallest lr
+
+
+def test_has_frame_weights_says_whether_explanations_weight_frames() -> None:
+    x = _video()
+    full = create_model("ceflnet_tiny").eval()
+    no_relation = create_model("ceflnet_tiny", relation=False).eval()
+    assert full.has_frame_weights and not no_relation.has_frame_weights
+    assert not torch.all(full.forward_explain(x).frame_weights == 1)
+    assert torch.all(no_relation.forward_explain(x).frame_weights == 1)
+    assert not create_model("frameavg_resnet18", backbone="test_convnext").has_frame_weights

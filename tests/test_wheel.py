@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -52,8 +53,12 @@ _SCRIPT = textwrap.dedent(
 
 
 def _pip(*args: str, cwd: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pip", *args], check=False, cwd=cwd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"pip {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", *args], check=False, cwd=cwd, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, (
+        f"pip {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +66,31 @@ def installed(tmp_path_factory):
     """Build, install and run; returns a dict of what the installed copy reported."""
     root = tmp_path_factory.mktemp("wheel")
     src = copy_checkout(root / "src")
-    _pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist"), str(src), cwd=root)
+    _pip(
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(root / "dist"),
+        str(src),
+        cwd=root,
+    )
     wheel = next((root / "dist").glob("cefl_zoo-*.whl"))
     site = root / "site"
     _pip("install", "--no-deps", "--no-compile", "-q", "--target", str(site), str(wheel), cwd=root)
 
     cfg = json.loads((src / WEIGHTS_REL / "config.json").read_text())["pretrained_cfg"]
     c, h, w = cfg["input_size"]
-    x = torch.randn(2, cfg["num_clips"], cfg["frames_per_clip"], c, h, w, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(
+        2,
+        cfg["num_clips"],
+        cfg["frames_per_clip"],
+        c,
+        h,
+        w,
+        generator=torch.Generator().manual_seed(0),
+    )
     torch.save(x, root / "x.pt")
     script = root / "run.py"
     script.write_text(_SCRIPT)
@@ -76,24 +98,65 @@ def installed(tmp_path_factory):
     outside.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
     proc = subprocess.run(
-        [sys.executable, str(script), str(root / "x.pt")], check=False, cwd=outside, env=env, capture_output=True,
-        text=True, timeout=300,
+        [sys.executable, str(script), str(root / "x.pt")],
+        check=False,
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    return {"src": src, "wheel": wheel, "site": site, "x": x,
-            "result": json.loads(line[len("RESULT "):])}
+    return {
+        "src": src,
+        "wheel": wheel,
+        "site": site,
+        "x": x,
+        "result": json.loads(line[len("RESULT ") :]),
+    }
 
 
 def test_wheel_contains_every_packaged_weight_file(installed):
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
     packaged = sorted(
         p.relative_to(installed["src"]).as_posix()
-        for p in (installed["src"] / "cefl_zoo" / "weights").rglob("*") if p.is_file()
+        for p in (installed["src"] / "cefl_zoo" / "weights").rglob("*")
+        if p.is_file()
     )
     assert f"{WEIGHTS_REL.as_posix()}/model.safetensors" in packaged
     assert set(packaged) <= names
     assert {"cefl_zoo/hub.py", "cefl_zoo/models/weights.py"} <= names
+
+
+def test_wheel_ships_the_py_typed_marker(installed):
+    """PEP 561: without cefl_zoo/py.typed, type checkers treat the package as untyped."""
+    names = set(zipfile.ZipFile(installed["wheel"]).namelist())
+    assert "cefl_zoo/py.typed" in names
+    assert (installed["site"] / "cefl_zoo" / "py.typed").is_file()
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    text = zipfile.ZipFile(installed["wheel"]).read(metadata).decode()
+    assert "Classifier: Typing :: Typed" in text
+
+
+def test_sdist_ships_what_its_own_tests_read(installed, tmp_path):
+    """An unpacked sdist runs its tests: tests/test_readme.py reads .ci/constraints.txt and
+    .ci/run, so the sdist carries .ci/ (and the py.typed marker)."""
+    dist = tmp_path / "dist"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "sdist", "-d", str(dist)],
+        check=False,
+        cwd=installed["src"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    sdist = next(dist.glob("cefl_zoo-*.tar.gz"))
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    for rel in (".ci/constraints.txt", ".ci/run", "cefl_zoo/py.typed", "tests/test_readme.py"):
+        assert rel in names, f"{rel} is missing from {sdist.name}"
 
 
 def test_the_installed_copy_is_imported_not_the_repo(installed):

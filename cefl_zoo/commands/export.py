@@ -5,8 +5,10 @@
 folder. ``OUT_DIR`` receives ``model.safetensors``, ``config.json`` (architecture,
 constructor arguments, labels, preprocessing, provenance, sha256) and the model card
 ``README.md`` with the metrics of the run's ``metrics.json`` (or ``--eval-json``), and
-optionally ``model.onnx`` (``--onnx``) and ``model.pt2`` (``--torch-export``).
-``cefl-zoo push OUT_DIR REPO_ID`` then publishes it.
+optionally ``model.onnx`` (``--onnx``) and ``model.pt2`` (``--torch-export``), whose
+sha256 ``config.json`` records; an earlier export's ``model.onnx`` / ``model.pt2`` that
+this export does not write again is removed. ``cefl-zoo push OUT_DIR REPO_ID`` then
+publishes it.
 
 Example:
     >>> import tempfile, cefl_zoo
@@ -41,6 +43,7 @@ __all__ = [
     "metrics_from_json",
     "run",
     "train_command_from_config",
+    "write_artifacts",
 ]
 
 #: The sub-command name: ``cefl-zoo export``.
@@ -415,11 +418,52 @@ def export(
         notes=f"exported from {Path(source).name}" if run_dir is not None else cfg.notes,
     )
     out = save_pretrained(model, out_dir, pretrained_cfg=cfg, training=training or None)
+    write_artifacts(model, out, onnx=onnx, torch_export=torch_export)
+    return out
+
+
+def write_artifacts(
+    model: VideoClassifier, out: Path, *, onnx: bool = False, torch_export: bool = False
+) -> dict[str, str]:
+    """Write the extra formats of an exported folder and record them in ``config.json``.
+
+    Extras of the known names (``model.onnx``, ``model.onnx.data``, ``model.pt2``) that
+    this export does not write are deleted: they were exported from the folder's earlier
+    weights. The sha256 of each extra written goes to ``config.json``'s ``artifacts``,
+    which ``cefl-zoo push`` checks (other files in the folder are left alone).
+
+    Returns:
+        ``{file name: sha256}`` of the extras written.
+    """
+    import logging
+
+    from ..hub import ARTIFACT_NAMES, ARTIFACTS_KEY, CONFIG_NAME, sha256sum
+    from ..hub_mixin import atomic_write
+
+    logger = logging.getLogger(__name__)
+    writing = set()
+    if onnx:
+        writing |= {"model.onnx", "model.onnx.data"}
+    if torch_export:
+        writing.add("model.pt2")
+    for name in ARTIFACT_NAMES:  # stale: from the weights this folder held before
+        path = out / name
+        if path.exists() or path.is_symlink():
+            path.unlink()
+            if name not in writing:
+                logger.warning("removed %s: exported from the weights %s held before", name, out)
     if onnx:
         export_onnx(model, out / "model.onnx")
     if torch_export:
         export_torch_program(model, out / "model.pt2")
-    return out
+    artifacts = {name: sha256sum(out / name) for name in ARTIFACT_NAMES if (out / name).is_file()}
+    config_path = out / CONFIG_NAME
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config.pop(ARTIFACTS_KEY, None)
+    if artifacts:
+        config[ARTIFACTS_KEY] = artifacts
+    atomic_write(config_path, json.dumps(config, indent=2, sort_keys=False) + "\n")
+    return artifacts
 
 
 def run(args: argparse.Namespace) -> int:
@@ -448,7 +492,10 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))}"
     )
-    print(f"  {config['architecture']}.{cfg['tag']}  labels {cfg['label_names']}")
+    name = f"{config['architecture']}.{cfg['tag']}" if cfg.get("tag") else config["architecture"]
+    labels = cfg.get("label_names")
+    shown = ", ".join(labels) if labels else "not recorded (class_0, class_1, ...)"
+    print(f"  {name}  labels {shown}")
     print(f"  sha256 {cfg['sha256']}")
     if cfg["metrics"]:
         print("  metrics " + ", ".join(f"{k} {v:.4g}" for k, v in cfg["metrics"].items()))

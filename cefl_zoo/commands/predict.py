@@ -37,8 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         metavar="NAME|PATH",
-        help="weight set (arch.tag), a folder saved with save_pretrained, or hf-hub:org/repo "
-        "(default: ceflnet_tiny.synthetic, shipped with the package)",
+        help="weight set (arch.tag; a bare arch loads its default weight set, as "
+        "create_model(arch, pretrained=True) does), a folder saved with save_pretrained "
+        "(or local-dir:PATH), or hf-hub:org/repo (default: ceflnet_tiny.synthetic, shipped "
+        "with the package)",
     )
     parser.add_argument(
         "--json",

@@ -1,11 +1,13 @@
 """``cefl-zoo push OUT_DIR REPO_ID``: publish an exported weights folder on the Hub.
 
 The folder is checked first (``config.json``, ``model.safetensors`` with the sha256
-recorded in the config, ``README.md``), then uploaded in one commit with
+recorded in the config, ``README.md``, and the sha256 of any exported ``model.onnx`` /
+``model.pt2``), then uploaded in one commit with
 ``huggingface_hub`` (``HfApi.create_repo`` + ``upload_folder``), which uses the
 logged-in token (``hf auth login`` / ``HF_TOKEN``) and ``HF_ENDPOINT``. The command
 prints the commit to pin and the registry fields to paste into
-``cefl_zoo/models/weights.py``.
+``cefl_zoo/models/weights.py``. The folder itself is not modified: the model card is
+uploaded with the repository named in its usage line.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "repo_id", help="Hugging Face repository, e.g. cefl-zoo/ceflnet_resnet18.dfew"
     )
-    parser.add_argument("--revision", default=None, help="branch to commit to (created if missing)")
+    parser.add_argument(
+        "--revision",
+        "--branch",
+        dest="revision",
+        default=None,
+        help="branch to commit to (created if missing)",
+    )
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument(
         "--token", default=None, help="Hugging Face token (default: the logged-in one)"

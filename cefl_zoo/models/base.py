@@ -47,7 +47,8 @@ class ExplainOutput(NamedTuple):
         emotion_rich_clip: Index of the emotion-rich clip for the predicted class,
             ``(B,)`` (paper eq. 6).
         frame_weights: Local-global relation weight of every frame, ``(B, N, K)``, in
-            ``(0, 1)`` (paper eq. 2).
+            ``(0, 1)`` (paper eq. 2); all 1 for a model without the relation (the
+            ``ceflnet_resnet18_sal`` ablation), see ``model.has_frame_weights``.
         clip_features: Clip-level features ``V^f``, ``(B, N, d_out)`` (paper eq. 4).
     """
 
@@ -113,6 +114,18 @@ def check_video_input(x: Any, in_chans: int = 3) -> None:
             "convert uint8 frames with x.float() / 255 and normalise them "
             "(cefl_zoo.transforms_for(model) does both)"
         )
+
+
+def _prefixed(matcher: Any) -> Any:
+    """A timm group-matcher value (regex, or list of ``(regex, ordinal)``) for the
+    backbone's parameters inside a video model (names prefixed ``backbone.``)."""
+    if isinstance(matcher, str):
+        return r"^backbone\.(?:" + matcher.removeprefix("^") + ")"
+    return [(_prefixed(regex), *rest) for regex, *rest in matcher]
+
+
+def _regexes(matcher: Any) -> list[str]:
+    return [matcher] if isinstance(matcher, str) else [regex for regex, *_ in matcher]
 
 
 def adapt_channels(cfg: PretrainedCfg, in_chans: int) -> PretrainedCfg:
@@ -205,6 +218,10 @@ class VideoClassifier(HubMixin, nn.Module):
         self.head_hidden_size: int = self.num_features
 
     # -- shared plumbing -------------------------------------------------------------
+    #: Whether :meth:`forward_explain` weights frames (paper eq. 2) rather than giving
+    #: ``frame_weights=None`` or all ones.
+    has_frame_weights: bool = False
+
     @property
     def label_names(self) -> tuple[str, ...]:
         """Class names in output order (``class_0``, ... when the weights name none)."""
@@ -295,6 +312,36 @@ class VideoClassifier(HubMixin, nn.Module):
         if names is not None and (new_head or len(names) != self.num_classes):
             # A fresh head's outputs are no classes yet: drop the names of the old one.
             self.pretrained_cfg = self.pretrained_cfg.replace(label_names=None)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups from input to output, as timm's layer-wise lr decay reads them.
+
+        The backbone's own groups (its ``group_matcher``, prefixed ``backbone.``; one
+        group for a backbone without it), then its parameters those leave out (e.g. a
+        final norm), then everything after the backbone (clip encoder, head), last.
+
+        Example:
+            >>> import cefl_zoo
+            >>> sorted(cefl_zoo.create_model("ceflnet_tiny").group_matcher())
+            ['backbone_rest', 'blocks', 'head', 'stem']
+        """
+        import re
+
+        inner = getattr(self.backbone, "group_matcher", None)
+        groups = inner(coarse=coarse) if callable(inner) else {}
+        out: dict[str, Any] = {key: _prefixed(value) for key, value in groups.items()}
+        patterns = [re.compile(r) for value in out.values() for r in _regexes(value)]
+        rest = [
+            f"backbone.{name}"
+            for name, _ in self.backbone.named_parameters()
+            if not any(pat.match(f"backbone.{name}") for pat in patterns)
+        ]
+        if rest:
+            alternatives = "|".join(re.escape(n) for n in rest)
+            out["backbone_rest"] = [(rf"^(?:{alternatives})$", (10**8,))]
+        out["head"] = [(r"^(?!backbone\.)", (10**9,))]
+        return out
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:

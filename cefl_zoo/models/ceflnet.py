@@ -129,6 +129,11 @@ class CEFLNet(VideoClassifier):
         self.head_drop = nn.Dropout(drop_rate)
         self.head = self._make_head(self.num_classes)
 
+    @property
+    def has_frame_weights(self) -> bool:
+        """Whether LRL learns frame weights (eq. 2); ``False`` for ``relation=False``."""
+        return getattr(self.clip_encoder.lrl, "relation", None) is not None
+
     def _make_head(self, num_classes: int) -> nn.Module:
         if self.head_type == "eian":
             return EmotionIntensityActivation(self.clip_dim, num_classes, self.eian_kernel_size)

@@ -75,7 +75,8 @@ def plot_prediction(pred: Prediction, path: str | os.PathLike, all_classes: bool
        emotion-rich clip's bar orange, clips labelled with their time range;
     3. with ``all_classes``: a heat map of every class's clip scores (darker = more
        intense), the emotion-rich clip's column outlined;
-    4. with ``all_classes``: the clip encoder's frame weights (K rows x N clips);
+    4. with ``all_classes``: the clip encoder's frame weights (K rows x N clips), left out
+       for a model that does not weight frames (``frame_weights`` is ``None``);
 
     and on the right the class probabilities.
 

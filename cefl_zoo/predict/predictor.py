@@ -62,6 +62,7 @@ __all__ = [
     "Predictor",
     "StageTimes",
     "load_model_for_inference",
+    "weights_frames",
 ]
 
 #: The model the CLI uses when none is named: ``ceflnet_tiny`` trained on the built-in
@@ -92,35 +93,48 @@ class ModelForwardError(RuntimeError):
     """
 
 
-def load_model_for_inference(name: str) -> nn.Module:
+def load_model_for_inference(name: str | os.PathLike[str]) -> nn.Module:
     """Create a model by name for prediction, with trained weights wherever they exist.
 
     * ``"arch.tag"`` loads that weight set (a clear error if it is not trained yet);
-    * a bare architecture (``"ceflnet_tiny"``) loads its default weight set when one is
-      available, else random weights with a warning (predictions are then meaningless);
-    * ``"hf-hub:org/repo"`` and local directories (``config.json`` +
-      ``model.safetensors``) load as :func:`cefl_zoo.create_model` does.
+    * a bare architecture (``"ceflnet_tiny"``) loads its default weight set, the one
+      ``create_model(arch, pretrained=True)`` loads, when it is available, else random
+      weights with a warning (predictions are then meaningless);
+    * ``"hf-hub:org/repo"`` (or timm's ``"hf_hub:org/repo"``), ``"local-dir:PATH"`` and
+      local directories (``config.json`` + ``model.safetensors``) load as
+      :func:`cefl_zoo.create_model` does.
 
     Raises:
-        cefl_zoo.UnknownModelError: For an unknown name.
+        cefl_zoo.UnknownModelError: For an unknown name (a bare ``"org/repo"`` gets the
+            hint to write ``"hf-hub:org/repo"``).
     """
+    from .. import hub
     from ..registry import (
+        UnknownModelError,
         create_model,
-        get_pretrained_cfg,
+        default_pretrained_cfg,
         is_model,
-        list_pretrained,
+        model_entrypoint,
         split_model_name,
     )
 
-    if name.startswith("hf-hub:") or (not is_model(name) and os.path.isdir(name)):
-        return create_model(name)
+    if hub.is_reference(name):
+        return hub.load_model(name)
+    name = os.fspath(name)
     arch, tag = split_model_name(name)
+    if not is_model(arch):
+        hint = hub.hub_hint(name)
+        if hint:
+            raise UnknownModelError(
+                f"unknown model {name!r}: it is neither a registered architecture nor an "
+                f"existing folder.{hint} See cefl_zoo.list_models()."
+            )
+        model_entrypoint(arch)  # raises UnknownModelError with close matches
     if tag:
         return create_model(name, pretrained=True)
-    get_pretrained_cfg(arch)  # raises UnknownModelError with close matches
-    available = [c for c in list_pretrained(f"{arch}.*") if c.status == "available"]
-    if available:
-        return create_model(available[0].name, pretrained=True)
+    default = default_pretrained_cfg(arch)
+    if default is not None and default.has_weights:
+        return create_model(default.name, pretrained=True)
     warnings.warn(
         f"{name!r} has no trained weights: predicting with RANDOM weights, the labels mean "
         "nothing. Pass a weight set (cefl-zoo models --pretrained lists them), a folder "
@@ -128,6 +142,29 @@ def load_model_for_inference(name: str) -> nn.Module:
         stacklevel=3,
     )
     return create_model(name)
+
+
+def weights_frames(model: nn.Module) -> bool:
+    """Whether ``model`` learns a weight for every frame (CEFLNet's LRL, paper eq. 2).
+
+    A model can say so with a boolean ``has_frame_weights`` attribute; otherwise a
+    CEFLNet whose clip encoder's LRL has no relation layer (``relation=False``, the
+    ``ceflnet_resnet18_sal`` ablation) weights every frame 1 and does not count.
+
+    Example:
+        >>> import cefl_zoo
+        >>> weights_frames(cefl_zoo.create_model("ceflnet_tiny"))
+        True
+        >>> weights_frames(cefl_zoo.create_model("ceflnet_tiny", relation=False))
+        False
+    """
+    flag = getattr(model, "has_frame_weights", None)
+    if isinstance(flag, bool):
+        return flag
+    lrl = getattr(getattr(model, "clip_encoder", None), "lrl", None)
+    if lrl is not None and hasattr(lrl, "relation") and lrl.relation is None:
+        return False
+    return True
 
 
 @dataclass
@@ -348,6 +385,7 @@ class Predictor:
         self.device = _resolve_device(device)
         self.amp = _resolve_amp(amp, self.device)
         self.model = model.eval().to(self.device)
+        self._frame_weights = weights_frames(model)
         self.label_names: tuple[str, ...] = tuple(
             getattr(model, "label_names", None)
             or [f"class_{i}" for i in range(int(getattr(model, "num_classes", 0)))]
@@ -464,12 +502,10 @@ class Predictor:
         self, frames: torch.Tensor, source: str, times: torch.Tensor | None
     ) -> torch.Tensor:
         """Face crops of ``uint8 (T, 3, H, W)`` frames taken at original frames ``times``."""
-        from ..faces import FaceCropper
+        from ..data.base import crop_faces
 
         with self._timed("faces"):
-            if isinstance(self.face_cropper, FaceCropper):
-                return self.face_cropper(frames, source, times=times)
-            return self.face_cropper(frames, source)
+            return crop_faces(self.face_cropper, frames, source, times=times)
 
     def _prepare_frames(
         self,
@@ -603,6 +639,8 @@ class Predictor:
             for name in ("logits", "clip_scores", "frame_weights"):
                 value = getattr(out, name, None)
                 result[name] = None if value is None else value.detach().float().cpu()
+            if not self._frame_weights:  # constant weights (no LRL relation): nothing to show
+                result["frame_weights"] = None
         return result
 
     def _predictions(self, prepared: list[_Prepared]) -> list[Prediction]:

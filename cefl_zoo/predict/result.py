@@ -62,6 +62,7 @@ def dump_json(data: Any, path: str | os.PathLike | None = None, indent: int | No
         atomic_write(path, text + "\n")
     return text
 
+
 @dataclass(eq=False)
 class Prediction:
     """The explained prediction for one video.
@@ -76,7 +77,9 @@ class Prediction:
             each row sums to 1 over the clips (paper eq. 5); ``None`` for models without
             an EIAN head (the baselines).
         frame_weights: Local-global relation weight of every sampled frame, ``(N, K)``
-            in ``(0, 1)`` (paper eq. 2); ``None`` for models without LRL.
+            in ``(0, 1)`` (paper eq. 2); ``None`` for models that do not weight frames:
+            the baselines, and the ``ceflnet_resnet18_sal`` ablation (``relation=False``),
+            whose LRL gives every frame the same weight.
         frame_indices: Original-frame index of every sampled frame, ``(N, K)`` long;
             ``None`` for an input that was already sampled.
         clip_windows: First and last original frame (inclusive) of each clip's
@@ -213,11 +216,15 @@ class Prediction:
                 entry["start_s"], entry["end_s"] = seconds
         if self.frame_indices is not None:
             entry["frames"] = [int(i) for i in self.frame_indices[n].tolist()]
-        if self.frame_weights is not None:
-            entry["frame_weights"] = [_round(w) for w in self.frame_weights[n].tolist()]
+        entry["frame_weights"] = (
+            None
+            if self.frame_weights is None
+            else [_round(w) for w in self.frame_weights[n].tolist()]
+        )
         if self.clip_scores is not None:
             entry["intensity"] = {
-                name: _round(s) for name, s in zip(self.label_names, self.clip_scores[:, n].tolist())
+                name: _round(s)
+                for name, s in zip(self.label_names, self.clip_scores[:, n].tolist())
             }
         return entry
 
@@ -228,7 +235,8 @@ class Prediction:
         (name -> p), ``video`` (``num_frames``, ``fps``, ``duration``),
         ``emotion_rich_clip`` (``index``, ``first_frame``, ``last_frame``, ``start_s``,
         ``end_s``, or ``null``) and ``clips`` (per clip: frame window, seconds, sampled
-        ``frames``, ``frame_weights``, ``intensity`` per class).
+        ``frames``, ``frame_weights`` (``null`` for a model that does not weight frames),
+        ``intensity`` per class).
         """
         rich = None
         if self.rich_clip is not None:
@@ -259,8 +267,11 @@ class Prediction:
         """Rebuild a prediction from :meth:`to_dict` output (thumbnails are not kept)."""
         names = tuple(data["probabilities"])
         clips = data.get("clips") or []
+
         def column(key: str) -> list | None:
-            return [c[key] for c in clips] if clips and all(key in c for c in clips) else None
+            if not clips or not all(c.get(key) is not None for c in clips):
+                return None  # absent, or null: the model reported none
+            return [c[key] for c in clips]
 
         scores = column("intensity")
         windows = None
@@ -271,12 +282,12 @@ class Prediction:
             source=data["source"],
             label_names=names,
             probs=torch.tensor([data["probabilities"][n] for n in names]),
-            clip_scores=None if scores is None else torch.tensor(
-                [[s[n] for s in scores] for n in names]
-            ),
-            frame_weights=None if column("frame_weights") is None else torch.tensor(
-                column("frame_weights")
-            ),
+            clip_scores=None
+            if scores is None
+            else torch.tensor([[s[n] for s in scores] for n in names]),
+            frame_weights=None
+            if column("frame_weights") is None
+            else torch.tensor(column("frame_weights")),
             frame_indices=None if column("frames") is None else torch.tensor(column("frames")),
             clip_windows=None if windows is None else torch.tensor(windows),
             fps=video.get("fps"),
