@@ -19,17 +19,25 @@ stratified share of each class (``--val-fraction``) is held out for evaluation. 
 run directory gets checkpoints, metrics and plots; ``OUTPUT/model`` is a
 ``save_pretrained`` folder that ``cefl_zoo.create_model("OUTPUT/model")`` loads.
 Only the public API is used.
+
+Run it again into the same ``--output`` with ``--resume`` (continue a stopped run from
+its ``last.pt``) or ``--overwrite`` (start again). On several GPUs:
+
+    torchrun --nproc_per_node 4 examples/finetune.py my_videos --batch-size 2
+
+(``--batch-size`` is per process; rank 0 prints, writes the run and saves the model.)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from pathlib import Path
 
 import cefl_zoo
 from cefl_zoo.data import VideoDataset, VideoFolderDataset
-from cefl_zoo.train import TrainConfig, Trainer, format_metrics
+from cefl_zoo.train import ConfigError, TrainConfig, Trainer, format_metrics
 from cefl_zoo.video import ClipSampler
 
 
@@ -76,7 +84,13 @@ def main(argv=None):
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--num-workers", type=int, default=4)
     parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
-    parser.add_argument("--output", default="runs/finetune")
+    parser.add_argument("--output", "--output-dir", dest="output", default="runs/finetune")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --output from its last.pt"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start again, replacing the run in --output"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -101,10 +115,12 @@ def main(argv=None):
         if val_items
         else None
     )
-    print(
-        f"{len(videos.classes)} classes {videos.classes}: "
-        f"{len(train_items)} train / {len(val_items)} val videos"
-    )
+    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prints
+    if is_main:
+        print(
+            f"{len(videos.classes)} classes {videos.classes}: "
+            f"{len(train_items)} train / {len(val_items)} val videos"
+        )
 
     # 3. The recipe (the paper's, with your numbers) and the run.
     config = TrainConfig(
@@ -120,17 +136,29 @@ def main(argv=None):
         num_workers=args.num_workers,
         amp=args.amp,
         output_dir=args.output,
+        overwrite=args.overwrite,
         seed=args.seed,
         warmup_epochs=min(2.0, args.epochs / 4),
     )
     trainer = Trainer(config, model=model, train_dataset=train_set, val_dataset=val_set)
-    summary = trainer.fit()  # a new head is made for your classes
-    if summary["last"] is not None:
+    try:
+        summary = trainer.fit(resume="auto" if args.resume else None)  # a new head: your classes
+    except ConfigError as err:  # e.g. --output holds a run: --resume or --overwrite
+        trainer.close()
+        parser.error(str(err))
+    if summary["status"] != "completed":  # stopped by SIGTERM / Ctrl-C after saving last.pt
+        trainer.close()
+        if is_main:
+            print("stopped; run the same command with --resume to continue")
+        return 143
+    if is_main and summary["last"] is not None:
         print(format_metrics(summary["last"]))
 
     # 4. Save the fine-tuned model as a folder anyone can load with create_model(folder).
-    folder = trainer.model.save_pretrained(Path(args.output) / "model")
-    print(f"saved {folder}; load it with cefl_zoo.create_model({str(folder)!r})")
+    if trainer.info.is_main:
+        folder = trainer.model.save_pretrained(Path(args.output) / "model")
+        print(f"saved {folder}; load it with cefl_zoo.create_model({str(folder)!r})")
+    trainer.close()  # leaves the torchrun process group
     return 0
 
 

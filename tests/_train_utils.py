@@ -116,8 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--log-every", type=int, default=1)
+    parser.add_argument("--checkpoint-every", type=int, default=2)
+    parser.add_argument("--pid-dir", default=None, help="write PID_DIR/rank<R>.pid")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.pid_dir:
+        rank = os.environ.get("RANK", "0")
+        Path(args.pid_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.pid_dir) / f"rank{rank}.pid").write_text(str(os.getpid()))
     from cefl_zoo.train import train
 
     cfg = toy_config(
@@ -127,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         num_workers=args.workers,
         persistent_workers=args.workers > 0,
         model_kwargs={"drop_rate": args.dropout},
+        log_every_steps=args.log_every,
+        checkpoint_every_steps=args.checkpoint_every,
     )
     val = ToyVideos(args.val_videos, seed=1) if args.val_videos else None
     summary = train(

@@ -443,3 +443,39 @@ def test_eval_split_none_reads_a_dataset_without_splits(synth, tmp_path, capsys)
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "videos 2" in captured.out
+
+
+# -- on_error="raise": a corrupt video stops train / eval / kfold with one line -----------
+@pytest.fixture(scope="module")
+def corrupt(tmp_path_factory):
+    """Four 32 px synthetic videos (train split); 00001.mp4 is not a video."""
+    from cefl_zoo.data.synthetic import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("corrupt")
+    write_synthetic_dataset(root, num_videos=4, size=32, seed=0, progress=False)
+    (root / "videos" / "00001.mp4").write_bytes(b"\x00garbage, not a video" * 40)
+    return root
+
+
+_TINY = ["--model", "ceflnet_tiny", "--img-size", "32", "--num-clips", "2"]
+_TINY += ["--frames-per-clip", "2", "--batch-size", "4", "--no-progress"]
+
+
+@pytest.mark.parametrize(
+    "command, workers",
+    [("train", "0"), ("train", "1"), ("eval", "1"), ("kfold", "0")],
+)
+def test_fail_on_a_corrupt_video_is_one_line(corrupt, tmp_path, capsys, command, workers):
+    raise_mode = ["--data-kwargs", '{"on_error": "raise"}', "--num-workers", workers]
+    args = [command, *_TINY, "--data", f"synthetic:{corrupt}", *raise_mode]
+    if command == "eval":
+        args += ["--split", "train"]
+    else:
+        args += ["--epochs", "1", "--val-split", "none", "--output-dir", str(tmp_path / "o")]
+    if command == "kfold":
+        args += ["--folds", "none"]
+    code = main(args)
+    line = _one_error_line(capsys.readouterr().err, command)
+    assert code == 2
+    message = line.split(": error: ", 1)[1]  # names the file first, not a worker traceback
+    assert message.startswith(f"{corrupt / 'videos' / '00001.mp4'}: not a readable video")

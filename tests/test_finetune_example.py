@@ -33,40 +33,24 @@ def _video_folder(tmp_path: Path) -> Path:
     return root
 
 
-def test_finetune_example_on_a_video_folder(tmp_path):
-    videos = _video_folder(tmp_path)
-    out = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLE),
-            str(videos),
-            "--model",
-            "ceflnet_tiny",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "4",
-            "--num-clips",
-            "7",
-            "--frames-per-clip",
-            "2",
-            "--img-size",
-            "32",
-            "--num-workers",
-            "0",
-            "--val-fraction",
-            "0.25",
-            "--output",
-            str(out),
-        ],
-        env=env,
+def _finetune(tmp_path: Path, *extra: str, launcher: tuple[str, ...] = ()):
+    args = ["--model", "ceflnet_tiny", "--epochs", "2", "--batch-size", "4", "--num-clips", "7"]
+    args += ["--frames-per-clip", "2", "--img-size", "32", "--num-workers", "0"]
+    args += ["--val-fraction", "0.25", "--output", str(tmp_path / "run"), *extra]
+    return subprocess.run(
+        [sys.executable, *launcher, str(EXAMPLE), str(tmp_path / "videos"), *args],
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
         capture_output=True,
         text=True,
         timeout=600,
         cwd=tmp_path,
     )
+
+
+def test_finetune_example_on_a_video_folder(tmp_path):
+    _video_folder(tmp_path)
+    out = tmp_path / "run"
+    proc = _finetune(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "3 classes ('happiness', 'sadness', 'surprise'): 9 train / 3 val videos" in proc.stdout
     assert "WAR" in proc.stdout
@@ -84,3 +68,31 @@ def test_finetune_example_on_a_video_folder(tmp_path):
     assert model.label_names == ("happiness", "sadness", "surprise")
     assert (model.pretrained_cfg.num_clips, model.pretrained_cfg.frames_per_clip) == (7, 2)
     assert model.pretrained_cfg.input_size[-1] == 32
+
+
+def test_finetune_example_reruns_into_the_same_folder(tmp_path):
+    from cefl_zoo.train import load_checkpoint
+
+    _video_folder(tmp_path)
+    out = tmp_path / "run"
+    first = _finetune(tmp_path, "--epochs", "1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    # again without a flag: a usage error naming the script's own flags, no traceback
+    again = _finetune(tmp_path, "--epochs", "1")
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert "--resume" in again.stderr and "--overwrite" in again.stderr
+    # --resume continues the (finished) run: nothing is trained again
+    resumed = _finetune(tmp_path, "--epochs", "1", "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "WAR" in resumed.stdout and load_checkpoint(out / "last.pt")["global_step"] == 3
+    # --overwrite under torchrun: a new run; rank 0 alone prints and saves the model
+    ddp = _finetune(
+        tmp_path,
+        *("--epochs", "1", "--batch-size", "2", "--overwrite"),
+        launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"),
+    )
+    assert ddp.returncode == 0, ddp.stdout + ddp.stderr
+    assert ddp.stdout.count("3 classes (") == 1 and ddp.stdout.count("saved ") == 1
+    assert ddp.stdout.count("WAR") == 1, ddp.stdout
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["world_size"] == 2 and ckpt["global_step"] == 3  # 9 videos / (2 x 2) per step

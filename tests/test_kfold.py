@@ -116,3 +116,75 @@ def test_kfold_command_errors(tmp_path, capsys):
     assert "no published fold protocol" in capsys.readouterr().err
     assert cli(["kfold", "--data", f"dfew:{tmp_path}", "--folds", "one"]) == 2
     assert "comma-separated integers" in capsys.readouterr().err
+
+
+def _kfold(dfew, out, *extra: str) -> int:
+    return cli(
+        ["kfold", "--model", "ceflnet_tiny", "--data", f"dfew:{dfew}", "--folds", "1"]
+        + ["--epochs", "1", "--batch-size", "4", "--num-clips", "2", "--frames-per-clip", "2"]
+        + ["--img-size", "32", "--num-workers", "0", "--no-progress", "--no-save-plots"]
+        + ["--output-dir", str(out), *extra]
+    )
+
+
+def test_finished_folds_are_reused_only_with_the_same_options(tmp_path, dfew, capsys):
+    out = tmp_path / "runs"
+    fold = out / "fold_1"
+    assert _kfold(dfew, out) == 0
+    stamp = (fold / "last.pt").stat().st_mtime_ns
+    # options that do not change the results: reused
+    assert _kfold(dfew, out, "--log-every-steps", "7", "--checkpoint-every-steps", "0") == 0
+    assert (fold / "last.pt").stat().st_mtime_ns == stamp
+    # another recipe in the same folder: refused, naming what differs; nothing is touched
+    capsys.readouterr()
+    assert _kfold(dfew, out, "--lr", "0.5") == 2
+    err = capsys.readouterr().err
+    assert "fold_1 (lr 0.0001 -> 0.5)" in err and "--overwrite" in err
+    assert (fold / "last.pt").stat().st_mtime_ns == stamp
+    # --overwrite retrains it with the new options
+    assert _kfold(dfew, out, "--lr", "0.5", "--overwrite") == 0
+    assert json.loads((fold / "metrics.json").read_text())["config"]["lr"] == 0.5
+    assert json.loads((out / "folds.json").read_text())["folds"] == [1]
+    stamp = (fold / "last.pt").stat().st_mtime_ns
+    # --no-resume trains again without --overwrite (its help: it implies it)
+    assert _kfold(dfew, out, "--lr", "0.5", "--no-resume") == 0
+    assert (fold / "last.pt").stat().st_mtime_ns != stamp
+
+
+def test_interrupted_overwrite_is_not_taken_for_the_earlier_result(tmp_path, dfew):
+    out = tmp_path / "runs"
+    base = TrainConfig(
+        model="ceflnet_tiny",
+        data=f"dfew:{dfew}",
+        epochs=1,
+        batch_size=4,
+        num_clips=2,
+        frames_per_clip=2,
+        img_size=32,
+        num_workers=0,
+        progress=False,
+        save_plots=False,
+        output_dir=str(out),
+    )
+    run_folds(base, folds=[1])
+    # a replacement run of fold 1 with another lr is stopped after its first step
+    from cefl_zoo.train import Trainer
+
+    fold_cfg = base.replace(fold=1, output_dir=str(out / "fold_1"), lr=0.5, overwrite=True)
+    trainer = Trainer(fold_cfg)
+    trainer.request_stop()
+    assert trainer.fit()["status"] == "interrupted"
+    assert not (out / "fold_1" / "metrics.json").exists()
+    # the next run with lr 0.5 resumes that run; it does not report the lr 1e-4 result
+    result = run_folds(base.replace(lr=0.5), folds=[1])
+    assert json.loads((out / "fold_1" / "metrics.json").read_text())["config"]["lr"] == 0.5
+    assert result["last"]["folds"][0]["epoch"] == 1
+
+
+def test_kfold_honours_the_splits_the_user_gives(tmp_path, dfew):
+    out = tmp_path / "runs"
+    assert _kfold(dfew, out, "--val-split", "train") == 0
+    saved = json.loads((out / "fold_1" / "config.json").read_text())
+    assert (saved["train_split"], saved["val_split"]) == ("train", "train")
+    metrics = json.loads((out / "fold_1" / "metrics.json").read_text())["last"]
+    assert metrics["num_videos"] == 8  # fold 1's training videos, not its 2 test videos

@@ -806,3 +806,63 @@ def test_evaluate_reads_the_outputs_once_not_per_batch(monkeypatch):
     assert torch.equal(ref.logits, results[10].logits)
     assert torch.equal(ref.clip_scores, results[10].clip_scores)
     assert ref.labels.tolist() == results[10].labels.tolist()
+
+
+# -- review fixes: validation, --init-from, overwrite, resume warnings --------------------
+def test_config_rejects_values_that_would_train_wrong():
+    for bad, flag in (
+        ({"clip_grad_norm": -1.0}, "clip_grad_norm"),  # would flip the gradients
+        ({"warmup_start_factor": 5.0}, "warmup_start_factor"),  # would start at 5x the lr
+        ({"warmup_start_factor": 0.0}, "warmup_start_factor"),
+        ({"momentum": -1.0}, "momentum"),  # torch.optim.SGD raises at build time
+    ):
+        with pytest.raises(ConfigError, match=rf"{flag} \(--{flag.replace('_', '-')}\) must"):
+            TrainConfig(**bad)
+    for good in ({"clip_grad_norm": 0.0}, {"clip_grad_norm": 2.0}, {"warmup_start_factor": 1.0}):
+        TrainConfig(**good)
+
+
+def test_clip_grad_norm_zero_means_no_clipping(tmp_path):
+    # 0 used to clip every gradient to zero (the run then learns nothing)
+    off = _final_weights(tmp_path, "none", clip_grad_norm=None, limit_train_steps=2)
+    zero = _final_weights(tmp_path, "zero", clip_grad_norm=0.0, limit_train_steps=2)
+    assert all(torch.equal(off[k], zero[k]) for k in off)
+
+
+@pytest.mark.parametrize("source", ["nothere.pt", "runs/nothere/model"])
+def test_init_from_a_missing_path_says_it_does_not_exist(tmp_path, capsys, source):
+    from cefl_zoo.train import CheckpointError
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Trainer(toy_config(tmp_path / "run", init_from=source), train_dataset=ToyVideos(8))
+    code = cli(
+        ["train", "--model", "ceflnet_tiny", "--data", "synthetic:nowhere", "--init-from", source]
+        + ["--output-dir", str(tmp_path / "o"), "--no-progress", "--num-workers", "0"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"'{source}' does not exist" in err and "unknown model" not in err
+
+
+def test_overwrite_removes_the_earlier_run_when_the_new_one_starts(tmp_path):
+    out = tmp_path / "run"
+    Trainer(toy_config(out, epochs=1), train_dataset=ToyVideos(8), val_dataset=ToyVideos(3)).fit()
+    assert {"metrics.json", "best.pt", "history.json"} <= {p.name for p in out.iterdir()}
+    new = Trainer(toy_config(out, epochs=1, seed=1, overwrite=True), train_dataset=ToyVideos(8))
+    new.request_stop()  # interrupted after its first step
+    assert new.fit()["status"] == "interrupted"
+    names = {p.name for p in out.iterdir()}
+    # nothing of the earlier run may pass for the new one's result or be resumed
+    assert not names & {"metrics.json", "best.pt", "history.json"}
+    assert load_checkpoint(out / "last.pt")["global_step"] == 1
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+
+
+def test_resume_warns_only_about_options_that_change_the_run(tmp_path, caplog):
+    out = tmp_path / "run"
+    Trainer(toy_config(out, epochs=1, overwrite=True), train_dataset=ToyVideos(8)).fit()
+    with caplog.at_level(logging.WARNING, logger="cefl_zoo"):
+        cfg = toy_config(out, epochs=2, log_every_steps=3, checkpoint_every_steps=0)
+        Trainer(cfg, train_dataset=ToyVideos(8)).fit(resume="auto")
+    changed = [r.getMessage() for r in caplog.records if "changed options" in r.getMessage()]
+    assert changed == ["resuming with changed options: epochs 1 -> 2"]

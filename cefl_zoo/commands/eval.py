@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.checkpoint import load_checkpoint, model_from_checkpoint
     from ..train.distributed import cleanup_distributed, init_distributed, setup_logging
     from ..train.evaluate import evaluate
-    from ..train.loaders import build_split
+    from ..train.loaders import build_split, unreadable_video_message
     from ._common import MODEL_ERRORS, training_setup_error
 
     setup_logging(args.verbose)
@@ -154,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"cefl-zoo eval: error: {err}", file=sys.stderr)
         return 2
     except MODEL_ERRORS as err:  # --device asked for CUDA without it
+        unreadable = unreadable_video_message(err)  # on_error="raise" met a broken video
+        if unreadable is not None:
+            print(f"cefl-zoo eval: error: {unreadable}", file=sys.stderr)
+            return 2
         problem = training_setup_error(err, args.model or args.checkpoint)
         if problem is None:
             raise

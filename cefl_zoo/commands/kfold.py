@@ -6,6 +6,12 @@ Examples::
     cefl-zoo kfold --data mmi:/data/MMI --output-dir runs/mmi        # 10 folds, by subject
     cefl-zoo kfold --data afew:/data/AFEW --output-dir runs/afew     # train / val
     cefl-zoo kfold --data dfew:/data/DFEW --folds 1,2 ...            # some folds only
+    cefl-zoo kfold --data dfew:/data/DFEW --no-resume ...            # train every fold again
+
+Re-running a command reuses the folds it finished and resumes an interrupted one. Folds
+trained with other options (another --model, --lr, ...) are not reused: the command
+stops and names the options; --overwrite retrains those folds. --train-split and
+--val-split, when given, replace the protocol's splits.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-resume",
         action="store_true",
-        help="retrain finished folds instead of reusing their results",
+        help="train every fold again from its start, replacing the results and checkpoints "
+        "in its folder (implies --overwrite for the folds)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_config_arguments(parser)
@@ -42,10 +49,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import SampleTransformError
     from ..train import CheckpointError, ConfigError, DataError
-    from ..train.config import config_from_args
+    from ..train.config import config_from_args, load_config_file
     from ..train.distributed import setup_logging
-    from ..train.kfold import format_fold_table, run_folds
+    from ..train.kfold import FoldInterrupted, format_fold_table, run_folds
+    from ..train.loaders import unreadable_video_message
     from ._common import MODEL_ERRORS, training_setup_error
+    from .train import EXIT_INTERRUPTED
 
     setup_logging(args.verbose)
     folds = None
@@ -62,11 +71,23 @@ def run(args: argparse.Namespace) -> int:
     cfg = None
     try:
         cfg = config_from_args(args)
-        result = run_folds(cfg, folds=folds, resume=not args.no_resume)
+        # the splits the user chose (flags or config file) replace the protocol's
+        chosen = set(vars(args))
+        if args.config:
+            chosen |= {k.replace("-", "_") for k in load_config_file(args.config)}
+        user_splits = [name for name in ("train_split", "val_split") if name in chosen]
+        result = run_folds(cfg, folds=folds, resume=not args.no_resume, user_splits=user_splits)
     except (ConfigError, DataError, CheckpointError, SampleTransformError) as err:
         print(f"cefl-zoo kfold: error: {err}", file=sys.stderr)
         return 2
+    except FoldInterrupted as err:
+        print(f"cefl-zoo kfold: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except MODEL_ERRORS as err:  # the model cannot be built, or --device has no CUDA
+        unreadable = unreadable_video_message(err)  # on_error="raise" met a broken video
+        if unreadable is not None:
+            print(f"cefl-zoo kfold: error: {unreadable}", file=sys.stderr)
+            return 2
         problem = None if cfg is None else training_setup_error(err, cfg.model, cfg.init_from)
         if problem is None:
             raise

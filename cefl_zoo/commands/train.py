@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train import CheckpointError, ConfigError, DataError
     from ..train.config import config_from_args
     from ..train.distributed import setup_logging
+    from ..train.loaders import unreadable_video_message
     from ._common import MODEL_ERRORS, training_setup_error
 
     setup_logging(args.verbose)
@@ -67,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"cefl-zoo train: error: {err}", file=sys.stderr)
         return 2
     except MODEL_ERRORS as err:  # the model cannot be built, or --device has no CUDA
+        unreadable = unreadable_video_message(err)  # on_error="raise" met a broken video
+        if unreadable is not None:
+            print(f"cefl-zoo train: error: {unreadable}", file=sys.stderr)
+            return 2
         problem = None if cfg is None else training_setup_error(err, cfg.model, cfg.init_from)
         if problem is None:
             raise

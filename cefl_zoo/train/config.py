@@ -35,10 +35,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "RUN_CONTROL_FIELDS",
     "ConfigError",
     "DataSpec",
     "TrainConfig",
     "add_config_arguments",
+    "config_differences",
     "config_from_args",
     "load_config_file",
     "parse_data_spec",
@@ -101,12 +103,12 @@ class TrainConfig:
         scheduler: ``"cosine"`` (paper: cosine annealing with warm-up) or ``"constant"``.
         warmup_epochs: Linear warm-up length in epochs (may be fractional). The paper
             uses warm-up without giving its length.
-        warmup_start_factor: Warm-up starts at ``lr * warmup_start_factor``.
+        warmup_start_factor: Warm-up starts at ``lr * warmup_start_factor``, in (0, 1].
         min_lr: Learning rate at the end of the cosine.
         loss: ``"bce"`` (paper eq. 11) or ``"ce"`` (softmax cross-entropy).
         label_smoothing: Target smoothing for either loss.
         grad_accum_steps: Micro-batches accumulated per optimizer step.
-        clip_grad_norm: Clip the gradient norm to this value (``None``: off).
+        clip_grad_norm: Clip the gradient norm to this value (``None`` or ``0``: off).
         freeze_backbone_epochs: Keep the backbone frozen (and its norm layers in eval
             mode) for this many epochs first.
         amp: Autocast: ``"none"``, ``"bf16"`` or ``"fp16"`` (CUDA only; with a scaler).
@@ -122,7 +124,8 @@ class TrainConfig:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         output_dir: Where checkpoints, ``config.json``, metrics and plots go.
         overwrite: Start a new run in an ``output_dir`` that already holds checkpoints
-            (they are replaced). Without it such a run refuses to start, so a repeated
+            (they, its ``metrics.json`` and ``history.json`` are removed when the new run
+            starts). Without it such a run refuses to start, so a repeated
             command cannot silently destroy an earlier run; ``--resume`` continues it.
         seed: Seed of the model initialisation, the shuffling and the data sampling.
         deterministic: Ask PyTorch for deterministic algorithms.
@@ -169,15 +172,17 @@ class TrainConfig:
     lr: float = _f(1e-4, "peak learning rate (paper: 1e-4)")
     weight_decay: float = _f(1e-4, "weight decay (paper: 1e-4)")
     optimizer: str = _f("adam", "optimizer (paper: adam)")
-    momentum: float = _f(0.9, "SGD momentum")
+    momentum: float = _f(0.9, "SGD momentum (>= 0)")
     scheduler: str = _f("cosine", "learning-rate schedule (paper: cosine with warm-up)")
     warmup_epochs: float = _f(2.0, "linear warm-up length in epochs")
-    warmup_start_factor: float = _f(0.01, "warm-up starts at lr * this factor")
+    warmup_start_factor: float = _f(0.01, "warm-up starts at lr * this factor, in (0, 1]")
     min_lr: float = _f(0.0, "learning rate at the end of the cosine")
     loss: str = _f("bce", "loss: bce (paper eq. 11) or ce")
     label_smoothing: float = _f(0.0, "label smoothing")
     grad_accum_steps: int = _f(1, "micro-batches per optimizer step")
-    clip_grad_norm: float | None = _f(None, "clip the gradient norm to this value")
+    clip_grad_norm: float | None = _f(
+        None, "clip the gradient norm to this value (> 0; 0 or none: no clipping)"
+    )
     freeze_backbone_epochs: int = _f(0, "epochs to keep the backbone frozen first")
     # -- speed -----------------------------------------------------------------------
     amp: str = _f("none", "autocast dtype: none, bf16 or fp16 (fp16: CUDA only)")
@@ -242,6 +247,18 @@ class TrainConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.momentum < 0:
+            raise ConfigError(f"momentum (--momentum) must be >= 0, got {self.momentum}")
+        if not 0.0 < self.warmup_start_factor <= 1.0:
+            raise ConfigError(
+                "warmup_start_factor (--warmup-start-factor) must lie in (0, 1]: the warm-up "
+                f"starts at lr * this factor and rises to lr; got {self.warmup_start_factor}"
+            )
+        if self.clip_grad_norm is not None and not self.clip_grad_norm >= 0:
+            raise ConfigError(
+                "clip_grad_norm (--clip-grad-norm) must be > 0, or 0 / none for no clipping "
+                f"(a negative norm would flip the gradients); got {self.clip_grad_norm}"
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.img_size is not None and self.img_size < 8:
@@ -308,6 +325,56 @@ class TrainConfig:
     def data_spec(self) -> DataSpec | None:
         """The parsed :attr:`data` spec."""
         return parse_data_spec(self.data) if self.data else None
+
+
+#: Fields that control how a run is carried out, not what it computes: where it writes,
+#: whether it may replace or resume a run, loader and logging settings, the device.
+#: Resuming with other values is no change of the recipe, and :func:`config_differences`
+#: ignores them.
+RUN_CONTROL_FIELDS: frozenset[str] = frozenset(
+    {
+        "output_dir",
+        "overwrite",
+        "device",
+        "num_workers",
+        "pin_memory",
+        "persistent_workers",
+        "prefetch_factor",
+        "progress",
+        "log_every_steps",
+        "checkpoint_every_steps",
+        "keep_epoch_checkpoints",
+        "save_plots",
+    }
+)
+
+
+def config_differences(
+    saved: dict[str, Any], current: TrainConfig, ignore: frozenset[str] = RUN_CONTROL_FIELDS
+) -> dict[str, tuple[Any, Any]]:
+    """The options that differ between a saved configuration and ``current``.
+
+    Args:
+        saved: A saved configuration (``config.json``, a checkpoint's ``config``); a key
+            it lacks (written by an older version) counts as that field's default.
+        current: This run's configuration.
+        ignore: Fields left out of the comparison (default: :data:`RUN_CONTROL_FIELDS`).
+
+    Returns:
+        ``{field: (saved value, current value)}`` in field order; empty when they agree.
+
+    Example:
+        >>> config_differences(TrainConfig(lr=1e-3, output_dir="a").to_dict(),
+        ...                    TrainConfig(lr=1e-4, output_dir="b"))
+        {'lr': (0.001, 0.0001)}
+    """
+    defaults = TrainConfig().to_dict()
+    now = current.to_dict()
+    return {
+        k: (saved.get(k, defaults[k]), v)
+        for k, v in now.items()
+        if k not in ignore and saved.get(k, defaults[k]) != v
+    }
 
 
 # -- data specs ------------------------------------------------------------------------

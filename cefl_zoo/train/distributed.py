@@ -36,6 +36,7 @@ from torch.utils.data import Dataset, DistributedSampler
 __all__ = [
     "DistInfo",
     "ResumableDistributedSampler",
+    "StopFlag",
     "all_reduce_mean",
     "barrier",
     "cleanup_distributed",
@@ -158,6 +159,51 @@ def all_reduce_mean(value: float, info: DistInfo, weight: float = 1.0) -> float:
     t = torch.tensor([float(value) * weight, float(weight)], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t[0] / t[1]) if float(t[1]) else float("nan")
+
+
+class StopFlag:
+    """Agree across the processes on a flag, e.g. "stop after this step", at a small cost.
+
+    Each call all-reduces one number, so every process gets the same answer at the same
+    step. The collective runs on a CPU tensor over gloo (the default group when it is
+    gloo, else a gloo group made here over every process): no wait for the GPU. Without
+    gloo it falls back to a device tensor on the default group.
+
+    Create and call it on every process; in a single process it returns the flag.
+
+    Args:
+        info: This process's place in the run.
+
+    Example:
+        >>> StopFlag(DistInfo())(True)
+        True
+    """
+
+    def __init__(self, info: DistInfo) -> None:
+        self.info = info
+        self.group: Any = None  # None: the default group
+        self.device = torch.device("cpu")
+        self._active = info.distributed and dist.is_initialized()
+        if self._active and "gloo" not in str(dist.get_backend()):
+            if dist.is_gloo_available():
+                self.group = dist.new_group(backend="gloo")
+            else:
+                self.device = info.device
+
+    def __call__(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any process."""
+        if not (self._active and dist.is_initialized()):
+            return bool(flag)
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, group=self.group)
+        return bool(t.item() > 0)
+
+    def close(self) -> None:
+        """Destroy the gloo group made here, if any."""
+        if self.group is not None and dist.is_initialized():
+            dist.destroy_process_group(self.group)
+        self.group = None
+        self._active = False
 
 
 class ResumableDistributedSampler(DistributedSampler):

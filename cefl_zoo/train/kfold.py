@@ -7,7 +7,11 @@ the dataset has subjects); this module runs one training per fold and summarises
 
 A run directory holds one sub-directory per fold (``fold_1/``, ...), each a complete
 training run, plus ``folds.json`` (per-fold and mean +- std metrics). Re-running the
-same command skips finished folds and resumes an interrupted one.
+same command skips finished folds and resumes an interrupted one. A fold is reused only
+when it was trained with the same options (model, model arguments, recipe, data...;
+not where it writes, the loader, logging or device settings): a run with other options
+in the same directory stops with an error naming them, and with ``overwrite`` retrains
+those folds instead of mixing results of two recipes.
 
 Example:
     >>> from cefl_zoo.train.kfold import fold_protocol, summarize_folds
@@ -25,15 +29,16 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, config_differences
 
 __all__ = [
     "FOLD_PROTOCOLS",
+    "FoldInterrupted",
     "FoldProtocol",
     "fold_protocol",
     "format_fold_table",
@@ -42,6 +47,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("cefl_zoo.train")
+
+
+class FoldInterrupted(RuntimeError):
+    """A fold's training was stopped (SIGTERM, Ctrl-C) after writing its ``last.pt``;
+    running the same folds again resumes it."""
 
 
 @dataclass(frozen=True)
@@ -154,11 +164,51 @@ def format_fold_table(result: dict[str, Any], which: str = "last") -> str:
     return "\n".join(lines)
 
 
+def _earlier_run(fold_dir: Path, config: TrainConfig) -> tuple[str, str | None]:
+    """What ``fold_dir`` holds and how its options differ from ``config``.
+
+    Returns:
+        ``(state, difference)``: ``state`` is ``"finished"`` (a ``metrics.json`` of
+        ``config.epochs`` epochs), ``"started"`` (checkpoints, no result yet) or
+        ``"new"``; ``difference`` describes the options that differ (``None`` when they
+        agree or there is nothing to compare).
+    """
+    metrics_file, config_file = fold_dir / "metrics.json", fold_dir / "config.json"
+    done: dict[str, Any] | None = None
+    if metrics_file.is_file():
+        try:
+            done = json.loads(metrics_file.read_text())
+        except ValueError:
+            done = None
+    has_checkpoints = any(
+        p.is_file()
+        for pattern in ("last.pt", "best.pt", "epoch_*.pt")
+        for p in fold_dir.glob(pattern)
+    )
+    if done is None and not has_checkpoints:
+        return "new", None
+    saved = done.get("config") if done is not None else None  # the options of the result
+    if saved is None and config_file.is_file():
+        try:
+            saved = json.loads(config_file.read_text())
+        except ValueError:
+            saved = None
+    state = "finished" if done is not None and done.get("epochs") == config.epochs else "started"
+    if not isinstance(saved, dict):
+        return state, "its options are unknown (no readable config.json)"
+    changed = config_differences(saved, config)
+    if not changed:
+        return state, None
+    parts = [f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()]
+    return state, ", ".join(parts[:6]) + (f", and {len(parts) - 6} more" if len(parts) > 6 else "")
+
+
 def run_folds(
     config: TrainConfig,
     folds: Sequence[int | None] | None = None,
     output_dir: str | os.PathLike | None = None,
     resume: bool = True,
+    user_splits: Collection[str] = (),
 ) -> dict[str, Any]:
     """Train and evaluate one run per fold; summarise as mean +- std.
 
@@ -168,17 +218,30 @@ def run_folds(
         folds: Fold numbers; default: the dataset's protocol (:data:`FOLD_PROTOCOLS`).
         output_dir: Parent directory of the per-fold runs (default
             ``config.output_dir``).
-        resume: Skip folds that finished and resume an interrupted one.
+        resume: Reuse folds that finished with the same options and resume an
+            interrupted one. ``False`` trains every fold again from its start,
+            replacing what its directory holds (as ``config.overwrite``).
+        user_splits: The split fields (``"train_split"``, ``"val_split"``) the user set:
+            these come from ``config`` instead of the dataset's protocol.
 
     Returns:
         ``{"protocol", "folds", "last": {"folds": [...], "summary": {...}},
         "best": {...}}``; also written to ``output_dir/folds.json`` (rank 0).
+
+    Raises:
+        ConfigError: A fold directory holds a run made with other options (they are
+            named) and neither ``config.overwrite`` nor ``resume=False`` allows
+            replacing it.
+        FoldInterrupted: A fold was stopped by SIGTERM / Ctrl-C (after its checkpoint).
     """
-    from .distributed import init_distributed
+    from .distributed import cleanup_distributed, init_distributed
     from .trainer import Trainer
 
     if not config.data:
         raise ConfigError("run_folds needs config.data (e.g. dfew:/data/DFEW)")
+    unknown = set(user_splits) - {"train_split", "val_split"}
+    if unknown:
+        raise ConfigError(f"user_splits takes train_split and val_split, not {sorted(unknown)}")
     spec = config.data_spec
     assert spec is not None
     try:
@@ -190,20 +253,50 @@ def run_folds(
     fold_list = tuple(folds) if folds is not None else protocol.folds  # type: ignore[union-attr]
     if not fold_list:
         raise ConfigError("no folds to run")
-    train_split = protocol.train_split if protocol else config.train_split
-    val_split = protocol.val_split if protocol else config.val_split
+    own = protocol is None or "train_split" in user_splits
+    train_split = config.train_split if own else protocol.train_split  # type: ignore[union-attr]
+    own = protocol is None or "val_split" in user_splits
+    val_split = config.val_split if own else protocol.val_split  # type: ignore[union-attr]
     root = Path(output_dir or config.output_dir)
+    replace = config.overwrite or not resume
     info = init_distributed(config.device)  # one process group for every fold
-    per_fold: dict[str, list[dict[str, Any]]] = {"last": [], "best": []}
+    if protocol and (train_split, val_split) != (protocol.train_split, protocol.val_split):
+        if info.is_main:
+            log.warning(
+                "training on split %r and evaluating on split %r as asked, not on the "
+                "protocol's %r / %r (%s)",
+                train_split,
+                val_split,
+                protocol.train_split,
+                protocol.val_split,
+                protocol.description,
+            )
+    plans = []
     for fold in fold_list:
         name = "split" if fold is None else f"fold_{fold}"
         fold_cfg = config.replace(
-            fold=fold, train_split=train_split, val_split=val_split, output_dir=str(root / name)
+            fold=fold,
+            train_split=train_split,
+            val_split=val_split,
+            output_dir=str(root / name),
+            overwrite=replace,
         )
-        done_file = root / name / "metrics.json"
-        if resume and done_file.is_file():
-            done = json.loads(done_file.read_text())
-            if done.get("epochs") == config.epochs:
+        state, difference = _earlier_run(root / name, fold_cfg)
+        plans.append((fold, name, fold_cfg, state, difference))
+    conflicts = [f"{name} ({diff})" for _, name, _, _, diff in plans if diff and not replace]
+    if conflicts:
+        raise ConfigError(
+            f"{root} holds fold runs made with other options (earlier -> now): "
+            f"{'; '.join(conflicts)}. Reusing them would mix two recipes' results: pass "
+            "--overwrite to retrain those folds with these options, or choose another "
+            "--output-dir."
+        )
+    per_fold: dict[str, list[dict[str, Any]]] = {"last": [], "best": []}
+    try:
+        for fold, name, fold_cfg, state, difference in plans:
+            if resume and state == "finished" and difference is None:
+                done_file = root / name / "metrics.json"
+                done = json.loads(done_file.read_text())
                 summary = {
                     "epoch": done["epochs"],
                     "best_epoch": done.get("best_epoch"),
@@ -211,29 +304,47 @@ def run_folds(
                     "best": done.get("best"),
                 }
                 if info.is_main:
-                    log.info("%s: already finished, using %s", name, done_file)
+                    log.info("%s: already finished with these options, using %s", name, done_file)
                 for which in per_fold:
                     per_fold[which].append(_fold_record(fold, summary, which))
                 continue
+            if info.is_main:
+                if difference is not None:
+                    log.warning(
+                        "%s: its earlier run used other options (%s): training it again",
+                        name,
+                        difference,
+                    )
+                elif not resume and state != "new":
+                    log.info("%s: training it again (no resume)", name)
+                log.info("=== %s: %s ===", name, protocol.description if protocol else spec)
+            trainer = Trainer(fold_cfg)
+            try:
+                summary = trainer.fit(resume="auto" if resume and difference is None else None)
+            finally:
+                trainer.close()
+            if summary["status"] != "completed":
+                raise FoldInterrupted(
+                    f"{name} was interrupted (its last.pt is saved); run the same command "
+                    "again to resume it"
+                )
+            for which in per_fold:
+                per_fold[which].append(_fold_record(fold, summary, which))
+        result: dict[str, Any] = {
+            "protocol": (
+                protocol.description if protocol else f"{spec.name}: folds {list(fold_list)}"
+            ),
+            "data": config.data,
+            "model": config.model,
+            "folds": list(fold_list),
+        }
+        for which, records in per_fold.items():
+            result[which] = {"folds": records, "summary": summarize_folds(records)}
         if info.is_main:
-            log.info("=== %s: %s ===", name, protocol.description if protocol else spec)
-        trainer = Trainer(fold_cfg)
-        summary = trainer.fit(resume="auto" if resume else None)
-        if summary["status"] != "completed":
-            raise RuntimeError(f"{name} was interrupted; run the same command again to resume it")
-        for which in per_fold:
-            per_fold[which].append(_fold_record(fold, summary, which))
-    result: dict[str, Any] = {
-        "protocol": protocol.description if protocol else f"{spec.name}: folds {list(fold_list)}",
-        "data": config.data,
-        "model": config.model,
-        "folds": list(fold_list),
-    }
-    for which, records in per_fold.items():
-        result[which] = {"folds": records, "summary": summarize_folds(records)}
-    if info.is_main:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".folds.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        os.replace(tmp, root / "folds.json")
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = root / f".folds.json.tmp-{os.getpid()}"
+            tmp.write_text(json.dumps(result, indent=1) + "\n")
+            os.replace(tmp, root / "folds.json")
+    finally:
+        cleanup_distributed(info)
     return result

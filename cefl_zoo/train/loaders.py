@@ -30,6 +30,7 @@ __all__ = [
     "build_split",
     "dataset_classes_of",
     "label_mapping",
+    "unreadable_video_message",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,40 @@ def build_split(
         ) from err
     check_not_empty(dataset, what)
     return dataset
+
+
+def unreadable_video_message(err: BaseException) -> str | None:
+    """The one-line message of an unreadable video that stopped a run; ``None`` for
+    other errors.
+
+    With ``on_error="raise"`` (``--data-kwargs '{"on_error": "raise"}'``) a broken video
+    raises :class:`~cefl_zoo.video.io.VideoReadError` where it is read. Read in a
+    DataLoader worker, the loader raises it again in the main process with the worker's
+    traceback as the message (``Caught VideoReadError in DataLoader worker process 0
+    ... VideoReadError: PATH: problem``), as a ``VideoReadError`` or, when it cannot
+    rebuild one, a ``RuntimeError``; the message is the last line's ``PATH: problem``.
+
+    Example:
+        >>> from cefl_zoo.video.io import VideoReadError
+        >>> unreadable_video_message(VideoReadError("a/b.mp4", "not a readable video"))
+        'a/b.mp4: not a readable video'
+        >>> unreadable_video_message(RuntimeError(
+        ...     "Caught VideoReadError in DataLoader worker process 0.\\nOriginal Traceback "
+        ...     "(most recent call last):\\n ...\\ncefl_zoo.video.io.VideoReadError: a.mp4: empty"))
+        'a.mp4: empty'
+        >>> unreadable_video_message(RuntimeError("CUDA out of memory")) is None
+        True
+    """
+    from ..video.io import VideoReadError
+
+    text = str(err)
+    from_worker = "Caught VideoReadError" in text
+    if not (isinstance(err, VideoReadError) or from_worker):
+        return None
+    marker = "VideoReadError: "
+    if from_worker and marker in text:
+        text = text[text.rfind(marker) + len(marker) :]
+    return " ".join(text.split()) or type(err).__name__
 
 
 def check_not_empty(dataset: Dataset, what: str) -> None:

@@ -17,7 +17,8 @@ What it writes to ``output_dir`` (rank 0 only):
 
 A run stopped by SIGTERM (e.g. a cluster pre-empting the job) or Ctrl-C (SIGINT; a
 second one aborts at once) finishes the current optimizer step, writes ``last.pt`` and
-returns; one killed outright (SIGKILL, power
+returns (under ``torchrun`` the processes agree on a stop at every step and stop
+together); one killed outright (SIGKILL, power
 loss) resumes from the last checkpoint. ``fit(resume="auto")`` continues either and
 reaches the same weights as a run that was never stopped.
 
@@ -62,6 +63,7 @@ from torch.utils.data import Dataset
 from ..losses import CEFLNetLoss
 from .checkpoint import (
     CHECKPOINT_FORMAT,
+    CheckpointError,
     atomic_save,
     capture_rng_state,
     check_compatible,
@@ -73,9 +75,10 @@ from .checkpoint import (
     restore_rng_state,
     unwrap_model,
 )
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, config_differences
 from .distributed import (
     DistInfo,
+    StopFlag,
     all_reduce_mean,
     barrier,
     cleanup_distributed,
@@ -116,6 +119,22 @@ def _console_loggers() -> list[logging.Logger]:
         lg = lg.parent if lg.propagate else None
     return found
 
+
+#: File suffixes that make ``init_from`` a checkpoint path rather than a model name.
+CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+#: What a new (not resumed) run removes from ``output_dir`` before it starts, so that
+#: nothing of the run it replaces (``overwrite``) is taken for its own (a finished
+#: ``metrics.json``, a ``last.pt`` to resume) should the new run be interrupted.
+RUN_OUTPUTS: tuple[str, ...] = (
+    "last.pt",
+    "best.pt",
+    "epoch_*.pt",
+    "metrics.json",
+    "history.json",
+    "confusion_matrix.png",
+    "training_curves.png",
+)
 
 #: Devices whose optimizers use PyTorch's fused kernels (one launch for all parameters;
 #: with a GradScaler the inf check stays on the device, no host sync per step).
@@ -196,6 +215,7 @@ class Trainer:
             None  # of the latest evaluation (kept in checkpoints)
         )
         self._stop_requested = False
+        self._stop_flag = StopFlag(self.info)  # agreed every optimizer step by all processes
         self._log_handler: logging.Handler | None = None
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -373,6 +393,17 @@ class Trainer:
     def _init_weights_from(self, model: nn.Module, source: str) -> None:
         """Copy weights from a checkpoint / model directory; a head of other classes is dropped."""
         path = Path(source)
+        local = Path(source.removeprefix("local-dir:"))
+        looks_like_a_path = not source.startswith(("hf-hub:", "hf_hub:")) and (
+            source.startswith("local-dir:")
+            or local.suffix.lower() in CHECKPOINT_SUFFIXES
+            or any(sep in source for sep in ("/", os.sep))
+        )
+        if looks_like_a_path and not local.exists():
+            raise CheckpointError(
+                f"init_from (--init-from) {source!r} does not exist: there is no checkpoint "
+                "file or model folder of that name"
+            )
         if path.is_file():
             ckpt = load_checkpoint(path)
             check_compatible(ckpt, model, path, allow_new_head=True)
@@ -603,14 +634,8 @@ class Trainer:
         if stats is not None and same_world:
             self._epoch_stats = torch.tensor(stats[self.info.rank], dtype=torch.float64)
         if self.info.is_main:
-            changed = {
-                k: (v, getattr(self.cfg, k))
-                for k, v in (ckpt.get("config") or {}).items()
-                if hasattr(self.cfg, k)
-                and v != getattr(self.cfg, k)
-                and k not in ("progress", "num_workers", "output_dir", "log_every_steps", "device")
-            }
-            if changed:
+            changed = config_differences(ckpt.get("config") or {}, self.cfg)
+            if changed and ckpt.get("config"):
                 log.warning(
                     "resuming with changed options: %s",
                     ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
@@ -649,6 +674,25 @@ class Trainer:
                 "--overwrite to start again and replace it, or choose another --output-dir."
             )
 
+    def _clear_previous_run(self) -> None:
+        """Remove what an earlier run left in ``output_dir`` (:data:`RUN_OUTPUTS`).
+
+        A new run replaces the earlier one from its start: were it interrupted before
+        writing its own files, the earlier ``metrics.json`` would pass for its result and
+        the earlier ``last.pt`` would be resumed.
+        """
+        removed = sorted(
+            {p for pattern in RUN_OUTPUTS for p in self.output_dir.glob(pattern) if p.is_file()}
+        )
+        for path in removed:
+            path.unlink()
+        if removed:
+            log.info(
+                "starting a new run in %s: removed the earlier run's %s",
+                self.output_dir,
+                ", ".join(p.name for p in removed),
+            )
+
     @contextlib.contextmanager
     def _sigterm_checkpoints(self):
         if threading.current_thread() is not threading.main_thread():
@@ -675,17 +719,13 @@ class Trainer:
             for sig, old in previous.items():
                 signal.signal(sig, old)
 
-    def _should_stop(self, sync: bool) -> bool:
+    def _should_stop(self) -> bool:
+        """Whether to stop after this optimizer step: asked for here or, in a distributed
+        run, on any process. The processes agree at every step (one all-reduce of one
+        number on the CPU), so they stop together and rank 0 writes ``last.pt`` in time."""
         if not self.info.distributed:
             return self._stop_requested
-        if not sync:
-            return False
-        flag = torch.tensor(
-            [1.0 if self._stop_requested else 0.0],
-            device=self.device if self.device.type == "cuda" else "cpu",
-        )
-        torch.distributed.all_reduce(flag)
-        return bool(flag.item() > 0)
+        return self._stop_flag(self._stop_requested)
 
     # -- logging -----------------------------------------------------------------------------
     def _open_logs(self, resumed_step: int | None) -> None:
@@ -779,6 +819,8 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             for stale in remove_stale_temp_files(self.output_dir):
                 log.info("removed %s, left by an interrupted write", stale.name)
+            if resume_path is None:
+                self._clear_previous_run()
             cfg.save(self.output_dir / "config.json")
         barrier(self.info)
         if resume_path is not None:
@@ -855,7 +897,8 @@ class Trainer:
         )  # loss sum since the last log
         window_videos = 0
         t0 = time.perf_counter()
-        videos_seen = 0
+        videos_seen = 0  # this process's videos in this session, the sampler's padding left out
+        start_position = position = start_step * accum * cfg.batch_size  # in this rank's share
         self._live_stats = (stats, 0)
         step = start_step
         self.optimizer.zero_grad(set_to_none=True)
@@ -878,17 +921,25 @@ class Trainer:
                 loss = self.loss_fn(logits.float(), targets)
                 self.scaler.scale(loss / group_size).backward()
             b = labels.shape[0]
+            real = self._real_videos(position, b)
+            position += b
             with torch.no_grad():
-                weighted = loss.detach().double() * b
+                out, seen_labels, batch_loss = logits.detach(), labels, loss.detach()
+                if real < b:  # the sampler's padding (repeats) is left out of the statistics
+                    out, seen_labels = out[:real], labels[:real]
+                    batch_loss = (
+                        self.loss_fn(out.float(), targets[:real]) if real else loss.new_zeros(())
+                    )
+                weighted = batch_loss.double() * real
                 stats[0] += weighted
-                stats[1] += (logits.detach().argmax(-1) == labels).sum()
+                stats[1] += (out.argmax(-1) == seen_labels).sum()
                 window += weighted
-            videos_seen += b
-            window_videos += b
+            videos_seen += real
+            window_videos += real
             self._live_stats = (stats, videos_seen)
             if not group_end:
                 continue
-            if cfg.clip_grad_norm is not None:
+            if cfg.clip_grad_norm:  # None or 0: no clipping
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
             self.scaler.step(self.optimizer)
@@ -902,7 +953,8 @@ class Trainer:
             if log_now or (bar_shown and step % bar_every == 0):
                 local = float(window) / max(window_videos, 1)  # (waits for the device)
                 lr = self.optimizer.param_groups[0]["lr"]
-                rate = videos_seen * info.world_size / max(1e-9, time.perf_counter() - t0)
+                videos_all = self._global_videos(start_position, position)
+                rate = videos_all / max(1e-9, time.perf_counter() - t0)
                 if log_now:
                     loss_avg = all_reduce_mean(local, info, weight=window_videos)
                     window.zero_()
@@ -915,7 +967,7 @@ class Trainer:
                             "lr": lr,
                             "videos_per_s": rate,
                             "elapsed_s": time.perf_counter() - t0,
-                            "videos": videos_seen * info.world_size,
+                            "videos": videos_all,
                         }
                     )
                 else:
@@ -925,10 +977,7 @@ class Trainer:
                 )
             bar.update(1)
             done = step >= self.steps_per_epoch
-            sync_point = log_now or bool(
-                cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0
-            )
-            if self._should_stop(sync=sync_point):
+            if self._should_stop():
                 bar.close()
                 if done:  # the epoch's last step: finish the epoch normally, then stop
                     self._fold_live_stats()
@@ -953,8 +1002,28 @@ class Trainer:
         bar.close()
         self._fold_live_stats()
         self._epoch_time = time.perf_counter() - t0
-        self._epoch_rate = videos_seen * info.world_size / max(1e-9, self._epoch_time)
+        self._epoch_rate = self._global_videos(start_position, position) / max(
+            1e-9, self._epoch_time
+        )
         return True
+
+    def _real_videos(self, position: int, size: int) -> int:
+        """How many of this rank's ``size`` samples from ``position`` of its epoch share are
+        videos of the dataset, not the repeats DistributedSampler pads the share with.
+
+        Rank ``r`` of ``w`` gets the positions ``r, r + w, r + 2w, ...`` of the padded
+        permutation; those from ``len(dataset)`` on are padding, so the real samples of a
+        batch come first.
+        """
+        n, w, r = len(self.train_sampler.dataset), self.info.world_size, self.info.rank
+        share = max(0, (n - r + w - 1) // w)  # this rank's real samples per epoch
+        return max(0, min(size, share - position))
+
+    def _global_videos(self, start: int, end: int) -> int:
+        """Videos all ranks trained on between positions ``start`` and ``end`` of their
+        shares (every rank is at the same position), the sampler's padding left out."""
+        n, w = len(self.train_sampler.dataset), self.info.world_size
+        return min(n, end * w) - min(n, start * w)
 
     def _live_totals(self) -> torch.Tensor:
         """This session's part of the epoch as (loss sum, videos, correct) on the CPU."""
@@ -1091,6 +1160,7 @@ class Trainer:
                 "best_epoch": self.best.get("epoch"),
                 "last": last,
                 "best": best,
+                "config": self.cfg.to_dict(),
             },
         )
         if self.cfg.save_plots and (best or last):
@@ -1121,6 +1191,7 @@ class Trainer:
 
     def close(self) -> None:
         """Leave the process group if this trainer created it."""
+        self._stop_flag.close()
         cleanup_distributed(self.info)
 
 
