@@ -77,7 +77,8 @@ SCHEMA_VERSION = 1
 GPU_PEAKS: list[tuple[str, str, float]] = [
     # (regex on the device name, label, dense bf16 TFLOP/s)
     (r"GH200", "GH200 (H100 SXM class)", 989.4),
-    (r"H200", "H200 (same GH100 chip as H100 SXM)", 989.4),
+    (r"H200.*NVL", "H200 NVL", 835.0),
+    (r"H200", "H200 SXM (same GH100 chip as H100 SXM)", 989.4),
     (r"H100.*PCIe", "H100 PCIe", 756.0),
     (r"H100.*NVL", "H100 NVL", 835.0),
     (r"H100", "H100 SXM", 989.4),

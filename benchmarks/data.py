@@ -68,12 +68,19 @@ def needed_frames_per_s(path: str | Path | None, frames_per_video: int) -> dict[
     """
     if path is not None and Path(path).is_file():
         data = json.loads(Path(path).read_text())
+        # throughput.py "entries" (mode training, source "cefl_zoo": the zoo's model, not
+        # a peer) and train_speed.py "results" (the compute-only "memory" source).
+        entries = [
+            e
+            for e in data.get("entries", [])
+            if e.get("mode") == "training" and e.get("source", "cefl_zoo") == "cefl_zoo"
+        ]
+        entries += [e for e in data.get("results", []) if e.get("source", "memory") == "memory"]
         rows = [
             (e["videos_per_s"], f"{e.get('config')} batch {e.get('batch', e.get('batch_size'))}")
-            for e in data.get("entries", []) + data.get("results", [])
+            for e in entries
             if e.get("model") == "ceflnet_resnet18"
-            and e.get("mode", "training") == "training"
-            and e.get("source", "memory") == "memory"
+            and e.get("status", "ok") == "ok"
             and e.get("videos_per_s")
         ]
         if rows:
@@ -210,7 +217,7 @@ def batched_decode_rows(
     return rows
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
     import cefl_zoo
     from cefl_zoo.data import CachedVideoDataset
     from cefl_zoo.video import ClipSampler, open_video
@@ -223,6 +230,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"needed: {target} frames/s ({needed['source']})", flush=True)
     results: list[dict[str, Any]] = []
     load_before = os.getloadavg()
+    import av
+
+    env = environment(args.device)
+    env["versions"]["av"] = av.__version__
+    env["versions"]["ffmpeg_libavcodec"] = ".".join(map(str, av.library_versions["libavcodec"]))
+
+    def payload(prepare_s: float, cache_bytes: dict[str, int], video_bytes: int) -> dict:
+        return _payload(
+            args, env, sampler, needed, load_before, results, prepare_s, cache_bytes, video_bytes
+        )
+
     with tempfile.TemporaryDirectory(prefix="cefl-data-bench-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
@@ -230,6 +248,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prepare_s = time.perf_counter() - t0
         dataset, folders = prep["dataset"], prep["folders"]
         paths = [item.path for item in dataset.items]
+        cache_bytes = {
+            fmt: sum(p.stat().st_size for p in (root / f"cache_{fmt}").glob("shard_*.bin"))
+            for fmt in ("uint8", "jpeg")
+        }
+        video_bytes = sum(os.path.getsize(p) for p in paths)
+
+        def add(row: dict[str, Any]) -> None:
+            """Keep a row and write the file so far (a step cut off keeps its rows)."""
+            results.append(row)
+            if out is not None:
+                write_json(out, payload(prepare_s, cache_bytes, video_bytes))
+
         gen = torch.Generator().manual_seed(0)
         plans = [sampler(args.frames, train=True, generator=gen).flatten().tolist() for _ in paths]
         jobs = list(zip(paths, folders, plans))
@@ -265,9 +295,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cache_uint8": cached("uint8"),
             "cache_jpeg_cpu": cached("jpeg"),
         }
+        if args.device.startswith("cuda"):  # the GPU's own rows first
+            if not torch.cuda.is_available():
+                raise SystemExit("--device cuda given but CUDA is not available")
+            for row in batched_decode_rows(
+                root / "cache_jpeg", args.device, args.gpu_batch, args.size, args.repeats, target
+            ):
+                add(row)
+                print(f"{row['path']:24s} {row['frames_per_s']:>9.1f} frames/s", flush=True)
         for name, fn in measures.items():
             row = {"path": name, **_measure(fn, jobs, args.repeats, per_video, target)}
-            results.append(row)
+            add(row)
             print(
                 f"{name:16s} {row['frames_per_s']:>9.1f} frames/s  {row['videos_per_s']:>7.2f} "
                 f"videos/s  {row['frames_per_cpu_s']:>9.1f} frames/cpu-s",
@@ -282,27 +320,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "path": "train_transform",
             **_measure(lambda _: train_tf(frames), jobs, args.repeats, per_video, target),
         }
-        results.append(row)
+        add(row)
         print(f"train_transform  {row['frames_per_s']:>9.1f} frames/s", flush=True)
+    return payload(prepare_s, cache_bytes, video_bytes)
 
-        if args.device.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise SystemExit("--device cuda given but CUDA is not available")
-            for row in batched_decode_rows(
-                root / "cache_jpeg", args.device, args.gpu_batch, args.size, args.repeats, target
-            ):
-                results.append(row)
-                print(f"{row['path']:24s} {row['frames_per_s']:>9.1f} frames/s", flush=True)
-        cache_bytes = {
-            fmt: sum(p.stat().st_size for p in (root / f"cache_{fmt}").glob("shard_*.bin"))
-            for fmt in ("uint8", "jpeg")
-        }
-        video_bytes = sum(os.path.getsize(p) for p in paths)
-    import av
 
-    env = environment(args.device)
-    env["versions"]["av"] = av.__version__
-    env["versions"]["ffmpeg_libavcodec"] = ".".join(map(str, av.library_versions["libavcodec"]))
+def _payload(
+    args: argparse.Namespace,
+    env: dict[str, Any],
+    sampler: Any,  # a ClipSampler
+    needed: dict[str, Any],
+    load_before: tuple[float, ...],
+    results: list[dict[str, Any]],
+    prepare_s: float,
+    cache_bytes: dict[str, int],
+    video_bytes: int,
+) -> dict[str, Any]:
+    per_video = sampler.num_clips * sampler.frames_per_clip
     return {
         "benchmark": "data",
         "schema_version": 1,
@@ -325,10 +359,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cache_uint8": cache_bytes["uint8"] // args.videos,
             "cache_jpeg": cache_bytes["jpeg"] // args.videos,
         },
-        "target_frames_per_s": target,
+        "target_frames_per_s": needed["frames_per_s"],
         "target_source": needed["source"],
         "host_load_1_5_15": {"before": list(load_before), "after": list(os.getloadavg())},
-        "results": results,
+        "quick": bool(args.quick),
+        "results": list(results),
     }
 
 
@@ -360,9 +395,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    payload = run(args)
-    payload["quick"] = bool(args.quick)
     out = Path(args.output) if args.output else result_path(f"data_{device_slug(args.device)}")
+    payload = run(args, out)
     write_json(out, payload)
     print(f"wrote {out}")
     return 0

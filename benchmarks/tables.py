@@ -777,12 +777,56 @@ def _mask_code(text: str) -> str:
     return _CODE_RE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
 
 
+_DEVICE_BLOCK_RE = re.compile(
+    r"^(?P<kind>throughput-profile|data-pipeline|train-speed|throughput)-(?P<slug>[a-z0-9-]+)$"
+)
+
+
+def place_device_blocks(text: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
+    """Add empty markers for per-device blocks that ``text`` does not show yet.
+
+    A block of a new device (``throughput-nvidia-h200``, ``train-speed-...``,
+    ``data-pipeline-...``, ``throughput-profile-...``) goes right after the block of the
+    same kind for the CPU, where ``text`` has that one; :func:`update_text` then fills
+    it. Returns ``(new_text, names_placed)``.
+
+    Example:
+        >>> text = "<!-- bench:throughput-cpu -->\\nx\\n<!-- /bench:throughput-cpu -->"
+        >>> blocks = {"throughput-cpu": "x", "throughput-h200": "y"}
+        >>> new, placed = place_device_blocks(text, blocks)
+        >>> placed, new.count("<!-- bench:throughput-h200 -->")
+        (['throughput-h200'], 1)
+    """
+    masked = _mask_code(text)
+    placed = []
+    for name in sorted(blocks):
+        m = _DEVICE_BLOCK_RE.match(name)
+        if m is None or m.group("slug") == "cpu" or f"<!-- bench:{name} -->" in masked:
+            continue
+        anchor = f"<!-- /bench:{m.group('kind')}-cpu -->"
+        at = masked.find(anchor)
+        if at < 0:
+            continue
+        end = at + len(anchor)
+        insert = f"\n\n<!-- bench:{name} -->\n<!-- /bench:{name} -->"
+        text = text[:end] + insert + text[end:]
+        masked = masked[:end] + insert + masked[end:]
+        placed.append(name)
+    return text, placed
+
+
 def update_file(path: str | Path, blocks: dict[str, str]) -> list[str]:
-    """Rewrite the blocks of ``path`` in place; returns the names that changed."""
+    """Rewrite the blocks of ``path`` in place; returns the names that changed.
+
+    Per-device blocks the file does not show yet are placed after their CPU
+    counterparts first (:func:`place_device_blocks`).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file to update")
-    new, changed = update_text(path.read_text(), blocks, str(path))
+    text, placed = place_device_blocks(path.read_text(), blocks)
+    new, changed = update_text(text, blocks, str(path))
+    changed = sorted(set(changed) | set(placed))
     if changed:
         path.write_text(new)
     return changed

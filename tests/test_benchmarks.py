@@ -578,39 +578,123 @@ def test_train_speed_renders_few_videos_and_links_the_rest(tmp_path: Path) -> No
     assert train_speed.synthetic_data(tmp_path, videos=5, size=16, distinct=2) == root
     assert (root / "labels.csv").stat().st_mtime_ns == mtime
     assert not list(tmp_path.glob(".*partial"))
+    # The frame cache decodes the 2 distinct videos once and gives all 5 rows an entry.
+    from cefl_zoo.data import CachedVideoDataset
+
+    cache = train_speed.frame_cache(tmp_path, root, size=16, num_clips=2, frames=2, workers=0)
+    cached = CachedVideoDataset(cache, split=None)
+    base_cache = CachedVideoDataset(tmp_path / "cache_synth_2_16_2_2x2", split=None)
+    assert len(cached) == 5 and len(base_cache) == 2
+    assert sorted(item.path.rsplit("/", 1)[-1] for item in cached.items) == [
+        f"{i:05d}.mp4" for i in range(5)
+    ]
+    for i in range(5):
+        a, b = cached[i], base_cache[i % 2]
+        assert torch.equal(a["video"], b["video"]) and a["label"] == b["label"]
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_train_speed_warmup_covers_the_prefetched_batches() -> None:
+    import train_speed
+
+    assert train_speed.schedule(5, 30, workers=0, prefetch_factor=2) == (5, 35)
+    # 15 workers x 2 batches queued by the end of step 1: timing starts after them.
+    warm, total = train_speed.schedule(5, 30, workers=15, prefetch_factor=2)
+    assert warm >= 5 + 30 and warm % 5 == 0 and total == warm + 30
 
 
 def test_data_need_follows_the_measured_training_speed(tmp_path: Path) -> None:
     import data as data_bench
 
     tp = tmp_path / "throughput_x.json"
-    tp.write_text(json.dumps({"benchmark": "throughput", "entries": [
-        {"model": "ceflnet_resnet18", "mode": "training", "config": "fp32", "batch": 32,
-         "videos_per_s": 100.0},
-        {"model": "ceflnet_resnet18", "mode": "training", "config": "bf16_cl_compile",
-         "batch": 32, "videos_per_s": 420.0},
-        {"model": "ceflnet_resnet18", "mode": "inference", "config": "bf16_cl_compile",
-         "batch": 64, "videos_per_s": 1500.0},
-        {"model": "r3d_18", "mode": "training", "config": "fp32", "batch": 32,
-         "videos_per_s": 900.0},
-    ]}))
+    tp.write_text(
+        json.dumps(
+            {
+                "benchmark": "throughput",
+                "entries": [
+                    {
+                        "model": "ceflnet_resnet18",
+                        "source": "cefl_zoo",
+                        "mode": "training",
+                        "config": "fp32",
+                        "batch": 32,
+                        "videos_per_s": 100.0,
+                        "status": "ok",
+                    },
+                    {
+                        "model": "ceflnet_resnet18",
+                        "source": "cefl_zoo",
+                        "mode": "training",
+                        "config": "bf16_cl_compile",
+                        "batch": 32,
+                        "videos_per_s": 420.0,
+                        "status": "ok",
+                    },
+                    {
+                        "model": "ceflnet_resnet18",
+                        "source": "cefl_zoo",
+                        "mode": "training",
+                        "config": "bf16_cl_compile",
+                        "batch": 64,
+                        "videos_per_s": 9e9,
+                        "status": "error",
+                    },
+                    {
+                        "model": "ceflnet_resnet18",
+                        "mode": "inference",
+                        "config": "bf16_cl_compile",
+                        "batch": 64,
+                        "videos_per_s": 1500.0,
+                    },
+                    {
+                        "model": "r3d_18",
+                        "mode": "training",
+                        "config": "fp32",
+                        "batch": 32,
+                        "videos_per_s": 900.0,
+                    },
+                ],
+            }
+        )
+    )
     need = data_bench.needed_frames_per_s(tp, 35)
     assert need["frames_per_s"] == 420 * 35
     assert "bf16_cl_compile batch 32" in need["source"] and "throughput_x.json" in need["source"]
     ts = tmp_path / "train_speed_x.json"
-    ts.write_text(json.dumps({"benchmark": "train_speed", "results": [
-        {"model": "ceflnet_resnet18", "source": "cache", "config": "bf16_cl_compile",
-         "batch_size": 32, "videos_per_s": 50.0},
-        {"model": "ceflnet_resnet18", "source": "memory", "config": "bf16_cl_compile",
-         "batch_size": 32, "videos_per_s": 400.0},
-    ]}))
+    ts.write_text(
+        json.dumps(
+            {
+                "benchmark": "train_speed",
+                "results": [
+                    {
+                        "model": "ceflnet_resnet18",
+                        "source": "cache",
+                        "config": "bf16_cl_compile",
+                        "batch_size": 32,
+                        "videos_per_s": 50.0,
+                    },
+                    {
+                        "model": "ceflnet_resnet18",
+                        "source": "memory",
+                        "config": "bf16_cl_compile",
+                        "batch_size": 32,
+                        "videos_per_s": 400.0,
+                    },
+                ],
+            }
+        )
+    )
     assert data_bench.needed_frames_per_s(ts, 35)["frames_per_s"] == 400 * 35  # compute only
     for missing in (None, tmp_path / "nothing.json"):
         fallback = data_bench.needed_frames_per_s(missing, 35)
         assert fallback["frames_per_s"] == data_bench.TARGET_FRAMES_PER_S
-    assert "nothing.json: no ceflnet_resnet18" in data_bench.needed_frames_per_s(
-        tmp_path / "nothing.json", 35
-    )["source"]
+    assert (
+        "nothing.json: no ceflnet_resnet18"
+        in data_bench.needed_frames_per_s(tmp_path / "nothing.json", 35)["source"]
+    )
+    # The committed throughput result, as throughput.py writes it, has such a number.
+    committed = data_bench.needed_frames_per_s(BENCH / "results" / "throughput_cpu.json", 35)
+    assert "ceflnet_resnet18 training" in committed["source"]
 
 
 def test_data_batched_decode_rows_run_on_the_cpu(tmp_path: Path) -> None:
@@ -621,7 +705,9 @@ def test_data_batched_decode_rows_run_on_the_cpu(tmp_path: Path) -> None:
 
     write_synthetic_dataset(tmp_path / "s", num_videos=2, size=32, progress=False)
     cache = build_frame_cache(
-        SyntheticVideoDataset(tmp_path / "s", split=None), tmp_path / "c", format="jpeg",
+        SyntheticVideoDataset(tmp_path / "s", split=None),
+        tmp_path / "c",
+        format="jpeg",
         progress=False,
     )
     rows = data_bench.batched_decode_rows(cache, "cpu", batch_videos=3, size=24, repeats=1)
@@ -630,3 +716,26 @@ def test_data_batched_decode_rows_run_on_the_cpu(tmp_path: Path) -> None:
         assert (r["batch_videos"], r["batches"], r["videos"]) == (3, 4, 12)  # 4 timed batches
         assert r["frames"] == 4 * 3 * 35 and r["videos_per_s"] > 0
         assert r["videos_per_s"] == pytest.approx(r["frames_per_s"] / 35, rel=1e-3)
+
+
+def test_update_places_the_blocks_of_a_new_device_after_the_cpu_ones(tmp_path: Path) -> None:
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(BENCH / "results", results)
+    gpu = json.loads((results / "throughput_cpu.json").read_text())
+    gpu["device_slug"] = "nvidia-h200"
+    (results / "throughput_nvidia-h200.json").write_text(json.dumps(gpu))
+    doc = tmp_path / "README.md"
+    shutil.copyfile(BENCH / "README.md", doc)
+    blocks = tables.render_blocks(results)
+    assert "throughput-nvidia-h200" in blocks
+    changed = tables.update_file(doc, blocks)
+    assert {"throughput-nvidia-h200", "throughput-profile-nvidia-h200"} <= set(changed)
+    text = doc.read_text()
+    cpu_end = text.index("<!-- /bench:throughput-cpu -->")
+    gpu_start = text.index("<!-- bench:throughput-nvidia-h200 -->")
+    assert cpu_end < gpu_start < text.index("<!-- bench:throughput-profile-cpu -->")
+    assert blocks["throughput-nvidia-h200"].strip() in text
+    assert tables.check_file(doc, blocks) == []  # placed once, then up to date
+    assert tables.update_file(doc, blocks) == []

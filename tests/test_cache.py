@@ -199,6 +199,30 @@ def test_gpu_decoding_matches_cpu(synth, tmp_path):
     assert (gpu.cpu().float() - cpu.float()).abs().mean() < 2
 
 
+@pytest.mark.cuda
+def test_gpu_decoding_never_overwrites_memory_queued_kernels_still_read():
+    """pytorch/vision#9606: nvJPEG must not be handed blocks that queued kernels read."""
+    from torchvision.io import encode_jpeg
+
+    frames = torch.randint(0, 256, (32, 3, 128, 128), dtype=torch.uint8)
+    jpegs = encode_jpeg(list(frames), quality=95)
+    big = torch.randn(4096, 4096, device="cuda")
+    wrong = 0
+    for i in range(30):
+        tensors = [torch.full((3, 128, 128), float(i + j), device="cuda") for j in range(32)]
+        torch.cuda.synchronize()
+        for _ in range(8):  # keep the stream busy so the reductions below are still queued
+            big = big @ big / 4096
+        sums = [t.sum() for t in tensors]
+        del tensors  # freed while the reductions that read them are still queued
+        decoded = decode_jpeg_batch(jpegs, device="cuda")
+        torch.cuda.synchronize()
+        expected = [float(i + j) * 3 * 128 * 128 for j in range(32)]
+        wrong += sum(abs(s.item() - e) > 1e-3 * e + 1 for s, e in zip(sums, expected))
+        assert decoded.shape == (32, 3, 128, 128)
+    assert wrong == 0
+
+
 def test_gpu_decoding_without_cuda_says_so():
     if torch.cuda.is_available():
         pytest.skip("CUDA is available")

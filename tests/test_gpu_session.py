@@ -50,6 +50,12 @@ def test_cuda_plan_runs_the_targets_first_and_writes_results_under_out(tmp_path)
         "swin3d_t",
     }
     assert "cache_gpu" in _value(by["train_speed"].argv, "--sources")
+    assert _value(by["train_speed"].argv, "--configs") == "bf16_cl_compile"  # the target's
+    # The targets, then the GPU correctness checks, before the longer measurements.
+    order = [s.name for s in steps]
+    assert order.index("cuda_tests") < order.index("train_speed") < order.index("data")
+    # No step is started where it cannot measure anything.
+    assert by["throughput_training"].min_s >= 60 and by["train_speed"].min_s >= 60
     assert "pytest -q -m cuda" in by["cuda_tests"].command()
     outputs = {Path(s.output).name for s in steps if s.output}
     assert outputs == {
@@ -70,7 +76,7 @@ def test_steps_subset_and_unknown_step(tmp_path, capsys):
     with pytest.raises(SystemExit, match="unknown step"):
         gpu_session.main(["--out", str(tmp_path), "--steps", "smoke,warp"])
     assert gpu_session.main(["--list", "--steps", "smoke"]) == 0
-    assert "smoke (limit 120 s)" in capsys.readouterr().out
+    assert "smoke (limit 120 s, started with >= 30 s left)" in capsys.readouterr().out
 
 
 def _script(tmp_path: Path, name: str, body: str) -> list[str]:
@@ -187,6 +193,49 @@ def test_a_failed_required_step_stops_the_session(tmp_path, monkeypatch):
         "status": "skipped",
         "reason": "an earlier required step failed",
     }
+
+
+def test_a_failed_wheel_install_skips_only_what_needs_pyav(tmp_path, monkeypatch):
+    real_plan = gpu_session.plan
+    monkeypatch.setattr(gpu_session, "plan", lambda args, slug: [s for s in real_plan(args, slug)])
+    monkeypatch.setattr(
+        gpu_session.subprocess,
+        "run",
+        _no_av_run(gpu_session.subprocess.run),
+    )
+    empty = tmp_path / "no_wheels_here"
+    empty.mkdir()
+    out = tmp_path / "out"
+    rc = gpu_session.main(
+        [
+            "--device",
+            "cpu",
+            "--quick",
+            "--out",
+            str(out),
+            "--wheels",
+            str(empty),
+            "--steps",
+            "smoke,data",
+        ]
+    )
+    assert rc == 0
+    summary = json.loads((out / "session.json").read_text())
+    assert "no .whl files" in summary["wheels_error"]
+    steps = {s["name"]: s for s in summary["steps"]}
+    assert steps["smoke"]["status"] == "ok"  # ran although the wheels failed
+    assert steps["data"]["status"] == "skipped" and "PyAV" in steps["data"]["reason"]
+
+
+def _no_av_run(real_run):
+    """``subprocess.run`` as on a machine without PyAV: ``import av`` fails."""
+
+    def run(cmd, *args, **kwargs):
+        if list(cmd[-2:]) == ["-c", "import av"]:
+            return real_run([sys.executable, "-c", "raise ImportError('no av')"], *args, **kwargs)
+        return real_run(cmd, *args, **kwargs)
+
+    return run
 
 
 def test_collect_copies_result_files_only(tmp_path):

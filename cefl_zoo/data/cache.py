@@ -744,11 +744,37 @@ def decode_jpeg_batch(
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("decode_jpeg_batch(device='cuda') needs a CUDA GPU; use device='cpu'")
-    with quiet_image_io():
-        frames = decode_jpeg(list(jpegs), mode=ImageReadMode.RGB, device=device)
-    out = torch.stack(frames)
     lead = tuple(shape) if shape is not None else (len(jpegs),)
+    if device.type != "cuda":
+        with quiet_image_io():
+            frames = decode_jpeg(list(jpegs), mode=ImageReadMode.RGB, device=device)
+        out = torch.stack(frames)
+        return out.reshape(*lead, *out.shape[1:])
+    # torchvision allocates nvJPEG's outputs on the current stream but decodes on a
+    # private one that does not wait for it, so with kernels still queued (a training
+    # step that never syncs) it can be handed, and overwrite, memory they are about to
+    # read (pytorch/vision#9606). With a side stream current, the outputs come from that
+    # stream's pool, never from blocks just freed on the main stream; the main stream
+    # then waits for the side stream, and the allocator learns the result is used there.
+    main = torch.cuda.current_stream(device)
+    side = _decode_stream(device)
+    with torch.cuda.stream(side), quiet_image_io():
+        frames = decode_jpeg(list(jpegs), mode=ImageReadMode.RGB, device=device)
+        out = torch.stack(frames)
+    main.wait_stream(side)
+    out.record_stream(main)
     return out.reshape(*lead, *out.shape[1:])
+
+
+#: One decoding side stream per CUDA device (see :func:`decode_jpeg_batch`).
+_DECODE_STREAMS: dict[int, Any] = {}
+
+
+def _decode_stream(device: torch.device) -> Any:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _DECODE_STREAMS:
+        _DECODE_STREAMS[index] = torch.cuda.Stream(device=index)
+    return _DECODE_STREAMS[index]
 
 
 #: Normalisation constants already on a device, by (device, dtype, mean, std): reused so
