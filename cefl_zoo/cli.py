@@ -3,6 +3,13 @@
 Every module in :mod:`cefl_zoo.commands` that defines ``NAME``, ``HELP``,
 ``add_arguments`` and ``run`` becomes a sub-command. A command reports bad input by
 raising :class:`cefl_zoo.commands._common.CommandError`: one line on stderr, no traceback.
+
+A command module may also define ``prepare_argv(parser, argv) -> argv``, which rewrites
+its arguments before they are parsed (``predict`` uses it so that ``--faces clip.mp4``
+does not take the video for a detector name).
+
+Exit status: 0 everything done, 1 some inputs failed (the others have results), 2 bad
+usage or input.
 """
 
 from __future__ import annotations
@@ -11,12 +18,24 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import commands
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose arguments a command can rewrite before parsing."""
+
+    argv_hook: Callable[[argparse.ArgumentParser, list[str]], list[str]] | None = None
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self.argv_hook is not None:
+            args = self.argv_hook(self, list(sys.argv[1:] if args is None else args))
+        return super().parse_known_args(args, namespace)
 
 
 def _command_modules() -> list:
@@ -30,23 +49,34 @@ def _command_modules() -> list:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(
+    from .commands._common import EXIT_CODES_HELP, HelpFormatter
+
+    parser = _Parser(
         prog="cefl-zoo",
         description="Video facial expression recognition with CEFLNet.",
+        epilog=f"{EXIT_CODES_HELP}\n\n`cefl-zoo COMMAND --help` describes a command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"cefl-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _command_modules():
-        cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        cmd = sub.add_parser(
+            module.NAME, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter
+        )
         module.add_arguments(cmd)
+        cmd.argv_hook = getattr(module, "prepare_argv", None)
         cmd.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cefl-zoo`` command; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list == ["--version"]:  # no need to import every command for this
+        print(f"cefl-zoo {__version__}")
+        return 0
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2

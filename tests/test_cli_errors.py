@@ -325,7 +325,9 @@ def test_benchmark_names_failed_videos_and_fails_when_all_do(video, tmp_path, ca
         ]
     )
     err = capsys.readouterr().err
-    assert rc == 0 and "broken.mp4" in err and "cefl-zoo benchmark: error" not in err
+    # some videos failed: measured on the others, exit 1 as predict does
+    assert rc == 1 and "broken.mp4" in err and "cefl-zoo benchmark: error" not in err
+    assert "1 of 2 videos failed; measured on the others" in err
 
 
 # -- 8. synth -------------------------------------------------------------------------------

@@ -47,8 +47,21 @@ def test_expand_inputs_finds_videos_and_frame_folders(tree, tmp_path):
 
 def test_table_json_and_plots(tree, model_dir, tmp_path, capsys):
     out_json = tmp_path / "res" / "out.json"
-    rc = main(["predict", str(tree), "--model", model_dir, "--json", str(out_json),
-               "--plot", str(tmp_path / "plots"), "--device", "cpu", "--no-progress"])
+    rc = main(
+        [
+            "predict",
+            str(tree),
+            "--model",
+            model_dir,
+            "--json",
+            str(out_json),
+            "--plot",
+            str(tmp_path / "plots"),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     lines = captured.out.strip().splitlines()
@@ -57,13 +70,18 @@ def test_table_json_and_plots(tree, model_dir, tmp_path, capsys):
     assert len(rows) == 4
     for row, name in zip(rows, ["a.mp4", "frames", "2.mp4", "10.mp4"]):
         assert name in row
-        assert re.search(r"(anger|happiness|neutral)\s+[01]\.\d\d\s+clip \d \(\d+\.\d\d-\d+\.\d\d s\)",
-                         row), row
+        assert re.search(
+            r"(anger|happiness|neutral)\s+[01]\.\d\d\s+clip \d \(\d+\.\d\d-\d+\.\d\d s\)", row
+        ), row
     assert "4 of 4 videos predicted" in captured.err
     data = json.loads(out_json.read_text())
     assert data["model"] == model_dir and data["device"] == "cpu" and data["mode"] == "clips"
-    assert [r["source"].rsplit("/", 1)[-1] for r in data["results"]] == ["a.mp4", "frames",
-                                                                       "2.mp4", "10.mp4"]
+    assert [r["source"].rsplit("/", 1)[-1] for r in data["results"]] == [
+        "a.mp4",
+        "frames",
+        "2.mp4",
+        "10.mp4",
+    ]
     first = data["results"][0]
     assert set(first["probabilities"]) == {"anger", "happiness", "neutral"}
     assert first["video"]["num_frames"] == 60 and len(first["clips"]) == 7
@@ -73,13 +91,27 @@ def test_table_json_and_plots(tree, model_dir, tmp_path, capsys):
 
 
 def test_json_to_stdout_has_no_table(tree, model_dir, capsys):
-    rc = main(["predict", str(tree / "a.mp4"), "--model", model_dir, "--json", "-",
-               "--device", "cpu", "--no-progress"])
+    rc = main(
+        [
+            "predict",
+            str(tree / "a.mp4"),
+            "--model",
+            model_dir,
+            "--json",
+            "-",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     data = json.loads(out)
-    assert len(data["results"]) == 1 and data["results"][0]["label"] in ("anger", "happiness",
-                                                                        "neutral")
+    assert len(data["results"]) == 1 and data["results"][0]["label"] in (
+        "anger",
+        "happiness",
+        "neutral",
+    )
 
 
 def test_failures_are_one_line_each_and_exit_1(tree, model_dir, tmp_path, capsys):
@@ -91,38 +123,103 @@ def test_failures_are_one_line_each_and_exit_1(tree, model_dir, tmp_path, capsys
     Image.new("RGB", (32, 32)).save(image)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes((tree / "a.mp4").read_bytes()[:500])
-    args = [str(tree / "a.mp4"), str(tmp_path / "nope.mp4"), str(audio), str(one), str(image),
-            str(broken), str(tree / "sub" / "2.mp4")]
-    rc = main(["predict", *args, "--model", model_dir, "--device", "cpu", "--no-progress",
-               "--json", str(tmp_path / "r.json")])
+    args = [
+        str(tree / "a.mp4"),
+        str(audio),
+        str(one),
+        str(image),
+        str(broken),
+        str(tree / "sub" / "2.mp4"),
+    ]
+    rc = main(
+        [
+            "predict",
+            *args,
+            "--model",
+            model_dir,
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1
     errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 5
-    for path, pattern in [("nope.mp4", "does not exist"), ("speech.m4a", "no video stream"),
-                          ("one.mp4", "only 1 frame"), ("still.png", "still image"),
-                          ("broken.mp4", "truncated|corrupt|not a readable video")]:
+    assert len(errors) == 4
+    for path, pattern in [
+        ("speech.m4a", "no video stream"),
+        ("one.mp4", "only 1 frame"),
+        ("still.png", "still image"),
+        ("broken.mp4", "truncated|corrupt|not a readable video"),
+    ]:
         line = next(e for e in errors if path in e)
         assert re.search(pattern, line), line
-    assert "2 of 7 videos predicted" in captured.err and "5 failed" in captured.err
+    assert "2 of 6 videos predicted" in captured.err and "4 failed" in captured.err
     results = json.loads((tmp_path / "r.json").read_text())["results"]
-    assert [("error" in r) for r in results] == [False, True, True, True, True, True, False]
+    assert [("error" in r) for r in results] == [False, True, True, True, True, False]
+    assert [r["ok"] for r in results] == [True, False, False, False, False, True]
     table = captured.out.splitlines()
-    assert sum("FAILED" in line for line in table) == 5
+    assert sum("FAILED" in line for line in table) == 4
+    # a path that does not exist is a usage error: nothing is predicted
+    rc = main(
+        [
+            "predict",
+            *args,
+            str(tmp_path / "nope.mp4"),
+            "--model",
+            model_dir,
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == ""
+    missing = tmp_path / "nope.mp4"
+    assert f"cefl-zoo predict: error: 1 input does not exist: {missing}" in captured.err
 
 
 def test_min_frames_option_rescues_a_short_video(model_dir, tmp_path, capsys):
     one = write_video(tmp_path / "one.mp4", flash_frames(1, None, size=32))
-    rc = main(["predict", str(one), "--model", model_dir, "--device", "cpu", "--no-progress",
-               "--min-frames", "1"])
+    rc = main(
+        [
+            "predict",
+            str(one),
+            "--model",
+            model_dir,
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--min-frames",
+            "1",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
 
 
 def test_window_mode_writes_timeline_json_and_png(model_dir, tmp_path, capsys):
     video = write_video(tmp_path / "long.mp4", flash_frames(400, (200, 260), size=32), fps=25)
-    rc = main(["predict", str(video), "--model", model_dir, "--device", "cpu", "--no-progress",
-               "--window", "4.2s", "--stride", "2s", "--json", str(tmp_path / "t.json"),
-               "--plot", str(tmp_path / "plots")])
+    rc = main(
+        [
+            "predict",
+            str(video),
+            "--model",
+            model_dir,
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--window",
+            "4.2s",
+            "--stride",
+            "2s",
+            "--json",
+            str(tmp_path / "t.json"),
+            "--plot",
+            str(tmp_path / "plots"),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     data = json.loads((tmp_path / "t.json").read_text())
@@ -180,16 +277,41 @@ def test_faces_without_detector_package_is_a_usage_error(tree, model_dir, capsys
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_retinaface)
-    rc = main(["predict", str(tree / "a.mp4"), "--model", model_dir, "--device", "cpu",
-               "--faces", "--no-progress"])
+    rc = main(
+        [
+            "predict",
+            str(tree / "a.mp4"),
+            "--model",
+            model_dir,
+            "--device",
+            "cpu",
+            "--faces",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "cefl-zoo[faces]" in err, err
 
 
 def test_benchmark_command_reports_throughput_and_shares(tree, model_dir, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = main(["benchmark", str(tree / "a.mp4"), str(tree / "sub"), "--model", model_dir,
-               "--device", "cpu", "--warmup", "1", "--workers", "2", "--json", str(out)])
+    rc = main(
+        [
+            "benchmark",
+            str(tree / "a.mp4"),
+            str(tree / "sub"),
+            "--model",
+            model_dir,
+            "--device",
+            "cpu",
+            "--warmup",
+            "1",
+            "--workers",
+            "2",
+            "--json",
+            str(out),
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0
     assert "videos/s" in text and "sequential" in text and "pipelined" in text

@@ -13,10 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,16 +27,21 @@ if TYPE_CHECKING:
     from ..predict import Predictor
 
 __all__ = [
+    "EXIT_CODES_HELP",
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_USAGE",
     "MODEL_ERRORS",
     "CommandError",
+    "HelpFormatter",
+    "check_inputs",
     "error",
+    "load_model_for_cli",
     "loading_model",
     "make_predictor",
     "model_error",
     "one_line",
+    "optional_value_argv",
     "plural",
     "raised_inside",
     "training_setup_error",
@@ -43,6 +50,123 @@ __all__ = [
 
 #: Exit codes: success, some inputs failed (the others have results), bad usage/input.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: The exit codes, as the help epilogs state them (lines for a raw epilog).
+EXIT_CODES_HELP = """exit status:
+  0  everything done
+  1  some inputs failed, or an output could not be written (one line on stderr each;
+     the other results are still made)
+  2  bad usage or input, nothing done: a bad option, an input path that does not exist,
+     an unknown model"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default as ``(default: X)``.
+
+    Left out where the help already says its default (it mentions "default"), and for
+    defaults that say nothing (``None``, ``False``, empty). Descriptions and epilogs are
+    printed as written.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "default" in text.lower()
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default in ("", [], ())
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def optional_value_argv(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str],
+    options: dict[str, tuple[str, Callable[[str], bool]]],
+) -> list[str]:
+    """Keep options whose value is optional (``nargs="?"``) from swallowing an input.
+
+    For ``OPTION X`` with ``options[OPTION] = (const, is_value)``: when ``X`` is not a
+    value of the option (``is_value(X)`` is false) but an input (an existing path, a
+    folder written as ``DIR/``, or a video file name), ``OPTION`` becomes ``OPTION=const`` and ``X`` stays a positional
+    argument, so ``cefl-zoo predict --faces clip.mp4`` means what it says. Unique
+    abbreviations of ``OPTION`` count; ``--`` ends the options.
+
+    Example:
+        >>> import argparse
+        >>> p = argparse.ArgumentParser()
+        >>> _ = p.add_argument("--window", nargs="?", const="105")
+        >>> optional_value_argv(p, ["--window", "a.mp4", "--window", "4s"],
+        ...                     {"--window": ("105", lambda v: v.endswith("s"))})
+        ['--window=105', 'a.mp4', '--window', '4s']
+    """
+    out: list[str] = []
+    names = list(getattr(parser, "_option_string_actions", {}))
+    argv = list(argv)
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            out.extend(argv[i:])
+            break
+        option = token if token in options else None
+        if option is None and token.startswith("--") and len(token) > 2 and "=" not in token:
+            matches = [n for n in names if n.startswith(token)]
+            if len(matches) == 1 and matches[0] in options:
+                option = matches[0]
+        if option is not None and i + 1 < len(argv):
+            value = argv[i + 1]
+            const, is_value = options[option]
+            if not value.startswith("-") and not is_value(value) and _looks_like_input(value):
+                out.append(f"{option}={const}")
+                i += 1
+                continue
+        out.append(token)
+        i += 1
+    return out
+
+
+def _looks_like_input(value: str) -> bool:
+    """Whether a command-line word names an input: an existing path, a folder (``DIR/``)
+    or a video file name."""
+    from ..data.generic import VIDEO_EXTENSIONS
+
+    return (
+        os.path.exists(value)
+        or value.endswith(("/", os.sep))
+        or value.lower().endswith(VIDEO_EXTENSIONS)
+    )
+
+
+def check_inputs(paths: Sequence[str], expanded: Sequence[str]) -> None:
+    """Raise a :class:`CommandError` (exit 2) for inputs that cannot be predicted at all.
+
+    ``paths`` are the arguments, ``expanded`` what
+    :func:`~cefl_zoo.predict.expand_inputs` made of them: a path that does not exist, or
+    a folder that holds neither videos nor frame folders, is a usage error, reported
+    before any model loads (a typo must not cost a run).
+    """
+    from ..predict.inputs import is_frame_folder
+
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        listed = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise CommandError(
+            f"{plural(len(missing), 'input')} {'does' if len(missing) == 1 else 'do'} not "
+            f"exist: {listed}"
+        )
+    empty = [p for p in expanded if os.path.isdir(p) and not is_frame_folder(p)]
+    if empty:
+        listed = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
+        raise CommandError(
+            f"{listed}: {'holds' if len(empty) == 1 else 'hold'} no video files and no folders "
+            "of frame images"
+        )
+
 
 #: What building or loading a model raises for bad input: an unknown name
 #: (``UnknownModelError``, a ``ValueError``), weights that are not trained, missing or
@@ -189,6 +313,51 @@ def _check_faces(faces: str | None) -> None:
         )
 
 
+#: File names of training checkpoints that ``--model`` loads (a Trainer's run folder).
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+def load_model_for_cli(name: str) -> nn.Module:
+    """:func:`~cefl_zoo.predict.load_model_for_inference`, and for the files users pass.
+
+    * a training checkpoint (``best.pt``, ``last.pt``; any ``.pt`` / ``.pth`` / ``.ckpt``
+      written by :class:`~cefl_zoo.train.Trainer`) is rebuilt with
+      :func:`~cefl_zoo.train.checkpoint.model_from_checkpoint`, as ``cefl-zoo eval
+      --checkpoint`` does;
+    * a training run folder (``best.pt`` or ``last.pt``, no ``config.json``) loads its
+      ``best.pt``, else its ``last.pt``;
+    * ``model.safetensors`` or ``config.json`` of a ``save_pretrained`` folder loads the
+      folder;
+    * any other file is a clear error (it is a file, and what ``--model`` takes).
+    """
+    from ..predict import load_model_for_inference
+
+    path = os.path.expanduser(name)
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+        for ckpt in ("best.pt", "last.pt"):
+            if os.path.isfile(os.path.join(path, ckpt)):
+                path = os.path.join(path, ckpt)
+                break
+    if os.path.isfile(path):
+        from ..train.checkpoint import model_from_checkpoint
+
+        folder = os.path.dirname(os.path.abspath(path))
+        base = os.path.basename(path).lower()
+        if base.endswith(_CHECKPOINT_SUFFIXES):
+            return model_from_checkpoint(path)
+        if base in ("model.safetensors", "config.json") and os.path.isfile(
+            os.path.join(folder, "config.json")
+        ):
+            return load_model_for_inference(folder)
+        raise ValueError(
+            f"{name} is a file, not a model: --model takes a weight set (arch.tag), a folder "
+            "saved with save_pretrained() (config.json + model.safetensors), hf-hub:org/repo, "
+            "or a training checkpoint (.pt) or run folder; `cefl-zoo export RUN_DIR OUT_DIR` "
+            "turns a training run into a model folder"
+        )
+    return load_model_for_inference(name)
+
+
 def make_predictor(
     name: str,
     *,
@@ -210,18 +379,18 @@ def make_predictor(
         hint: Appended to model errors (e.g. "pass --model").
         show_warnings: Print the warnings of loading as ``warning:`` lines on stderr
             (else they are silenced).
-        loader: Loads the model (default:
-            :func:`~cefl_zoo.predict.load_model_for_inference`).
+        loader: Loads the model (default: :func:`load_model_for_cli`, which also takes
+            training checkpoints).
         **kwargs: For :class:`~cefl_zoo.predict.Predictor`.
     """
-    from ..predict import Predictor, load_model_for_inference
+    from ..predict import Predictor
 
     dev = _check_device(device)
     _check_faces(faces)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always" if show_warnings else "ignore")
         with loading_model(name, hint):
-            model = (loader or load_model_for_inference)(name)
+            model = (loader or load_model_for_cli)(name)
         try:
             predictor = Predictor(model, device=dev, face_detector=faces, model_name=name, **kwargs)
         except (ImportError, ValueError, TypeError, RuntimeError) as err:

@@ -3,6 +3,10 @@
 Without VIDEO arguments it writes ``--videos`` built-in synthetic videos to a temporary
 folder first. Reports videos/s with and without the decoding threads, and the share of
 time spent decoding, detecting faces (``--faces``), preprocessing and in the model.
+
+Exit status: 0 every video was measured, 1 some videos failed (each named on stderr; the
+others are measured) or the report could not be written, 2 bad usage (a bad option, a
+missing input path, an unknown model).
 """
 
 from __future__ import annotations
@@ -13,11 +17,17 @@ import os
 import sys
 import tempfile
 
+from ._common import EXIT_CODES_HELP, optional_value_argv
+
 NAME = "benchmark"
 HELP = "measure predictor throughput (videos/s) and the time shares of its stages"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "examples:\n  cefl-zoo benchmark --device cuda --batch-size 32\n"
+        f"  cefl-zoo benchmark videos/ --mode pipelined --json bench.json\n\n{EXIT_CODES_HELP}"
+    )
     parser.add_argument(
         "videos",
         nargs="*",
@@ -39,17 +49,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="synthetic videos to generate when none are given",
     )
     parser.add_argument(
-        "--size", type=int, default=224, help="frame size of the generated synthetic videos (px)"
+        "--size",
+        type=int,
+        default=224,
+        help="frame size of the generated synthetic videos (px; even, at least 16)",
     )
-    parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--device", default="auto", help="cuda, cuda:1, cpu or auto (default: cuda when available)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="videos per forward pass (>= 1)")
     parser.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="decoding threads of the pipelined run (default: min(4, CPUs))",
+        help="decoding threads of the pipelined run, >= 0 (default: min(4, CPUs); the "
+        "pipelined run uses at least 1)",
     )
-    parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"))
+    parser.add_argument(
+        "--amp",
+        default="auto",
+        choices=("auto", "bf16", "fp16", "none"),
+        help="mixed precision (auto: bf16 on GPUs that support it, else none)",
+    )
     parser.add_argument(
         "--faces",
         nargs="?",
@@ -62,10 +83,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup",
         type=int,
         default=None,
-        help="untimed videos first (default: one batch of each size the timed runs use)",
+        help="untimed videos first, >= 0 (default: one batch of each size the timed runs use)",
     )
-    parser.add_argument("--mode", choices=("both", "sequential", "pipelined"), default="both")
+    parser.add_argument(
+        "--mode",
+        choices=("both", "sequential", "pipelined"),
+        default="both",
+        help="sequential: decode, preprocess and run the model one after the other (the "
+        "stage shares add up to the wall time); pipelined: decoding threads run ahead of "
+        "the model, as predict does (the throughput users see); both: one run of each",
+    )
     parser.add_argument("--json", metavar="OUT", default=None, help="write the report as JSON")
+
+
+def prepare_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--faces VIDEO``: face detection on, and VIDEO a video (not a detector name)."""
+    from .predict import _is_detector
+
+    return optional_value_argv(parser, argv, {"--faces": ("retinaface", _is_detector)})
 
 
 def _default_model() -> str:
@@ -80,10 +115,26 @@ def _default_model() -> str:
 def run(args: argparse.Namespace) -> int:
     from ..predict import expand_inputs
     from ..predict.benchmark import benchmark_predictor, format_report
-    from ._common import EXIT_FAILED, EXIT_OK, error, make_predictor, plural
+    from ._common import EXIT_FAILED, EXIT_OK, check_inputs, error, make_predictor, plural
 
-    if args.batch_size < 1 or args.num_videos < 1:
-        return error(NAME, "--batch-size and --videos must be >= 1")
+    for option, value, least in (
+        ("--batch-size", args.batch_size, 1),
+        ("--videos", args.num_videos, 1),
+        ("--workers", args.workers, 0),
+        ("--warmup", args.warmup, 0),
+    ):
+        if value is not None and value < least:
+            return error(NAME, f"{option} must be >= {least}, got {value}")
+    if args.videos:
+        inputs = expand_inputs(args.videos)
+        check_inputs(args.videos, inputs)
+    else:
+        from ..data.synthetic import check_video_size
+
+        try:
+            check_video_size(args.size)
+        except ValueError as err:
+            return error(NAME, f"--size {args.size}: {err}")
     name = args.model or _default_model()
     predictor = make_predictor(
         name,
@@ -97,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     modes = ("sequential", "pipelined") if args.mode == "both" else (args.mode,)
     with tempfile.TemporaryDirectory(prefix="cefl-zoo-bench-") as tmp:
         if args.videos:
-            videos = expand_inputs(args.videos)
+            videos = inputs
         else:
             from ..data.synthetic import write_synthetic_dataset
 
@@ -139,4 +190,11 @@ def run(args: argparse.Namespace) -> int:
             f"every video failed ({plural(len(videos), 'video')}); nothing was measured",
             EXIT_FAILED,
         )
+    if failures:  # measured on the others; like predict, some inputs failed
+        failed = len({source for source, _ in failures})
+        print(
+            f"{failed} of {plural(len(videos), 'video')} failed; measured on the others",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return status

@@ -4,7 +4,8 @@ INPUT is a video file, a frame folder, a folder of video files, or (with ``--dat
 a dataset root. Each video becomes a frame folder of square face crops plus
 ``faces.json`` under OUT (see :mod:`cefl_zoo.faces.cache`); existing, current crops are
 kept. Exit codes: 0 all done, 1 some videos failed (each reported on stderr), 2 usage
-error (bad path, missing ``faces`` extra, unknown dataset).
+error, before anything is cropped (an INPUT that does not exist or a folder without
+videos, missing ``faces`` extra, unknown dataset), as for ``cefl-zoo predict``.
 
 Examples::
 
@@ -18,51 +19,58 @@ import argparse
 import os
 import sys
 
-from ._common import plural
+from ._common import EXIT_CODES_HELP, plural
 
 NAME = "faces"
 HELP = "precompute square face crops of videos or a dataset (needs cefl-zoo[faces])"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "examples:\n  cefl-zoo faces clip.mp4 crops/\n"
+        "  cefl-zoo faces /data/AFEW crops/afew --dataset afew --split val --stride 2\n\n"
+        f"{EXIT_CODES_HELP}"
+    )
     parser.add_argument("input", help="video file, frame folder, folder of videos, or dataset root")
     parser.add_argument("out", help="output folder (never inside a dataset's own folder)")
     parser.add_argument("--dataset", help="read INPUT as this registered dataset (afew, mmi, ...)")
     parser.add_argument("--split", default=None, help="dataset split (with --dataset)")
     parser.add_argument("--fold", default=None, help="dataset fold (with --dataset)")
-    parser.add_argument("--size", type=int, default=224, help="crop side in pixels (224)")
+    parser.add_argument("--size", type=int, default=224, help="crop side in pixels")
     parser.add_argument(
         "--margin",
         type=float,
         default=0.25,
-        help="fraction of the face size added on each side (0.25)",
+        help="fraction of the face size added on each side",
     )
     parser.add_argument(
         "--smoothing",
         type=float,
         default=2.0,
-        help="temporal smoothing of the boxes, Gaussian sigma in frames (2)",
+        help="temporal smoothing of the boxes, Gaussian sigma in frames",
     )
     parser.add_argument(
         "--stride",
         type=int,
         default=1,
-        help="detect on every N-th frame and interpolate between (1)",
+        help="detect on every N-th frame and interpolate between",
     )
     parser.add_argument(
-        "--score-threshold", type=float, default=0.7, help="RetinaFace confidence threshold (0.7)"
+        "--score-threshold", type=float, default=0.7, help="RetinaFace confidence threshold"
     )
     parser.add_argument(
-        "--max-size", type=int, default=640, help="longest frame side used for detection (640)"
+        "--max-size", type=int, default=640, help="longest frame side used for detection"
     )
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
-    parser.add_argument("--quality", type=int, default=95, help="JPEG quality (95)")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality")
     parser.add_argument("--overwrite", action="store_true", help="recompute existing crops")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _error(message: str) -> None:
-    print(f"cefl-zoo faces: error: {' '.join(str(message).split())}", file=sys.stderr)
+    from ._common import error
+
+    error(NAME, message)
 
 
 def _videos_in(folder: str) -> list[str] | None:
@@ -84,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
     from ..faces import FaceCropper, RetinaFaceDetector, precompute_face_crops
     from ..faces.cache import precompute_dataset_face_crops
 
+    if not os.path.exists(args.input):  # the same words and code as predict's
+        _error(f"1 input does not exist: {args.input}")
+        return 2
     try:
         detector = RetinaFaceDetector(
             score_threshold=args.score_threshold, max_size=args.max_size, num_threads=args.threads
@@ -97,9 +108,6 @@ def run(args: argparse.Namespace) -> int:
         )
     except (ImportError, ValueError) as err:
         _error(str(err))
-        return 2
-    if not os.path.exists(args.input):
-        _error(f"{args.input}: does not exist")
         return 2
 
     if args.dataset:

@@ -4,29 +4,64 @@ Prints a table (file, label, probability, emotion-rich clip with its seconds); `
 writes every result, ``--plot DIR`` one PNG per video (the paper's Fig. 6, or the
 timeline with ``--window``). Folders expand to the videos and frame folders inside.
 
+``--json`` writes one object, ``{"schema_version": 1, "model", "device", "mode",
+"results": [...]}``, with one entry per video in input order: a
+:meth:`~cefl_zoo.predict.Prediction.to_dict` (the envelope's ``mode`` is ``"clips"``), a
+:meth:`~cefl_zoo.predict.Timeline.to_dict` (``--window``), or for a video that failed a
+:meth:`~cefl_zoo.predict.PredictionFailure.to_dict` (``{"source", "error",
+"error_type"}``); each entry gets ``"ok"`` (``true`` / ``false``) after ``"source"``.
+The predict guide documents every key.
+
 Exit status: 0 when every video was predicted, 1 when some failed or a plot or the JSON
 could not be written (each failure is one line on stderr; every result that was made is
-still printed and saved), 2 for a usage error (bad option, unknown model, unknown face
-detector or missing face-detector extra, CUDA asked for but not available, an output path
-that cannot be written).
+still printed and saved), 2 for a usage error, before anything is predicted (bad option,
+an input path that does not exist or a folder without videos, unknown model, unknown
+face detector or missing face-detector extra, CUDA asked for but not available, an output
+path that cannot be written, a ``--window`` shorter than the model needs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from typing import Any
 
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, one_line, plural
+from ._common import (
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    error,
+    one_line,
+    optional_value_argv,
+    plural,
+)
 
 NAME = "predict"
 HELP = "predict the expression of videos (table, JSON, Fig. 6 plots, long-video timelines)"
 
+#: Version of the ``--json`` output's layout (the envelope and its entries).
+JSON_SCHEMA_VERSION = 1
+
+_EPILOG = f"""examples:
+  cefl-zoo predict clip.mp4
+  cefl-zoo predict videos/ --json results.json --plot plots/
+  cefl-zoo predict --faces clip.mp4 --model hf-hub:org/repo
+  cefl-zoo predict interview.mp4 --window 4.2s --stride 1s --plot plots/
+
+--json writes {{"schema_version": {JSON_SCHEMA_VERSION}, "model", "device", "mode", "results"}}, one
+entry per video with "ok"; failed videos are {{"source", "ok": false, "error", "error_type"}}
+(see the predict guide for every key).
+
+{EXIT_CODES_HELP}"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = _EPILOG
     parser.add_argument(
         "videos",
         nargs="+",
@@ -64,7 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DETECTOR",
         help="crop faces first (default detector: retinaface; needs "
-        "pip install 'cefl-zoo[faces]'). Without it frames are used as they are",
+        "pip install 'cefl-zoo[faces]'). Without it frames are used as they are. A video "
+        "right after --faces is a video, not a detector name",
     )
     parser.add_argument(
         "--window",
@@ -72,8 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const="105",
         default=None,
         metavar="LEN",
-        help="long-video mode: score every window of LEN frames ('105', default) or seconds "
-        "('4.2s') and report a timeline",
+        help="long-video mode: score every window of LEN frames ('105', the default when "
+        "LEN is left out) or seconds ('4.2s') and report a timeline. --window VIDEO "
+        "uses the default length on VIDEO; --window=LEN is always read as a length",
     )
     parser.add_argument(
         "--stride",
@@ -82,7 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --window: frames or seconds ('1s') between windows "
         "(default: 75 of 105 frames, the part the sampler reads)",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="videos per forward pass")
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="videos (windows with --window) per forward pass"
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -93,19 +132,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--amp",
         default="auto",
         choices=("auto", "bf16", "fp16", "none"),
-        help="mixed precision (auto: bf16 on GPUs that support it)",
+        help="mixed precision (auto: bf16 on GPUs that support it, else none)",
     )
     parser.add_argument(
-        "--fps", type=float, default=None, help="frame rate of frame folders (default 25)"
+        "--fps",
+        type=float,
+        default=None,
+        help="frame rate of frame folders, > 0 (default: 25; video files carry their own)",
     )
     parser.add_argument(
         "--min-frames",
         type=int,
         default=None,
-        help="accept videos with at least this many frames (1: any)",
+        help="accept videos (and --window windows) with at least this many frames; 1: any, "
+        "by repeating frames (default: one clip's frames, the model's frames_per_clip)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-q", "--quiet", action="store_true", help="no table on stdout")
+
+
+def _is_span(value: str) -> bool:
+    from ..predict.timeline import parse_span
+
+    try:
+        parse_span(value, fps=25.0)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_detector(value: str) -> bool:
+    from ..predict.predictor import FACE_DETECTORS
+
+    return value.lower() in FACE_DETECTORS
+
+
+def prepare_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--faces VIDEO`` and ``--window VIDEO``: the option without a value, then the video
+    (see :func:`~cefl_zoo.commands._common.optional_value_argv`)."""
+    return optional_value_argv(
+        parser,
+        argv,
+        {"--faces": ("retinaface", _is_detector), "--window": ("105", _is_span)},
+    )
 
 
 def _error(message: str) -> int:
@@ -153,18 +222,41 @@ def _table(results: list[Any]) -> str:
 
 
 def _plot_paths(results: list[Any], folder: str) -> dict[int, str]:
-    """A unique ``DIR/<name>.png`` for every successful result."""
-    used: dict[str, int] = {}
-    out = {}
+    """A distinct ``DIR/<name>.png`` for every successful result, the same on every run.
+
+    A video's name is its file name without the extension (a frame folder's: the folder
+    name). The first video with a name keeps it; later ones get ``<name>-2``, ``-3``, ...,
+    skipping every name another video has, so ``a/x.mp4``, ``b/x.mp4`` and ``x-2.mp4``
+    become ``x.png``, ``x-3.png`` and ``x-2.png``. Names are compared case-insensitively
+    (macOS and Windows file systems).
+    """
+    stems: dict[int, str] = {}
     for i, r in enumerate(results):
         if not r.ok:
             continue
         base = os.path.basename(str(r.source).rstrip("/\\")) or f"video{i}"
-        stem = os.path.splitext(base)[0] if os.path.isfile(str(r.source)) else base
-        count = used.get(stem, 0) + 1
-        used[stem] = count
-        out[i] = os.path.join(folder, f"{stem}.png" if count == 1 else f"{stem}-{count}.png")
-    return out
+        stems[i] = os.path.splitext(base)[0] if os.path.isfile(str(r.source)) else base
+    taken: set[str] = set()
+    names: dict[int, str] = {}
+    for i, stem in stems.items():  # first holders keep their names
+        if stem.casefold() not in taken:
+            taken.add(stem.casefold())
+            names[i] = stem
+    for i, stem in stems.items():
+        if i in names:
+            continue
+        n = 2
+        while f"{stem}-{n}".casefold() in taken:
+            n += 1
+        taken.add(f"{stem}-{n}".casefold())
+        names[i] = f"{stem}-{n}"
+    return {i: os.path.join(folder, f"{names[i]}.png") for i in sorted(names)}
+
+
+def _json_entry(result: Any) -> dict[str, Any]:
+    """One ``results`` entry of ``--json``: ``to_dict()`` with ``"ok"`` after ``"source"``."""
+    data = result.to_dict()
+    return {"source": data.get("source"), "ok": bool(result.ok), **data}
 
 
 def _unwritable(path: str) -> str | None:
@@ -195,10 +287,53 @@ def _write_json(payload: dict[str, Any], path: str) -> str | None:
     return None
 
 
+def _window_help(min_frames: int) -> str:
+    return (
+        f"use a --window of at least {min_frames} frames, or --min-frames 1 to accept "
+        "shorter windows by repeating frames"
+    )
+
+
+def _check_window_frames(args: argparse.Namespace, predictor: Any) -> None:
+    """A ``--window`` in frames shorter than the sampler accepts is a usage error."""
+    from ..predict import parse_span
+    from ._common import CommandError
+
+    if str(args.window).strip().lower().endswith("s"):
+        return  # seconds: depends on each video's frame rate, checked per video
+    length = parse_span(args.window, fps=None)
+    need = predictor.sampler.min_frames
+    if length < need:
+        raise CommandError(
+            f"--window {args.window}: a window of {plural(length, 'frame')} is shorter than "
+            f"the {need} frames the model needs per window (one clip of "
+            f"{predictor.sampler.frames_per_clip} frames); {_window_help(need)}"
+        )
+
+
+def _short_window(args: argparse.Namespace, predictor: Any, path: str, err: Any) -> str:
+    """The error line for a video whose ``--window`` (in seconds) has too few frames."""
+    from ..video import open_video
+
+    try:
+        with open_video(path) as reader:
+            info = reader.info
+        video = f" (the video has {plural(int(info.num_frames), 'frame')} at {info.fps:g} fps)"
+    except Exception:  # noqa: BLE001 - the frame count only makes the message better
+        video = ""
+    need = predictor.sampler.min_frames
+    return (
+        f"{path}: --window {args.window} is {plural(err.num_frames, 'frame')} of this "
+        f"video{video}, fewer than the {need} frames the model needs per window; "
+        f"{_window_help(need)}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from ..predict import DEFAULT_MODEL, PredictionFailure, expand_inputs
     from ..predict.predictor import _one_line
-    from ._common import make_predictor
+    from ..video.sampling import VideoTooShortError
+    from ._common import check_inputs, make_predictor
 
     if args.batch_size < 1:
         return _error(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -206,6 +341,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"--workers must be >= 0, got {args.workers}")
     if args.min_frames is not None and args.min_frames < 1:
         return _error(f"--min-frames must be >= 1, got {args.min_frames}")
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        return _error(f"--fps must be a frame rate > 0, got {args.fps:g}")
     if args.stride is not None and args.window is None:
         return _error("--stride only applies with --window")
     if args.window is not None:
@@ -222,6 +359,8 @@ def run(args: argparse.Namespace) -> int:
         problem = _unwritable(args.json)
         if problem:
             return _error(f"--json: {problem}")
+    videos = expand_inputs(args.videos)
+    check_inputs(args.videos, videos)
 
     name = _model_name(args)
     start = time.perf_counter()
@@ -240,8 +379,9 @@ def run(args: argparse.Namespace) -> int:
         fps=args.fps or 25.0,
         progress=not args.no_progress,
     )
+    if args.window is not None:
+        _check_window_frames(args, predictor)
 
-    videos = expand_inputs(args.videos)
     progress = not args.no_progress
     if args.window is None:
         results: list[Any] = predictor.predict_many(videos, fps=args.fps, progress=progress)
@@ -266,16 +406,20 @@ def run(args: argparse.Namespace) -> int:
                         progress=progress and len(videos) == 1,
                     )
                 )
+            except VideoTooShortError as err:  # the window, not the video, is too short
+                message = _short_window(args, predictor, path, err)
+                results.append(PredictionFailure(path, message, type(err).__name__))
             except Exception as err:  # noqa: BLE001 - one line per failed file; others go on
                 results.append(PredictionFailure(path, _one_line(err, path), type(err).__name__))
     elapsed = time.perf_counter() - start
 
     # Results first: a plot that cannot be written must not cost the predictions.
     payload = {
+        "schema_version": JSON_SCHEMA_VERSION,
         "model": predictor.model_name,
         "device": str(predictor.device),
         "mode": "timeline" if args.window is not None else "clips",
-        "results": [r.to_dict() for r in results],
+        "results": [_json_entry(r) for r in results],
     }
     output_errors = []
     if args.json == "-":

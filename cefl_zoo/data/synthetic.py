@@ -45,8 +45,10 @@ import csv
 import io
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +63,16 @@ from .generic import CSVVideoDataset
 
 __all__ = [
     "EXPRESSIONS",
+    "MIN_VIDEO_SIZE",
     "SYNTHETIC_CLASSES",
     "SyntheticTensorDataset",
     "SyntheticVideoDataset",
     "SyntheticVideoSpec",
+    "check_video_size",
     "make_video_spec",
     "render_frames",
     "render_synthetic_video",
+    "synthetic_frame_rate",
     "synthetic_labels",
     "synthetic_splits",
     "write_synthetic_dataset",
@@ -515,7 +520,68 @@ def render_synthetic_video(
     return render_frames(spec, np.arange(spec.num_frames), size), spec
 
 
-def _encode_mp4(frames: torch.Tensor, fps: float, crf: int) -> bytes:
+#: Smallest frame size :func:`write_synthetic_dataset` writes (pixels).
+MIN_VIDEO_SIZE = 16
+
+
+def check_video_size(size: int) -> int:
+    """``size`` if :func:`write_synthetic_dataset` can encode frames of ``size`` x ``size``.
+
+    libx264 encodes 4:2:0 video (``yuv420p``, what every player reads), whose sides must
+    be even; below :data:`MIN_VIDEO_SIZE` pixels the face is not drawable.
+
+    Raises:
+        ValueError: For an odd size or one below :data:`MIN_VIDEO_SIZE`.
+
+    Example:
+        >>> check_video_size(64)
+        64
+        >>> check_video_size(33)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: frame size 33 px: must be an even number of pixels ...; try 32 or 34
+    """
+    if isinstance(size, bool) or int(size) != size:
+        raise ValueError(f"frame size {size!r}: must be a whole number of pixels")
+    size = int(size)
+    if size < MIN_VIDEO_SIZE or size % 2:
+        lo = max(MIN_VIDEO_SIZE, size - size % 2 if size % 2 else size)
+        hi = max(MIN_VIDEO_SIZE, size + size % 2)
+        hint = f"try {lo} or {hi}" if lo != hi else f"try {lo}"
+        raise ValueError(
+            f"frame size {size} px: must be an even number of pixels (h264 4:2:0 video has "
+            f"even sides), at least {MIN_VIDEO_SIZE}; {hint}"
+        )
+    return size
+
+
+def synthetic_frame_rate(fps: float | Fraction) -> Fraction:
+    """The exact frame rate the mp4s of :func:`write_synthetic_dataset` are encoded at.
+
+    ``fps`` as a fraction with a denominator of at most 1001, so fractional rates are
+    kept (``12.5`` is 25/2, NTSC ``30000/1001`` stays); ``labels.csv`` records
+    ``float(rate)``, the rate the files report.
+
+    Raises:
+        ValueError: For a rate that is not a positive finite number.
+
+    Example:
+        >>> synthetic_frame_rate(25), synthetic_frame_rate(12.5), synthetic_frame_rate(29.97)
+        (Fraction(25, 1), Fraction(25, 2), Fraction(2997, 100))
+    """
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        raise ValueError(f"fps must be a positive number, got {fps!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    rate = Fraction(fps).limit_denominator(1001)
+    if rate <= 0:
+        raise ValueError(f"fps {fps!r} is too small; use at least 1/1001 frames per second")
+    return rate
+
+
+def _encode_mp4(frames: torch.Tensor, fps: float | Fraction, crf: int) -> bytes:
     """h264 in mp4, bit-exact from run to run (and across CPUs).
 
     libx264's assembly paths make its output vary from run to run on some machines
@@ -524,15 +590,18 @@ def _encode_mp4(frames: torch.Tensor, fps: float, crf: int) -> bytes:
     """
     import av
 
+    rate = synthetic_frame_rate(fps)
     buf = io.BytesIO()
     arr = frames.permute(0, 2, 3, 1).contiguous().numpy()
     with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=round(fps))
+        stream = container.add_stream(
+            "libx264", rate=rate.numerator if rate.denominator == 1 else rate
+        )
         stream.width, stream.height = arr.shape[2], arr.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.options = {
             "crf": str(crf),
-            "g": str(round(fps)),
+            "g": str(max(1, round(rate))),
             "threads": "1",
             "preset": "fast",
             "x264-params": "cpu-independent=1",
@@ -552,8 +621,8 @@ class _EncodeVideos(torch.utils.data.Dataset):
 
     def __init__(self, seed, labels, size, min_frames, max_frames, fps, crf) -> None:
         self.seed, self.labels, self.size = seed, labels, size
-        self.spec_args = (min_frames, max_frames, fps)
-        self.fps, self.crf = fps, crf
+        self.fps, self.crf = synthetic_frame_rate(fps), crf
+        self.spec_args = (min_frames, max_frames, float(self.fps))  # the rate encoded
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -597,17 +666,22 @@ def write_synthetic_dataset(
 
     The same arguments give byte-identical files. Every file is written to a temporary
     name and renamed into place; ``labels.csv`` comes last, so a directory with a
-    ``labels.csv`` is complete.
+    ``labels.csv`` is complete (``overwrite`` removes the old one first). Numbered videos
+    of an earlier, larger dataset in ``videos/`` (``NNNNN.mp4`` beyond ``num_videos``)
+    are removed, so ``videos/`` holds exactly the videos ``labels.csv`` lists; other
+    files are left alone. The arguments are all checked before anything is created.
 
     Args:
         out_dir: Output directory (created).
         num_videos: Number of videos (classes are balanced: ``index % 7``, shuffled).
         seed: Seed of everything.
-        size: Frame height and width in pixels.
-        test_fraction: Fraction of each class in the ``test`` split.
+        size: Frame height and width in pixels (even, at least :data:`MIN_VIDEO_SIZE`).
+        test_fraction: Fraction of each class in the ``test`` split: the last
+            ``ceil(test_fraction * n)`` of each class's ``n`` videos (at most ``n - 1``).
         min_frames: Shortest video.
         max_frames: Longest video.
-        fps: Frame rate.
+        fps: Frame rate (> 0; fractional rates are encoded exactly, see
+            :func:`synthetic_frame_rate`, and ``labels.csv`` records the encoded rate).
         crf: x264 quality (lower is better; 18 is visually lossless).
         progress: Show a progress bar.
         overwrite: Replace an existing dataset in ``out_dir``.
@@ -620,6 +694,7 @@ def write_synthetic_dataset(
     Raises:
         FileExistsError: If ``out_dir`` already holds a ``labels.csv`` and not
             ``overwrite``.
+        ValueError: For a bad argument (before anything is written).
 
     Example:
         >>> write_synthetic_dataset("synth", num_videos=70, seed=0)  # doctest: +SKIP
@@ -636,13 +711,25 @@ def write_synthetic_dataset(
         )
     if num_videos < 1:
         raise ValueError(f"num_videos must be >= 1, got {num_videos}")
-    (out / "videos").mkdir(parents=True, exist_ok=True)
+    try:
+        check_video_size(size)
+    except ValueError as err:
+        raise ValueError(f"size: {err}") from None
+    rate = synthetic_frame_rate(fps)
+    if not 1 <= min_frames <= max_frames:
+        raise ValueError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     labels = synthetic_labels(num_videos, seed)
-    splits = synthetic_splits(labels, test_fraction)
+    splits = synthetic_splits(labels, test_fraction)  # checks test_fraction
+    videos_dir = out / "videos"
+    videos_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite:  # until the new labels.csv is in place, the folder is not a dataset
+        csv_path.unlink(missing_ok=True)
     rows = []
     from torch.utils.data import DataLoader
 
-    encoder = _EncodeVideos(seed, labels, size, min_frames, max_frames, fps, crf)
+    encoder = _EncodeVideos(seed, labels, size, min_frames, max_frames, rate, crf)
     loader = DataLoader(encoder, batch_size=None, num_workers=num_workers)
     bar = tqdm(
         loader, total=num_videos, desc="synthetic videos", unit="video", disable=not progress
@@ -669,6 +756,7 @@ def write_synthetic_dataset(
                 "seed": seed,
             }
         )
+    _remove_stale_videos(videos_dir, num_videos)
     tmp_csv = out / ".labels.csv.tmp"
     with open(tmp_csv, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=_CSV_FIELDS, lineterminator="\n")
@@ -676,6 +764,20 @@ def write_synthetic_dataset(
         writer.writerows(rows)
     os.replace(tmp_csv, csv_path)
     return csv_path
+
+
+_NUMBERED_VIDEO = re.compile(r"^\.?(\d{5,})\.mp4(\.tmp)?$")
+
+
+def _remove_stale_videos(videos_dir: Path, num_videos: int) -> None:
+    """Remove the numbered videos (and temporary files) an earlier run left beyond index
+    ``num_videos - 1``."""
+    for entry in os.scandir(videos_dir):
+        match = _NUMBERED_VIDEO.match(entry.name)
+        if not match or not entry.is_file():
+            continue
+        if match.group(2) or int(match.group(1)) >= num_videos:
+            os.unlink(entry.path)
 
 
 @register_dataset("synthetic")
@@ -730,9 +832,12 @@ class _SyntheticReader(VideoReader):
 class SyntheticTensorDataset(VideoDataset):
     """The synthetic videos of :func:`write_synthetic_dataset`, rendered in memory.
 
-    Item ``i`` shows the same video as ``videos/{i:05d}.mp4`` of a dataset written with
-    the same ``num_videos``, ``seed`` and sizes (minus the h264 compression), and has the
-    same label, split and apex. Only the sampled frames are rendered.
+    Each item shows the same video as ``videos/{index:05d}.mp4`` of a dataset written
+    with the same ``num_videos``, ``seed``, ``test_fraction`` and sizes (minus the h264
+    compression), with the same label, split and apex, where ``index`` is
+    ``item.meta["index"]``. With ``split=None`` item ``i`` is video ``i``; with a split
+    the items are that split's videos in index order (item 5 of ``split="train"`` may be
+    video 7). Only the sampled frames are rendered.
 
     Args:
         num_videos: Videos in the (virtual) dataset, before the split.
@@ -767,7 +872,8 @@ class SyntheticTensorDataset(VideoDataset):
         if split not in (None, "train", "test"):
             raise ValueError(f"split must be 'train', 'test' or None, got {split!r}")
         self.num_videos, self.split, self.size = int(num_videos), split, int(size)
-        self._spec_args = (min_frames, max_frames, fps)
+        # the rate the written mp4s have, so seconds agree with write_synthetic_dataset's
+        self._spec_args = (min_frames, max_frames, float(synthetic_frame_rate(fps)))
         self.test_fraction = test_fraction
         self.synthetic_seed = int(seed)
         kwargs.setdefault("train", split == "train")

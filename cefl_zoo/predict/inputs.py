@@ -18,15 +18,13 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..data.generic import VIDEO_EXTENSIONS
 from ..video.io import IMAGE_EXTENSIONS, natural_sort_key
 
 __all__ = ["VIDEO_EXTENSIONS", "expand_inputs", "is_frame_folder", "is_video_file"]
 
-#: File name endings treated as videos when a folder is expanded (case-insensitive).
-VIDEO_EXTENSIONS: tuple[str, ...] = (
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
-    ".3gp", ".ogv", ".ts", ".mts",
-)
+# VIDEO_EXTENSIONS: the datasets' list (cefl_zoo.data.generic), so that a folder expands
+# to the same videos for ``cefl-zoo predict`` / ``benchmark`` as for a dataset.
 
 
 def is_video_file(path: str | os.PathLike) -> bool:
@@ -39,7 +37,8 @@ def is_frame_folder(path: str | os.PathLike) -> bool:
     try:
         with os.scandir(path) as it:
             return any(
-                e.is_file() and not e.name.startswith(".")
+                e.is_file()
+                and not e.name.startswith(".")
                 and e.name.lower().endswith(IMAGE_EXTENSIONS)
                 for e in it
             )

@@ -26,6 +26,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .._plotting import new_figure as _figure
 from .._plotting import save_png as _save
 from ..commands._common import plural
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from .result import Prediction
     from .timeline import Timeline
 
-__all__ = ["RICH_CLIP_COLOR", "plot_prediction", "plot_timeline"]
+__all__ = ["RICH_CLIP_COLOR", "plot_prediction", "plot_timeline", "timeline_edges"]
 
 #: Colour of the emotion-rich clip's highlight (the paper's orange boxes).
 RICH_CLIP_COLOR = "#ff7f0e"
@@ -207,12 +209,42 @@ def plot_prediction(pred: Prediction, path: str | os.PathLike, all_classes: bool
     return _save(fig, path)
 
 
+def timeline_edges(timeline: Timeline) -> np.ndarray:
+    """x edges of the timeline heat map's cells, ``(W + 1,)``, in the plot's unit.
+
+    Window ``w``'s cell runs from the midpoint between its centre and the previous
+    window's to the midpoint between its centre and the next one's, so every cell holds
+    its window's true centre (:attr:`Timeline.times`) even where the windows are not
+    evenly spaced (the last window, which ends on the last frame). The outer edges are the
+    first window's start and the last window's end, clipped to ``[0, duration]``.
+
+    Example:
+        >>> import torch
+        >>> from cefl_zoo.predict import Timeline
+        >>> tl = Timeline("v.mp4", ("a", "b"), starts=[0, 50, 60], ends=[99, 149, 159],
+        ...               probs=torch.ones(3, 2) / 2, fps=10.0, num_frames=160)
+        >>> tl.times.tolist(), timeline_edges(tl).tolist()
+        ([5.0, 10.0, 11.0], [0.0, 7.5, 10.5, 16.0])
+    """
+    centres = timeline.times.numpy().astype(np.float64)
+    scale = float(timeline.fps) if timeline.fps else 1.0
+    first = float(timeline.starts[0]) / scale
+    last = float(timeline.ends[-1] + 1) / scale
+    edges = np.empty(len(centres) + 1, dtype=np.float64)
+    edges[1:-1] = (centres[:-1] + centres[1:]) / 2
+    edges[0], edges[-1] = min(first, centres[0]), max(last, centres[-1])
+    if timeline.num_frames:
+        edges = np.clip(edges, 0.0, timeline.num_frames / scale)
+    return edges
+
+
 def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
     """Draw a long video's expression timeline and save it as a PNG.
 
     Top: the probability of each window's predicted class over time, coloured by class.
-    Bottom: a heat map of every class's probability per window (x: window centre in
-    seconds, or frames when the fps is unknown).
+    Bottom: a heat map of every class's probability per window, each window's cell
+    spanning :func:`timeline_edges` (x: seconds, or frames when the fps is unknown). The
+    legend sits right of the axes, never on the data.
 
     Args:
         timeline: The sliding-window result.
@@ -257,7 +289,18 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
             )
     top.set_ylim(0, 1.05)
     top.set_ylabel("p(predicted)", fontsize=8)
-    top.legend(fontsize=7, ncol=min(c, 4), loc="lower right", frameon=False)
+    # Outside the axes, right of the plot: low probabilities sit at the bottom, high ones
+    # at the top, so no corner of the axes is free of data.
+    top.legend(
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        ncol=1 if c <= 12 else 2,
+        frameon=False,
+        title="predicted",
+        title_fontsize=7,
+    )
     name = os.path.basename(str(timeline.source).rstrip("/")) or str(timeline.source)
     top.set_title(
         f"{name}: {timeline.label} overall - {plural(len(timeline), 'window')} of {timeline.window} "
@@ -265,22 +308,20 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
         fontsize=9,
     )
     top.tick_params(labelbottom=False, labelsize=7)
-    if len(times) > 1:
-        half = float(min(times[1:] - times[:-1])) / 2
-    else:
-        half = float((timeline.ends[0] - timeline.starts[0] + 1) / 2) / (timeline.fps or 1.0)
-    extent = (float(times[0]) - half, float(times[-1]) + half, c - 0.5, -0.5)
-    bottom.imshow(
+    edges = timeline_edges(timeline)
+    bottom.pcolormesh(
+        edges,
+        np.arange(c + 1) - 0.5,
         timeline.probs.t().numpy(),
-        aspect="auto",
         cmap="Oranges",
         vmin=0,
         vmax=1,
-        extent=extent,
-        interpolation="nearest",
+        shading="flat",
     )
+    bottom.set_xlim(float(edges[0]), float(edges[-1]))
+    bottom.set_ylim(c - 0.5, -0.5)
     bottom.set_yticks(range(c))
     bottom.set_yticklabels(list(names), fontsize=7)
-    bottom.set_xlabel(f"time ({unit}, window centre)", fontsize=8)
+    bottom.set_xlabel(f"time ({unit}; dots at window centres)", fontsize=8)
     bottom.tick_params(labelsize=7)
     return _save(fig, path)

@@ -492,10 +492,12 @@ class Predictor:
             if err.num_frames < 1
             else (f"only {err.num_frames} frame{'s' if err.num_frames != 1 else ''}")
         )
+        least = self.sampler.min_frames
+        what = f"one clip, {k} frames" if least == k else f"min_frames={least}"
         return ValueError(
-            f"{source}: video has {frames}, fewer than the {self.sampler.min_frames} the model "
-            f"needs ({n} clips x {k} frames); pass min_frames=1 (CLI: --min-frames 1) to "
-            "repeat its frames, or leave it out"
+            f"{source}: video has {frames}, fewer than the {least} the predictor accepts "
+            f"({what}; the model reads {n} clips x {k} frames, repeating the frames of short "
+            "videos); pass min_frames=1 (CLI: --min-frames 1) to accept it, or leave it out"
         )
 
     def _crop_faces(

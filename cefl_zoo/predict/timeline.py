@@ -124,7 +124,9 @@ class Timeline:
             ``(W, 2)`` long; ``None`` for models without clip scores.
         fps: Frame rate of the video.
         num_frames: Frames in the video.
-        window: Window length in frames.
+        window: Window length in frames, as used: when every window has the same length
+            (``ends - starts + 1``), that length, so a video shorter than the requested
+            window records its own length.
         stride: Frames between window starts.
         model: Name of the model.
     """
@@ -153,6 +155,9 @@ class Timeline:
         )
         if self.rich_clip_frames is not None:
             self.rich_clip_frames = torch.as_tensor(self.rich_clip_frames, dtype=torch.long)
+        lengths = (self.ends - self.starts + 1).unique()
+        if lengths.numel() == 1:  # the length used: a short video's window is the video
+            self.window = int(lengths)
 
     def __len__(self) -> int:
         return int(self.starts.numel())
@@ -205,7 +210,14 @@ class Timeline:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON description: video facts, the window settings, a summary and one
-        entry per window (frames, seconds, label, probabilities, emotion-rich clip)."""
+        entry per window (frames, seconds, label, probabilities, emotion-rich clip).
+
+        Keys: ``source``, ``model``, ``mode`` (``"timeline"``),
+        ``video`` (``num_frames``, ``fps``, ``duration``), ``window`` (``frames``: the
+        length used, ``stride``), ``label``, ``mean_probabilities``, ``segments`` (see
+        :meth:`segments`) and ``windows`` (``index``, ``first_frame``, ``last_frame``,
+        ``start_s``, ``end_s``, ``label``, ``probabilities``, ``emotion_rich_clip``).
+        """
         windows = []
         for w in range(len(self)):
             first, last = int(self.starts[w]), int(self.ends[w])
