@@ -343,12 +343,14 @@ def test_an_unknown_key_in_config_json_is_blamed_on_the_version(folder):
 
 
 # -- 10. names: hint for a bare org/repo; timm's hf_hub: and local-dir: ---------------------
-def test_bare_org_repo_gets_the_hf_hub_hint(capsys):
+def test_bare_org_repo_gets_the_hf_hub_hint(capsys, tmp_path):
     from cefl_zoo.cli import main
 
     with pytest.raises(cefl_zoo.UnknownModelError, match=r"'hf-hub:org/tiny'"):
         cefl_zoo.Predictor("org/tiny", device="cpu")
-    assert main(["predict", "v.mp4", "--model", "org/tiny", "--device", "cpu"]) == 2
+    video = tmp_path / "v.mp4"  # an input that exists: the model is what is wrong
+    video.write_bytes(b"not read: the model fails to load first")
+    assert main(["predict", str(video), "--model", "org/tiny", "--device", "cpu"]) == 2
     assert "did you mean the hugging face repo 'hf-hub:org/tiny'" in capsys.readouterr().err.lower()
     assert cefl_zoo.hub.hub_hint("ceflnet_tiny") == "" and cefl_zoo.hub.hub_hint("./a/b") == ""
 
