@@ -119,10 +119,10 @@ def unreadable_video_message(err: BaseException) -> str | None:
 
     With ``on_error="raise"`` (``--data-kwargs '{"on_error": "raise"}'``) a broken video
     raises :class:`~cefl_zoo.video.io.VideoReadError` where it is read. Read in a
-    DataLoader worker, the loader raises it again in the main process with the worker's
-    traceback as the message (``Caught VideoReadError in DataLoader worker process 0
-    ... VideoReadError: PATH: problem``), as a ``VideoReadError`` or, when it cannot
-    rebuild one, a ``RuntimeError``; the message is the last line's ``PATH: problem``.
+    DataLoader worker, the loader raises it again in the main process, rebuilt from the
+    worker's traceback (``Caught VideoReadError in DataLoader worker process 0 ...
+    VideoReadError: PATH: problem``), which :class:`VideoReadError` reads back into
+    ``PATH: problem``; a ``RuntimeError`` with that text is read the same way.
 
     Example:
         >>> from cefl_zoo.video.io import VideoReadError
@@ -131,20 +131,17 @@ def unreadable_video_message(err: BaseException) -> str | None:
         >>> unreadable_video_message(RuntimeError(
         ...     "Caught VideoReadError in DataLoader worker process 0.\\nOriginal Traceback "
         ...     "(most recent call last):\\n ...\\ncefl_zoo.video.io.VideoReadError: a.mp4: empty"))
-        'a.mp4: empty'
+        'a.mp4: empty (in DataLoader worker process 0)'
         >>> unreadable_video_message(RuntimeError("CUDA out of memory")) is None
         True
     """
     from ..video.io import VideoReadError
 
-    text = str(err)
-    from_worker = "Caught VideoReadError" in text
-    if not (isinstance(err, VideoReadError) or from_worker):
-        return None
-    marker = "VideoReadError: "
-    if from_worker and marker in text:
-        text = text[text.rfind(marker) + len(marker) :]
-    return " ".join(text.split()) or type(err).__name__
+    if not isinstance(err, VideoReadError):
+        if "Caught VideoReadError" not in str(err):
+            return None
+        err = VideoReadError(str(err))  # the worker's error, read back from its traceback
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def check_not_empty(dataset: Dataset, what: str) -> None:
