@@ -132,7 +132,7 @@ class CEFLNet(VideoClassifier):
     @property
     def has_frame_weights(self) -> bool:
         """Whether LRL learns frame weights (eq. 2); ``False`` for ``relation=False``."""
-        return getattr(self.clip_encoder.lrl, "relation", None) is not None
+        return self.clip_encoder.has_frame_weights
 
     def _make_head(self, num_classes: int) -> nn.Module:
         if self.head_type == "eian":

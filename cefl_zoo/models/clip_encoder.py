@@ -152,6 +152,12 @@ class ClipEncoder(nn.Module):
         self.sal = SelfAttention(dim, qkv_bias=qkv_bias, attn_drop=attn_drop) if self_attention else None
         self.lrl = LocalGlobalRelation(dim, self.out_dim, relation=relation)
 
+    @property
+    def has_frame_weights(self) -> bool:
+        """Whether LRL learns the frame weights (eq. 2); ``False`` for ``relation=False``,
+        whose weights are all 1."""
+        return self.lrl.relation is not None
+
     def forward(
         self, x: torch.Tensor, return_weights: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

@@ -147,9 +147,10 @@ def load_model_for_inference(name: str | os.PathLike[str]) -> nn.Module:
 def weights_frames(model: nn.Module) -> bool:
     """Whether ``model`` learns a weight for every frame (CEFLNet's LRL, paper eq. 2).
 
-    A model can say so with a boolean ``has_frame_weights`` attribute; otherwise a
-    CEFLNet whose clip encoder's LRL has no relation layer (``relation=False``, the
-    ``ceflnet_resnet18_sal`` ablation) weights every frame 1 and does not count.
+    A model says so with a boolean ``has_frame_weights`` attribute (every zoo model
+    does); a model of your own without one is asked through its ``clip_encoder``
+    (a :class:`~cefl_zoo.ClipEncoder` with ``relation=False``, as in the
+    ``ceflnet_resnet18_sal`` ablation, weights every frame 1 and does not count).
 
     Example:
         >>> import cefl_zoo
@@ -161,10 +162,8 @@ def weights_frames(model: nn.Module) -> bool:
     flag = getattr(model, "has_frame_weights", None)
     if isinstance(flag, bool):
         return flag
-    lrl = getattr(getattr(model, "clip_encoder", None), "lrl", None)
-    if lrl is not None and hasattr(lrl, "relation") and lrl.relation is None:
-        return False
-    return True
+    flag = getattr(getattr(model, "clip_encoder", None), "has_frame_weights", None)
+    return flag if isinstance(flag, bool) else True
 
 
 @dataclass
