@@ -449,24 +449,22 @@ def _resolve_cfg_argument(
         cfg = get_pretrained_cfg(f"{arch}.{given}" if given else arch)
     elif isinstance(given, PretrainedCfg):
         cfg = given
-    elif isinstance(given, dict):
-        base = cfg.to_dict() if cfg is not None else {"architecture": arch}
-        cfg = PretrainedCfg.from_dict({**base, **given})
-    elif given is not None:
+    elif given is not None and not isinstance(given, dict):
         raise TypeError(
             f"pretrained_cfg must be a weight tag, a PretrainedCfg or a dict, got "
             f"{type(given).__name__}"
         )
-    if overlay:
-        unknown = sorted(set(overlay) - set(PretrainedCfg.__dataclass_fields__))
-        if unknown:
-            raise TypeError(
-                f"pretrained_cfg_overlay: unknown field(s) {', '.join(unknown)}; PretrainedCfg "
-                f"has {', '.join(PretrainedCfg.__dataclass_fields__)}"
-            )
-        base = cfg.to_dict() if cfg is not None else {"architecture": arch}
-        cfg = PretrainedCfg.from_dict({**base, **overlay})
+    unknown = sorted(set(overlay or {}) - set(PretrainedCfg.__dataclass_fields__))
+    if unknown:
+        raise TypeError(
+            f"pretrained_cfg_overlay: unknown field(s) {', '.join(unknown)}; PretrainedCfg "
+            f"has {', '.join(PretrainedCfg.__dataclass_fields__)}"
+        )
+    # A dict pretrained_cfg, then the overlay, change fields of the registered cfg.
     changes = {**(given if isinstance(given, dict) else {}), **(overlay or {})}
+    if isinstance(given, dict) or overlay:
+        base = cfg.to_dict() if cfg is not None else {"architecture": arch}
+        cfg = PretrainedCfg.from_dict({**base, **changes})
     if cfg is not None and ({"file", "hf_hub_id"} & set(changes)):
         # Weights somewhere else (timm's overlay file=...): those weights, unverified
         # unless a sha256 comes along, loadable whatever the registered set's status.
