@@ -236,11 +236,6 @@ def run(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
     env["versions"]["av"] = av.__version__
     env["versions"]["ffmpeg_libavcodec"] = ".".join(map(str, av.library_versions["libavcodec"]))
 
-    def payload(prepare_s: float, cache_bytes: dict[str, int], video_bytes: int) -> dict:
-        return _payload(
-            args, env, sampler, needed, load_before, results, prepare_s, cache_bytes, video_bytes
-        )
-
     with tempfile.TemporaryDirectory(prefix="cefl-data-bench-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
@@ -253,12 +248,22 @@ def run(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
             for fmt in ("uint8", "jpeg")
         }
         video_bytes = sum(os.path.getsize(p) for p in paths)
+        fixed = _fixed_fields(args, env, sampler, needed, prepare_s, cache_bytes, video_bytes)
+
+        def payload() -> dict[str, Any]:
+            load = {"before": list(load_before), "after": list(os.getloadavg())}
+            return {
+                **fixed,
+                "host_load_1_5_15": load,
+                "quick": bool(args.quick),
+                "results": list(results),
+            }
 
         def add(row: dict[str, Any]) -> None:
             """Keep a row and write the file so far (a step cut off keeps its rows)."""
             results.append(row)
             if out is not None:
-                write_json(out, payload(prepare_s, cache_bytes, video_bytes))
+                write_json(out, payload())
 
         gen = torch.Generator().manual_seed(0)
         plans = [sampler(args.frames, train=True, generator=gen).flatten().tolist() for _ in paths]
@@ -322,20 +327,19 @@ def run(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
         }
         add(row)
         print(f"train_transform  {row['frames_per_s']:>9.1f} frames/s", flush=True)
-    return payload(prepare_s, cache_bytes, video_bytes)
+    return payload()
 
 
-def _payload(
+def _fixed_fields(
     args: argparse.Namespace,
     env: dict[str, Any],
     sampler: Any,  # a ClipSampler
     needed: dict[str, Any],
-    load_before: tuple[float, ...],
-    results: list[dict[str, Any]],
     prepare_s: float,
     cache_bytes: dict[str, int],
     video_bytes: int,
 ) -> dict[str, Any]:
+    """The fields of the result file that do not change as rows are measured."""
     per_video = sampler.num_clips * sampler.frames_per_clip
     return {
         "benchmark": "data",
@@ -361,9 +365,6 @@ def _payload(
         },
         "target_frames_per_s": needed["frames_per_s"],
         "target_source": needed["source"],
-        "host_load_1_5_15": {"before": list(load_before), "after": list(os.getloadavg())},
-        "quick": bool(args.quick),
-        "results": list(results),
     }
 
 
