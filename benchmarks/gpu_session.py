@@ -136,6 +136,10 @@ class Step:
     required: bool = False
     min_s: float | None = None
 
+    def least_s(self, default: float) -> float:
+        """The budget this step needs left to be started (``default``: ``--min-step-s``)."""
+        return self.min_s if self.min_s is not None else default
+
     def command(self) -> str:
         """The command as a shell line (the smoke test's script as ``<SMOKE>``)."""
         argv = [a if a != SMOKE else "<SMOKE>" for a in self.argv]
@@ -431,7 +435,7 @@ def run_session(args: argparse.Namespace) -> dict[str, Any]:
                 record.update(status="skipped", reason="an earlier required step failed")
             elif step.needs_av and not have_av:
                 record.update(status="skipped", reason="PyAV does not import (carry its wheel)")
-            elif left < (step.min_s if step.min_s is not None else args.min_step_s):
+            elif left < step.least_s(args.min_step_s):
                 record.update(status="skipped", reason=f"only {left:.0f} s of the budget left")
             else:
                 record = run_step(step, min(step.cap_s * args.cap_scale, left), log, env)
@@ -548,10 +552,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         args.out = args.out or "OUT"
         for step in plan(args, "<slug>"):
-            least = step.min_s if step.min_s is not None else args.min_step_s
             print(
                 f"{step.name} (limit {step.cap_s * args.cap_scale:.0f} s, started with "
-                f">= {least:.0f} s left): {step.command()}"
+                f">= {step.least_s(args.min_step_s):.0f} s left): {step.command()}"
             )
         return 0
     if not args.out:

@@ -23,14 +23,9 @@ def test_protocols_follow_the_paper():
         fold_protocol("folder")
 
 
-@pytest.fixture(scope="module")
-def dfew(tmp_path_factory):
-    return make_dfew_fixture(tmp_path_factory.mktemp("data") / "DFEW")
-
-
-def test_two_dfew_folds_mean_and_std(tmp_path, dfew, capsys):
-    out = tmp_path / "runs"
-    cfg = TrainConfig(
+def _tiny_config(dfew, out) -> TrainConfig:
+    """One quick epoch of ceflnet_tiny at 32 px on the DFEW fixture, folds under ``out``."""
+    return TrainConfig(
         model="ceflnet_tiny",
         data=f"dfew:{dfew}",
         epochs=1,
@@ -43,6 +38,16 @@ def test_two_dfew_folds_mean_and_std(tmp_path, dfew, capsys):
         save_plots=False,
         output_dir=str(out),
     )
+
+
+@pytest.fixture(scope="module")
+def dfew(tmp_path_factory):
+    return make_dfew_fixture(tmp_path_factory.mktemp("data") / "DFEW")
+
+
+def test_two_dfew_folds_mean_and_std(tmp_path, dfew, capsys):
+    out = tmp_path / "runs"
+    cfg = _tiny_config(dfew, out)
     result = run_folds(cfg, folds=[1, 2])
     assert result["folds"] == [1, 2] and "DFEW: 5 official folds" in result["protocol"]
     for which in ("last", "best"):
@@ -153,19 +158,7 @@ def test_finished_folds_are_reused_only_with_the_same_options(tmp_path, dfew, ca
 
 def test_interrupted_overwrite_is_not_taken_for_the_earlier_result(tmp_path, dfew):
     out = tmp_path / "runs"
-    base = TrainConfig(
-        model="ceflnet_tiny",
-        data=f"dfew:{dfew}",
-        epochs=1,
-        batch_size=4,
-        num_clips=2,
-        frames_per_clip=2,
-        img_size=32,
-        num_workers=0,
-        progress=False,
-        save_plots=False,
-        output_dir=str(out),
-    )
+    base = _tiny_config(dfew, out)
     run_folds(base, folds=[1])
     # a replacement run of fold 1 with another lr is stopped after its first step
     from cefl_zoo.train import Trainer
