@@ -47,19 +47,7 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     )
     assert single.returncode == 0, single.stdout + single.stderr
     multi = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(SCRIPT),
-            str(two),
-            "--batch-size",
-            "2",
-            *COMMON,
-        ],
+        _torchrun(two, "--batch-size", "2", *COMMON),
         env=_env(),
         capture_output=True,
         text=True,
