@@ -567,8 +567,8 @@ class CachedVideoDataset(VideoDataset):
                     f"{self.root}: sampler {self.sampler!r} can pick frames this cache does "
                     f"not hold (e.g. frame {missing[0]} of {entry['path']}, {n} frames); the "
                     f"cache holds the frames of {self.cache_sampler!r}. Use that sampler, or "
-                    "rebuild the cache from a dataset with yours (cefl-zoo cache: --sampler-"
-                    "kwargs / build_frame_cache(dataset with sampler=...))"
+                    "rebuild the cache from a dataset with yours (cefl-zoo cache: --num-clips "
+                    "/ --frames-per-clip; build_frame_cache(dataset with sampler=...))"
                 )
 
     def _warn_changed_sources(self) -> None:
