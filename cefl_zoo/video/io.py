@@ -489,6 +489,7 @@ class PyAVReader(VideoReader):
         self._sequential = not has_all_pts or len(set(self._pts)) != len(self._pts)
         if not self._keyframe_pts:
             self._keyframe_pts = [self._pts[0]]
+        self._keyframe_set = frozenset(self._keyframe_pts)  # where a seek may land
         self._rotation: int | None = None
         self._info: VideoInfo | None = None
 
@@ -640,8 +641,7 @@ class PyAVReader(VideoReader):
         wanted = {self._pts[i]: i for i in indices}
         remaining = sorted(wanted)  # pts still to decode, ascending
         out: dict[int, torch.Tensor] = {}
-        keys = self._keyframe_pts
-        key_set = set(keys)
+        keys, key_set = self._keyframe_pts, self._keyframe_set
         back = 0  # how many keyframes further back than the natural one to seek
         while remaining:
             k = bisect.bisect_right(keys, remaining[0]) - 1 - back
