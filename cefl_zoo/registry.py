@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -161,6 +162,25 @@ _model_entrypoints: dict[str, Callable[..., nn.Module]] = {}
 _model_to_module: dict[str, str] = {}
 # architecture -> {tag -> cfg}; the first tag registered is the default one.
 _pretrained_cfgs: dict[str, dict[str, PretrainedCfg]] = {}
+_builtins_loaded = False
+
+
+def _load_builtin_models() -> None:
+    """Import :mod:`cefl_zoo.models` once, which registers the built-in architectures.
+
+    ``import cefl_zoo`` loads nothing heavy (so the command line starts fast); every
+    function here that reads or extends the registry calls this first, so the
+    built-in models are there whichever module was imported first.
+    """
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True  # first: cefl_zoo.models itself registers through here
+    try:
+        importlib.import_module("cefl_zoo.models")
+    except BaseException:
+        _builtins_loaded = False
+        raise
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -179,6 +199,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         >>> cefl_zoo.create_model("my_ceflnet", num_classes=3).num_classes
         3
     """
+    _load_builtin_models()
     name = fn.__name__
     if name in _model_entrypoints and _model_to_module.get(name) != fn.__module__:
         raise ValueError(f"model {name!r} is already registered by {_model_to_module[name]}")
@@ -196,6 +217,7 @@ def register_pretrained_cfgs(cfgs: Iterable[PretrainedCfg]) -> None:
     Args:
         cfgs: Configurations whose ``architecture`` and ``tag`` fields name them.
     """
+    _load_builtin_models()
     for cfg in cfgs:
         if not cfg.architecture:
             raise ValueError("a PretrainedCfg needs its architecture field set")
@@ -220,6 +242,7 @@ def _unknown(name: str, candidates: Iterable[str], what: str) -> UnknownModelErr
 
 def is_model(name: str) -> bool:
     """Whether ``name`` (optionally ``"arch.tag"``) is a registered architecture."""
+    _load_builtin_models()
     return split_model_name(name)[0] in _model_entrypoints
 
 
@@ -229,6 +252,7 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     Raises:
         UnknownModelError: For an unknown name; the message lists close matches.
     """
+    _load_builtin_models()
     arch = split_model_name(name)[0]
     if arch not in _model_entrypoints:
         raise _unknown(arch, _model_entrypoints, "model")
@@ -308,6 +332,7 @@ def list_models(
         ['ceflnet_tiny.synthetic']
     """
     del name_matches_cfg
+    _load_builtin_models()
     if include_tags is None:
         include_tags = pretrained
     modules = [module] if isinstance(module, str) else list(module)
@@ -360,6 +385,7 @@ def list_pretrained(filter: str = "", include_unavailable: bool = True) -> list[
         >>> all(cfg.tag for cfg in list_pretrained())
         True
     """
+    _load_builtin_models()
     cfgs = [
         cfg
         for tags in _pretrained_cfgs.values()

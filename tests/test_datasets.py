@@ -265,6 +265,22 @@ def test_ferv39k_reads_named_labels_and_nested_frame_folders(tmp_path):
     assert ds[1]["video"].shape == (7, 5, 3, 16, 16)
 
 
+def test_ferv39k_finds_frames_nested_once_more(tmp_path):
+    root = make_ferv39k(tmp_path / "FERV39k")
+    frames = root / "2_ClipsforFaceCrop"
+    (frames / "2_ClipsforFaceCrop").mkdir()
+    for scene in ("Action", "Daily"):
+        (frames / scene).rename(frames / "2_ClipsforFaceCrop" / scene)
+    ds = FERV39k(root, "train")
+    assert ds.items[2].path == str(frames / "2_ClipsforFaceCrop" / "Daily" / "Fear" / "0003")
+    assert ds[2]["video"].shape == (7, 5, 3, 16, 16)
+    # Beside other entries the inner folder is just one more scene: paths stay as listed.
+    (frames / "Action").mkdir()
+    with pytest.raises(FileNotFoundError) as err:
+        FERV39k(root, "train")
+    assert str(frames / "Action" / "Happy" / "0001") in str(err.value)
+
+
 def test_ferv39k_bad_input(tmp_path):
     root = make_ferv39k(tmp_path / "FERV39k")
     file = root / "4_setups" / "All_scenes" / "train_All.csv"

@@ -15,13 +15,50 @@ Example:
     120
 """
 
-from .checkpoint import CheckpointError, CheckpointMismatchError, load_checkpoint
-from .config import ConfigError, DataSpec, TrainConfig, parse_data_spec
-from .evaluate import EvalResult, evaluate
-from .kfold import FOLD_PROTOCOLS, fold_protocol, run_folds, summarize_folds
-from .loaders import DataError, label_mapping
-from .metrics import classification_metrics, clip_locating_accuracy, compute_metrics, format_metrics
-from .trainer import Trainer, seed_everything, train
+from typing import TYPE_CHECKING
+
+from .. import _lazy
+
+if TYPE_CHECKING:
+    from .checkpoint import CheckpointError, CheckpointMismatchError, load_checkpoint
+    from .config import ConfigError, DataSpec, TrainConfig, parse_data_spec
+    from .evaluate import EvalResult, evaluate
+    from .kfold import FOLD_PROTOCOLS, fold_protocol, run_folds, summarize_folds
+    from .loaders import DataError, label_mapping
+    from .metrics import (
+        classification_metrics,
+        clip_locating_accuracy,
+        compute_metrics,
+        format_metrics,
+    )
+    from .trainer import Trainer, seed_everything, train
+
+# Loaded on first access, so that ``cefl_zoo.train.config`` (the CLI's option parser)
+# imports without torch.
+_LAZY_IMPORTS: dict[str, str] = {
+    "CheckpointError": "cefl_zoo.train.checkpoint",
+    "CheckpointMismatchError": "cefl_zoo.train.checkpoint",
+    "load_checkpoint": "cefl_zoo.train.checkpoint",
+    "ConfigError": "cefl_zoo.train.config",
+    "DataSpec": "cefl_zoo.train.config",
+    "parse_data_spec": "cefl_zoo.train.config",
+    "TrainConfig": "cefl_zoo.train.config",
+    "EvalResult": "cefl_zoo.train.evaluate",
+    "evaluate": "cefl_zoo.train.evaluate",
+    "fold_protocol": "cefl_zoo.train.kfold",
+    "FOLD_PROTOCOLS": "cefl_zoo.train.kfold",
+    "run_folds": "cefl_zoo.train.kfold",
+    "summarize_folds": "cefl_zoo.train.kfold",
+    "DataError": "cefl_zoo.train.loaders",
+    "label_mapping": "cefl_zoo.train.loaders",
+    "classification_metrics": "cefl_zoo.train.metrics",
+    "clip_locating_accuracy": "cefl_zoo.train.metrics",
+    "compute_metrics": "cefl_zoo.train.metrics",
+    "format_metrics": "cefl_zoo.train.metrics",
+    "seed_everything": "cefl_zoo.train.trainer",
+    "train": "cefl_zoo.train.trainer",
+    "Trainer": "cefl_zoo.train.trainer",
+}
 
 __all__ = [
     "FOLD_PROTOCOLS",
@@ -47,3 +84,20 @@ __all__ = [
     "summarize_folds",
     "train",
 ]
+
+__getattr__, __dir__ = _lazy.attach(
+    __name__,
+    _LAZY_IMPORTS,
+    (
+        "checkpoint",
+        "config",
+        "distributed",
+        "evaluate",
+        "kfold",
+        "loaders",
+        "metrics",
+        "plots",
+        "schedule",
+        "trainer",
+    ),
+)

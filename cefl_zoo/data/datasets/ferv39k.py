@@ -35,7 +35,9 @@ class FERV39k(BenchmarkDataset):
         fold: Must be ``None`` (one split).
         setup: Folder under ``4_setups`` (``"All_scenes"``; a per-scene setup folder
             works if it holds exactly one ``train_*.csv`` / ``test_*.csv``).
-        frames_dir: Folder the listed paths are relative to.
+        frames_dir: Folder the listed paths are relative to. When it holds nothing but a
+            folder of the same name (an archive unpacked into its own name), that inner
+            folder is used.
         **kwargs: :class:`~cefl_zoo.data.VideoDataset` options.
 
     Raises:
@@ -78,6 +80,17 @@ class FERV39k(BenchmarkDataset):
             )
         return default
 
+    def _frames_folder(self) -> Path:
+        """``root/frames_dir``, or the same name inside it when the archive was unpacked
+        into a folder of its own name (``2_ClipsforFaceCrop/2_ClipsforFaceCrop/...``)."""
+        frames = self.root / self.frames_dir
+        nested = frames / Path(self.frames_dir).name
+        if nested.is_dir() and [
+            name for name in os.listdir(frames) if not name.startswith(".")
+        ] == [nested.name]:
+            return nested
+        return frames
+
     def _list_videos(self) -> tuple[list[ListedVideo], str]:
         file = self.split_file
         if not file.is_file():
@@ -85,7 +98,7 @@ class FERV39k(BenchmarkDataset):
                 f"{file}: FERV39k split file does not exist; expected "
                 f"4_setups/{self.setup}/{{train,test}}_All.csv under the FERV39k root"
             )
-        frames = self.root / self.frames_dir
+        frames = self._frames_folder()
         listed = []
         with open(file, encoding="utf-8-sig") as fh:
             for line, text in enumerate(fh, 1):
