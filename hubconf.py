@@ -29,10 +29,19 @@ from cefl_zoo import list_models as _list_models
 
 #: Dataset entry point -> registered weight set.
 _WEIGHT_ENTRIES = {
-    "ceflnet_dfew": ("ceflnet_resnet18.dfew", "the paper's CEFLNet (ResNet-18) for DFEW's 7 classes"),
-    "ceflnet_afew": ("ceflnet_resnet18.afew", "the paper's CEFLNet (ResNet-18) for AFEW 8.0's 7 classes"),
+    "ceflnet_dfew": (
+        "ceflnet_resnet18.dfew",
+        "the paper's CEFLNet (ResNet-18) for DFEW's 7 classes",
+    ),
+    "ceflnet_afew": (
+        "ceflnet_resnet18.afew",
+        "the paper's CEFLNet (ResNet-18) for AFEW 8.0's 7 classes",
+    ),
     "ceflnet_mmi": ("ceflnet_resnet18.mmi", "the paper's CEFLNet (ResNet-18) for MMI's 6 classes"),
-    "ceflnet_bu3dfe": ("ceflnet_resnet18.bu3dfe", "the paper's CEFLNet (ResNet-18) for BU-3DFE's 6 classes"),
+    "ceflnet_bu3dfe": (
+        "ceflnet_resnet18.bu3dfe",
+        "the paper's CEFLNet (ResNet-18) for BU-3DFE's 6 classes",
+    ),
     "ceflnet_synthetic": (
         "ceflnet_tiny.synthetic",
         "a small CEFLNet trained on cefl-zoo's synthetic data; its weights ship with the package",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import re
@@ -241,7 +242,7 @@ class PeakMemory:
                 self._peak_rss = rss
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> PeakMemory:  # noqa: PYI034 (typing.Self needs Python 3.11)
         if self.device.type == "cuda":
             synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -377,7 +378,7 @@ def _version(module: str) -> str | None:
         from importlib.metadata import version
 
         return version(module)
-    except Exception:
+    except Exception:  # noqa: BLE001 (a version lookup must never end a benchmark)
         return None
 
 
@@ -387,7 +388,7 @@ def _module_version(module: str) -> str | None:
         import importlib
 
         return getattr(importlib.import_module(module), "__version__", None)
-    except Exception:
+    except Exception:  # noqa: BLE001 (a version lookup must never end a benchmark)
         return None
 
 
@@ -395,7 +396,12 @@ def _git() -> dict[str, Any]:
     def run(*args: str) -> str | None:
         try:
             out = subprocess.run(
-                ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+                ["git", *args],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
             )
         except (OSError, subprocess.SubprocessError):
             return None
@@ -482,7 +488,7 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """
 
     def clean(value: Any) -> Any:
-        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        if isinstance(value, float) and not math.isfinite(value):
             return None
         if isinstance(value, dict):
             return {str(k): clean(v) for k, v in value.items()}

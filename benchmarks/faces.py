@@ -75,21 +75,32 @@ def run(repeats: int = 3) -> dict[str, Any]:
             det = RetinaFaceDetector(num_threads=threads, batch_size=batch)
             found = det.detect(frames[:1])[0]
             sec = _best_of(lambda det=det, frames=frames: det.detect(frames), repeats)
-            result["detect"].append({
-                "size": size, "threads": threads or os.cpu_count(), "batch": batch,
-                "frames_per_s": batch / sec, "ms_per_frame": 1000 * sec / batch,
-                "faces_found": len(found),
-            })
+            result["detect"].append(
+                {
+                    "size": size,
+                    "threads": threads or os.cpu_count(),
+                    "batch": batch,
+                    "frames_per_s": batch / sec,
+                    "ms_per_frame": 1000 * sec / batch,
+                    "faces_found": len(found),
+                }
+            )
             print(result["detect"][-1], flush=True)
     clip = _clip(image, 105, 320)
     det = RetinaFaceDetector(num_threads=0)
     for stride in (1, 5):
         cropper = FaceCropper(det, size=224, stride=stride)
         sec = _best_of(lambda cropper=cropper: cropper(clip, "bench"), repeats)
-        result["cropper"].append({
-            "frames": 105, "frame_size": 320, "crop_size": 224, "stride": stride,
-            "videos_per_s": 1 / sec, "frames_per_s": 105 / sec,
-        })
+        result["cropper"].append(
+            {
+                "frames": 105,
+                "frame_size": 320,
+                "crop_size": 224,
+                "stride": stride,
+                "videos_per_s": 1 / sec,
+                "frames_per_s": 105 / sec,
+            }
+        )
         print(result["cropper"][-1], flush=True)
     boxes = FaceCropper(det, size=224).track(clip).crop_boxes
     sec = _best_of(lambda: crop_boxes(clip, boxes, 224), repeats)
@@ -104,10 +115,16 @@ def run(repeats: int = 3) -> dict[str, Any]:
             lambda: precompute_face_crops(video, Path(tmp) / "out", cropper, overwrite=True),
             repeats,
         )
-        result["precompute"].append({
-            "frames": 105, "frame_size": 320, "crop_size": 224, "stride": 5,
-            "videos_per_s": 1 / sec, "frames_per_s": 105 / sec,
-        })
+        result["precompute"].append(
+            {
+                "frames": 105,
+                "frame_size": 320,
+                "crop_size": 224,
+                "stride": 5,
+                "videos_per_s": 1 / sec,
+                "frames_per_s": 105 / sec,
+            }
+        )
         print(result["precompute"][-1], flush=True)
     return result
 

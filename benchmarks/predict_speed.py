@@ -68,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed videos first (default: one batch of each timed size)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed videos first (default: one batch of each timed size)",
+    )
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -82,15 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "predict_speed",
         "schema_version": SCHEMA_VERSION,
         "environment": environment(args.device),
-        "settings": {"videos": args.videos, "size": args.size, "batch_size": args.batch_size,
-                     "workers": args.workers, "warmup": args.warmup},
+        "settings": {
+            "videos": args.videos,
+            "size": args.size,
+            "batch_size": args.batch_size,
+            "workers": args.workers,
+            "warmup": args.warmup,
+        },
         "entries": entries,
     }
     out = Path(args.output) if args.output else result_path(f"predict_{device_slug(args.device)}")
     with tempfile.TemporaryDirectory(prefix="cefl-zoo-predict-speed-") as tmp:
         print(f"writing {args.videos} synthetic {args.size} px videos ...", file=sys.stderr)
-        write_synthetic_dataset(tmp, num_videos=args.videos, seed=0, size=args.size,
-                                progress=False)
+        write_synthetic_dataset(tmp, num_videos=args.videos, seed=0, size=args.size, progress=False)
         folder = os.path.join(tmp, "videos")
         videos = sorted(os.path.join(folder, f) for f in os.listdir(folder))
         for name in configs:
@@ -99,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    predictor = Predictor(model, device=args.device, face_detector=cfg["faces"],
-                                          batch_size=args.batch_size, num_workers=args.workers)
+                    predictor = Predictor(
+                        model,
+                        device=args.device,
+                        face_detector=cfg["faces"],
+                        batch_size=args.batch_size,
+                        num_workers=args.workers,
+                    )
             except ImportError as err:
                 print(f"{name}: skipped ({err})", file=sys.stderr)
                 entries.append({"config": name, "skipped": str(err)})
@@ -130,19 +143,34 @@ def _tables(entries: list[dict], device: str) -> dict:
             continue
         seq, pipe = e["modes"].get("sequential"), e["modes"].get("pipelined")
         shares = seq["shares"] if seq else pipe["shares"]
-        rows.append([
-            e["config"], e["model"], e["input_size"][-1], e["faces"] or "-",
-            round(pipe["videos_per_s"], 2) if pipe else "-",
-            round(seq["videos_per_s"], 2) if seq else "-",
-            *(f"{100 * shares[k]:.0f} %" for k in ("decode", "faces", "preprocess", "model")),
-        ])
+        rows.append(
+            [
+                e["config"],
+                e["model"],
+                e["input_size"][-1],
+                e["faces"] or "-",
+                round(pipe["videos_per_s"], 2) if pipe else "-",
+                round(seq["videos_per_s"], 2) if seq else "-",
+                *(f"{100 * shares[k]:.0f} %" for k in ("decode", "faces", "preprocess", "model")),
+            ]
+        )
     return {
         f"predict-speed-{device_slug(device)}": {
-            "columns": ["config", "model", "px", "faces", "videos/s (pipelined)",
-                        "videos/s (sequential)", "decode", "faces", "preprocess", "model"],
+            "columns": [
+                "config",
+                "model",
+                "px",
+                "faces",
+                "videos/s (pipelined)",
+                "videos/s (sequential)",
+                "decode",
+                "faces",
+                "preprocess",
+                "model",
+            ],
             "rows": rows,
             "caption": "Predictor throughput, video file to prediction (synthetic h264 videos); "
-                       "time shares from the sequential run.",
+            "time shares from the sequential run.",
         }
     }
 

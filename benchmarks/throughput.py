@@ -396,7 +396,7 @@ def measure(
             entry["profile"] = profile_step(step, dev)
     except torch.OutOfMemoryError as err:
         entry.update(status="oom", error=str(err).splitlines()[0][:300])
-    except Exception as err:  # a compile failure or unsupported op must not end the run
+    except Exception as err:  # noqa: BLE001 (a compile failure or unsupported op must not end the run)
         entry.update(status="error", error=f"{type(err).__name__}: {str(err)[:300]}")
     finally:
         entry["host_load"] = {
@@ -547,9 +547,12 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, An
         for mode in args.modes:
             batches = args.infer_batch if mode == "inference" else args.train_batch
             for config in args.configs:
-                if CONFIGS[config]["compile"] and args.compile_models not in (["all"], None):
-                    if name not in args.compile_models:
-                        continue
+                if (
+                    CONFIGS[config]["compile"]
+                    and args.compile_models not in (["all"], None)
+                    and name not in args.compile_models
+                ):
+                    continue
                 for batch in batches:
                     plan.append((spec, mode, config, batch))
     planned = {(s.name, m, c, b) for s, m, c, b in plan}

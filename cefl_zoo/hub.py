@@ -399,8 +399,10 @@ def resolve_file(
         else:
             why = "the Hub could not be reached"
         fixes = [
-            f"on a machine with network access run `hf download {repo} {filename}{rev_flag}` "
-            "with the same HF_HUB_CACHE (or copy that cache here)"
+            (
+                f"on a machine with network access run `hf download {repo} {filename}{rev_flag}` "
+                "with the same HF_HUB_CACHE (or copy that cache here)"
+            )
         ]
         if _offline():
             fixes.append("unset HF_HUB_OFFLINE")

@@ -316,7 +316,7 @@ def _is_generated_card(card: str, config: Mapping[str, Any]) -> bool:
 
     from .model_card import render_model_card
 
-    usage = re.compile(r'^model = cefl_zoo\.create_model\("[^"\n]*"\)\.eval\(\)$', re.M)
+    usage = re.compile(r'^model = cefl_zoo\.create_model\("[^"\n]*"\)\.eval\(\)$', re.MULTILINE)
     placeholder = 'model = cefl_zoo.create_model("<repo>").eval()'
     return usage.sub(placeholder, card) == usage.sub(placeholder, render_model_card(config))
 
@@ -456,7 +456,7 @@ class HubMixin:
         return folder
 
     @classmethod
-    def from_pretrained(
+    def from_pretrained(  # noqa: PYI019 (typing.Self needs Python 3.11)
         cls: type[T],
         pretrained_model_name_or_path: str | os.PathLike[str],
         *,

@@ -112,7 +112,9 @@ class CEFLNetLoss(nn.Module):
         1.9459
     """
 
-    def __init__(self, kind: str = "bce", label_smoothing: float = 0.0, reduction: str = "mean") -> None:
+    def __init__(
+        self, kind: str = "bce", label_smoothing: float = 0.0, reduction: str = "mean"
+    ) -> None:
         super().__init__()
         if kind not in ("bce", "ce"):
             raise ValueError(f"kind must be 'bce' (paper eq. 11) or 'ce', got {kind!r}")

@@ -27,7 +27,6 @@ __all__ = [
 ]
 
 
-
 def _has_faces_extra() -> bool:
     from cefl_zoo.faces.detectors import _import_retinaface
 

@@ -30,8 +30,9 @@ def video(batch: int = 2, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, N_CLIPS, N_FRAMES, 3, SIZE, SIZE, generator=gen)
 
 
-def build_hf_cache(cache_dir: Path, repo_id: str, folder: Path, revision: str = "a" * 40,
-                   ref: str | None = "main") -> Path:
+def build_hf_cache(
+    cache_dir: Path, repo_id: str, folder: Path, revision: str = "a" * 40, ref: str | None = "main"
+) -> Path:
     """Put the files of ``folder`` into a Hugging Face cache, as ``hf_hub_download`` would.
 
     Layout: ``models--ORG--NAME/snapshots/<revision>/FILE`` plus ``refs/<ref>``
@@ -59,14 +60,26 @@ def checkout_files() -> list[str]:
     try:
         out = subprocess.run(
             ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=REPO_ROOT, check=True, capture_output=True,
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
         ).stdout.decode()
     except (OSError, subprocess.CalledProcessError):
-        skip = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", "build", "dist", "runs", ".venv"}
+        skip = {
+            ".git",
+            "__pycache__",
+            ".pytest_cache",
+            ".ruff_cache",
+            "build",
+            "dist",
+            "runs",
+            ".venv",
+        }
         return [
             p.relative_to(REPO_ROOT).as_posix()
             for p in REPO_ROOT.rglob("*")
-            if p.is_file() and not skip & set(p.relative_to(REPO_ROOT).parts)
+            if p.is_file()
+            and not skip & set(p.relative_to(REPO_ROOT).parts)
             and not any(part.endswith(".egg-info") for part in p.parts)
         ]
     return [f for f in out.split("\0") if f and (REPO_ROOT / f).is_file()]

@@ -38,8 +38,14 @@ class BrightnessModel(nn.Module):
         frame_weights: Also return frame weights (each frame's brightness).
     """
 
-    def __init__(self, size: int = 16, num_clips: int = 7, frames_per_clip: int = 5,
-                 sharpness: float = 20.0, frame_weights: bool = True) -> None:
+    def __init__(
+        self,
+        size: int = 16,
+        num_clips: int = 7,
+        frames_per_clip: int = 5,
+        sharpness: float = 20.0,
+        frame_weights: bool = True,
+    ) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.tensor(float(sharpness)), requires_grad=False)
         self.num_classes = 2
@@ -76,8 +82,13 @@ class BrightnessModel(nn.Module):
         return self.forward_explain(x).logits
 
 
-def flash_frames(num_frames: int, flash: tuple[int, int] | None = None, size: int = 24,
-                 base: int = 40, bright: int = 230) -> torch.Tensor:
+def flash_frames(
+    num_frames: int,
+    flash: tuple[int, int] | None = None,
+    size: int = 24,
+    base: int = 40,
+    bright: int = 230,
+) -> torch.Tensor:
     """Dark frames ``uint8 (T, 3, size, size)`` with frames ``flash[0]..flash[1]`` bright."""
     frames = torch.full((num_frames, 3, size, size), base, dtype=torch.uint8)
     if flash is not None:
@@ -107,15 +118,23 @@ class LazyReader(VideoReader):
     Frame ``t`` has brightness ``value(t)`` (0..255); frames are ``size x size``.
     """
 
-    def __init__(self, num_frames: int, fps: float, value: Any, size: int = 16,
-                 path: str = "long.mp4") -> None:
-        self.num_frames, self.fps, self.value, self.size, self.path = num_frames, fps, value, size, path
+    def __init__(
+        self, num_frames: int, fps: float, value: Any, size: int = 16, path: str = "long.mp4"
+    ) -> None:
+        self.num_frames, self.fps, self.value, self.size, self.path = (
+            num_frames,
+            fps,
+            value,
+            size,
+            path,
+        )
         self.calls: list[list[int]] = []
 
     @property
     def info(self) -> VideoInfo:
-        return VideoInfo(self.path, self.num_frames, self.fps, self.num_frames / self.fps,
-                         self.size, self.size)
+        return VideoInfo(
+            self.path, self.num_frames, self.fps, self.num_frames / self.fps, self.size, self.size
+        )
 
     def read(self, indices: Any) -> torch.Tensor:
         idx = [int(i) for i in torch.as_tensor(indices).reshape(-1).tolist()]

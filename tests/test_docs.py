@@ -23,8 +23,12 @@ import pytest
 import cefl_zoo
 
 # The docs extra (pip install -e ".[docs]"; .ci/run installs it) provides these.
-pytest.importorskip("sphinx", reason="building the docs needs the docs extra: pip install -e '.[docs]'")
-pytest.importorskip("furo", reason="building the docs needs the docs extra: pip install -e '.[docs]'")
+pytest.importorskip(
+    "sphinx", reason="building the docs needs the docs extra: pip install -e '.[docs]'"
+)
+pytest.importorskip(
+    "furo", reason="building the docs needs the docs extra: pip install -e '.[docs]'"
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -47,8 +51,20 @@ GUIDES_WITH_CODE = (
 
 def _sphinx(builder: str, out: Path, doctrees: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
-    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder,
-           "-d", str(doctrees), str(DOCS), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-W",
+        "--keep-going",
+        "-q",
+        "-b",
+        builder,
+        "-d",
+        str(doctrees),
+        str(DOCS),
+        str(out),
+    ]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -68,8 +84,14 @@ def html(tmp_path_factory) -> Path:
 def doctest_output(html: Path) -> str:
     root = html.parent
     run = _sphinx("doctest", root / "doctest", root / "doctrees")
-    output = (root / "doctest" / "output.txt").read_text() if (root / "doctest" / "output.txt").exists() else ""
-    assert run.returncode == 0, "the guides' code failed:\n" + _report(run) + "\n--- output.txt ---\n" + output[-6000:]
+    output = (
+        (root / "doctest" / "output.txt").read_text()
+        if (root / "doctest" / "output.txt").exists()
+        else ""
+    )
+    assert run.returncode == 0, (
+        "the guides' code failed:\n" + _report(run) + "\n--- output.txt ---\n" + output[-6000:]
+    )
     return output
 
 
@@ -122,7 +144,8 @@ def test_every_public_class_and_function_is_in_the_reference(html):
     inventory = _inventory(html)
     documented = {
         id(cefl_docs._unwrap(cefl_docs._import(name)))
-        for kind, entries in inventory.items() if kind.startswith("py:")
+        for kind, entries in inventory.items()
+        if kind.startswith("py:")
         for name in entries
     }
     missing = []
@@ -145,8 +168,17 @@ def test_api_index_lists_every_top_level_name():
 
 def test_top_level_names_link_to_their_documentation(html):
     page = (html / "api" / "index.html").read_text()
-    for name in ("create_model", "ClipEncoder", "EmotionIntensityActivation", "CEFLNet", "Predictor"):
-        assert re.search(rf'<a class="reference internal" href="[^"]+"[^>]*><code[^>]*><span class="pre">{name}</span>', page), name
+    for name in (
+        "create_model",
+        "ClipEncoder",
+        "EmotionIntensityActivation",
+        "CEFLNet",
+        "Predictor",
+    ):
+        assert re.search(
+            rf'<a class="reference internal" href="[^"]+"[^>]*><code[^>]*><span class="pre">{name}</span>',
+            page,
+        ), name
 
 
 # -- generated tables --------------------------------------------------------------------------
@@ -210,7 +242,7 @@ def test_shell_commands_in_the_docs_parse(where, command):
     from cefl_zoo.cli import build_parser
 
     argv = shlex.split(command, comments=True)
-    argv = argv[argv.index("cefl_zoo.cli") + 1:] if argv[0] == "torchrun" else argv[1:]
+    argv = argv[argv.index("cefl_zoo.cli") + 1 :] if argv[0] == "torchrun" else argv[1:]
     try:
         build_parser().parse_args(argv)
     except SystemExit as exit_:
@@ -225,7 +257,7 @@ def test_python_blocks_run_or_say_why_not():
         for i, line in enumerate(lines):
             if re.match(r"\s*\.\. code-block:: (python|pycon)\s*$", line):
                 options = []
-                for nxt in lines[i + 1:]:
+                for nxt in lines[i + 1 :]:
                     if not nxt.strip().startswith(":"):
                         break
                     options.append(nxt.strip())

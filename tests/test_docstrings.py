@@ -62,7 +62,8 @@ def _attr_docs(module: str) -> frozenset[str]:
         above = lines[node.lineno - 2].strip() if node.lineno >= 2 else ""
         below = body[i + 1] if i + 1 < len(body) else None
         string_below = (
-            isinstance(below, ast.Expr) and isinstance(below.value, ast.Constant)
+            isinstance(below, ast.Expr)
+            and isinstance(below.value, ast.Constant)
             and isinstance(below.value.value, str)
         )
         if above.startswith("#:") or string_below:
@@ -136,7 +137,9 @@ def test_every_public_class_function_and_method_has_a_docstring():
                 gaps.append(where)
             if inspect.isclass(obj):
                 gaps += _method_gaps(obj, where)
-    assert not gaps, f"{len(gaps)} public names without a docstring:\n  " + "\n  ".join(sorted(gaps))
+    assert not gaps, f"{len(gaps)} public names without a docstring:\n  " + "\n  ".join(
+        sorted(gaps)
+    )
 
 
 def test_every_public_constant_is_documented():
@@ -152,7 +155,8 @@ def test_every_public_constant_is_documented():
         if not any(name in _attr_docs(m) for m in modules):
             gaps.append(f"{modules[0]}.{name} (exported by {', '.join(modules)})")
     assert not gaps, (
-        "constants without a '#:' doc comment in a module that exports them:\n  " + "\n  ".join(gaps)
+        "constants without a '#:' doc comment in a module that exports them:\n  "
+        + "\n  ".join(gaps)
     )
 
 

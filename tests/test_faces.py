@@ -232,7 +232,9 @@ def test_cropper_rejects_frames_that_are_not_uint8_video():
         cropper(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), "a.mp4")
 
 
-@pytest.mark.parametrize("kwargs", [{"size": 0}, {"margin": -0.1}, {"smoothing": -1}, {"stride": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"size": 0}, {"margin": -0.1}, {"smoothing": -1}, {"stride": 0}]
+)
 def test_cropper_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError):
         FaceCropper(ScriptedDetector({}), **kwargs)
@@ -245,7 +247,8 @@ def test_dataset_crops_faces_of_the_sampled_frames(tmp_path):
     folder = write_frame_folder(tmp_path / "v0", indexed_frames(20), ext="png")
     det = ScriptedDetector({i: [[16, 8, 48, 40, 0.9]] for i in range(20)})
     ds = VideoDataset(
-        [VideoItem(str(folder), 0)], classes=("happiness",),
+        [VideoItem(str(folder), 0)],
+        classes=("happiness",),
         face_cropper=FaceCropper(det, size=16, margin=0.0),
     )
     sample = ds[0]
@@ -385,13 +388,16 @@ def test_dataset_crops_are_cached_outside_the_dataset_which_stays_untouched(tmp_
     root = tmp_path / "data"
     ds = _class_tree(root)
     snap = tree_snapshot(root)
-    det = ScriptedDetector({i: [[16, 8, 48, 40, 0.9]] for i in list(range(8)) + list(range(100, 108))})
+    det = ScriptedDetector(
+        {i: [[16, 8, 48, 40, 0.9]] for i in list(range(8)) + list(range(100, 108))}
+    )
     cropper = FaceCropper(det, size=16, margin=0.0)
     with pytest.raises(ValueError, match="inside the dataset directory"):
         precompute_dataset_face_crops(ds, root / "cache", cropper, progress=False)
     cached = precompute_dataset_face_crops(ds, tmp_path / "cache", cropper, progress=False)
     assert [it.path for it in cached.items] == [
-        str(tmp_path / "cache" / "happy" / "v1"), str(tmp_path / "cache" / "sad" / "v2")
+        str(tmp_path / "cache" / "happy" / "v1"),
+        str(tmp_path / "cache" / "sad" / "v2"),
     ]
     assert cached.targets == ds.targets == [0, 1]
     assert cached.face_cropper is None and cached.items[0].meta["source_path"] == ds.items[0].path
@@ -405,10 +411,13 @@ def test_dataset_crops_report_and_skip_videos_without_faces(tmp_path):
     det = ScriptedDetector({i: [[16, 8, 48, 40, 0.9]] for i in range(8)})  # none in v2
     cropper = FaceCropper(det, size=8)
     with pytest.raises(NoFaceError, match="v2"):
-        precompute_dataset_face_crops(ds, tmp_path / "c1", cropper, on_error="raise", progress=False)
+        precompute_dataset_face_crops(
+            ds, tmp_path / "c1", cropper, on_error="raise", progress=False
+        )
     with pytest.warns(RuntimeWarning, match=r"skipping .*v2"):
-        cached = precompute_dataset_face_crops(ds, tmp_path / "c2", cropper, on_error="skip",
-                                               progress=False)
+        cached = precompute_dataset_face_crops(
+            ds, tmp_path / "c2", cropper, on_error="skip", progress=False
+        )
     assert len(cached) == 1 and cached.failures[0]["path"].endswith("v2")
 
 
@@ -496,13 +505,27 @@ def test_cli_precomputes_crops_of_a_video(tmp_path, retina, astronaut_face, caps
     image, box = astronaut_face
     frames, _ = face_clip(image, box, num_frames=10, size=160)
     video = write_video(tmp_path / "in" / "astro.mp4", frames)
-    rc = main(["faces", str(video), str(tmp_path / "out"), "--size", "64", "--stride", "3",
-               "--threads", "1", "--no-progress"])
+    rc = main(
+        [
+            "faces",
+            str(video),
+            str(tmp_path / "out"),
+            "--size",
+            "64",
+            "--stride",
+            "3",
+            "--threads",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     meta = load_face_track(tmp_path / "out" / "astro")
     assert meta["num_frames"] == 10 and meta["cropper"]["size"] == 64
     assert str(tmp_path / "out" / "astro") in capsys.readouterr().out
-    empty = write_video(tmp_path / "in2" / "blank.mp4", torch.zeros(6, 3, 64, 64, dtype=torch.uint8))
+    empty = write_video(
+        tmp_path / "in2" / "blank.mp4", torch.zeros(6, 3, 64, 64, dtype=torch.uint8)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rc = main(["faces", str(empty.parent), str(tmp_path / "out2"), "--no-progress"])
@@ -529,7 +552,17 @@ def test_cli_precomputes_a_dataset_outside_its_folder(tmp_path, retina, astronau
     write_video(root / "Val" / "Happy" / "astro.mp4", frames)
     write_video(root / "Val" / "Angry" / "blank.mp4", torch.zeros(8, 3, 64, 64, dtype=torch.uint8))
     snap = tree_snapshot(root)
-    args = ["--dataset", "afew", "--split", "val", "--size", "48", "--threads", "1", "--no-progress"]
+    args = [
+        "--dataset",
+        "afew",
+        "--split",
+        "val",
+        "--size",
+        "48",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     assert main(["faces", str(root), str(root / "crops"), *args]) == 2
     assert "inside the dataset directory" in capsys.readouterr().err
     with warnings.catch_warnings():

@@ -208,7 +208,7 @@ def test_offline_with_an_empty_cache_names_repo_file_and_fix(hf_cache):
 
 
 def test_local_files_only_error_does_not_blame_hf_hub_offline(hf_cache, monkeypatch):
-    import cefl_zoo.hub as hub
+    from cefl_zoo import hub
 
     monkeypatch.setattr(hub, "_offline", lambda: False)
     with pytest.raises(WeightsNotFoundError) as err:

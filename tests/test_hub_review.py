@@ -258,8 +258,9 @@ def test_push_to_hub_accepts_branch(folder):
 
 # -- 7, 8. Hub error messages ---------------------------------------------------------------
 def test_unreachable_hub_message_has_no_doubled_or(hf_cache, monkeypatch):
-    import cefl_zoo.hub as hub
     from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from cefl_zoo import hub
 
     monkeypatch.setattr(hub, "_offline", lambda: False)
 
@@ -285,7 +286,7 @@ def test_force_download_offline_is_a_weights_error(folder, hf_cache):
 
 
 def test_force_download_that_cannot_reach_the_hub_is_a_weights_error(hf_cache, monkeypatch):
-    import cefl_zoo.hub as hub
+    from cefl_zoo import hub
 
     monkeypatch.setattr(hub, "_offline", lambda: False)
 

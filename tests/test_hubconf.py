@@ -77,12 +77,17 @@ def hub_result(tmp_path_factory):
     script.write_text(_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
-        [sys.executable, str(script), str(repo), ",".join([*DATASET_ENTRIES, SHIPPED_ENTRY])], check=False, cwd=repo, env=env, capture_output=True,
-        text=True, timeout=600,
+        [sys.executable, str(script), str(repo), ",".join([*DATASET_ENTRIES, SHIPPED_ENTRY])],
+        check=False,
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    return repo, json.loads(line[len("RESULT "):])
+    return repo, json.loads(line[len("RESULT ") :])
 
 
 def test_package_comes_from_the_clean_copy(hub_result):
@@ -129,7 +134,10 @@ def test_shipped_entry_loads_the_packaged_weights(hub_result):
         assert rec["default"]["status"] == "available" and rec["default"]["shape"] == [1, 7]
     else:
         kind, message = rec["default_error"]
-        assert kind == "WeightsNotTrainedError" and "cefl_zoo/weights/ceflnet_tiny.synthetic" in message
+        assert (
+            kind == "WeightsNotTrainedError"
+            and "cefl_zoo/weights/ceflnet_tiny.synthetic" in message
+        )
 
 
 def test_entry_point_signatures():

@@ -40,7 +40,9 @@ def test_eq11_hand_computed_value() -> None:
 def test_one_hot_targets_equal_index_targets() -> None:
     logits = torch.randn(4, 5)
     target = torch.tensor([1, 0, 4, 2])
-    torch.testing.assert_close(ceflnet_loss(logits, target), ceflnet_loss(logits, F.one_hot(target, 5).float()))
+    torch.testing.assert_close(
+        ceflnet_loss(logits, target), ceflnet_loss(logits, F.one_hot(target, 5).float())
+    )
 
 
 def test_stable_for_confident_logits() -> None:

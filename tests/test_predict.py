@@ -25,8 +25,9 @@ def videos(tmp_path_factory):
     # 105 frames: clip n covers frames [15 + 10n, 29 + 10n]; the flash sits in clip 4 only
     # (frames 58..63 are in clip 4 = [55, 69] and clip 3 = [45, 59] overlaps 58, 59 only).
     out["flash"] = write_video(root / "flash.mp4", flash_frames(105, (58, 66), size=32), fps=FPS)
-    out["flash_late"] = write_video(root / "late.mp4", flash_frames(140, (100, 108), size=32),
-                                    fps=FPS)
+    out["flash_late"] = write_video(
+        root / "late.mp4", flash_frames(140, (100, 108), size=32), fps=FPS
+    )
     out["dark"] = write_video(root / "dark.mp4", flash_frames(80, None, size=32), fps=FPS)
     out["one_frame"] = write_video(root / "one.mp4", flash_frames(1, None, size=32), fps=FPS)
     data = out["flash"].read_bytes()
@@ -42,8 +43,9 @@ def videos(tmp_path_factory):
 
     out["image"] = root / "face.jpg"
     Image.new("RGB", (64, 64), (200, 150, 120)).save(out["image"])
-    out["folder"] = write_frame_folder(root / "frames", flash_frames(105, (58, 66), size=32),
-                                       ext="png")
+    out["folder"] = write_frame_folder(
+        root / "frames", flash_frames(105, (58, 66), size=32), ext="png"
+    )
     out["missing"] = root / "missing.mp4"
     return out
 
@@ -103,8 +105,16 @@ def test_to_json_round_trip(videos, predictor, tmp_path):
     assert data["video"] == {"num_frames": 105, "fps": 25.0, "duration": 4.2}
     assert len(data["clips"]) == 7
     clip = data["clips"][2]
-    assert set(clip) == {"index", "first_frame", "last_frame", "start_s", "end_s", "frames",
-                         "frame_weights", "intensity"}
+    assert set(clip) == {
+        "index",
+        "first_frame",
+        "last_frame",
+        "start_s",
+        "end_s",
+        "frames",
+        "frame_weights",
+        "intensity",
+    }
     assert set(clip["intensity"]) == {"dark", "bright"}
     again = Prediction.from_dict(data)
     assert again.label == p.label and again.rich_clip == p.rich_clip
@@ -163,7 +173,8 @@ def test_video_reader_input_is_not_closed(predictor):
     p = predictor.predict(reader)
     assert p.source == "spy.mp4" and p.rich_clip is not None
     assert len(reader.calls) == 1 and sorted(set(reader.calls[0])) == sorted(
-        set(ClipSampler()(105).reshape(-1).tolist()))
+        set(ClipSampler()(105).reshape(-1).tolist())
+    )
     predictor.predict(reader)  # still usable
 
 
@@ -195,8 +206,16 @@ def test_bad_tensor_inputs(predictor, bad, error, match):
 def test_predict_many_batches_in_order_and_matches_predict(videos):
     model = BrightnessModel()
     pred = Predictor(model, device="cpu", batch_size=3, num_workers=2)
-    inputs = [videos["flash"], videos["dark"], videos["flash_late"], videos["missing"],
-              videos["flash"], videos["dark"], videos["flash_late"], videos["folder"]]
+    inputs = [
+        videos["flash"],
+        videos["dark"],
+        videos["flash_late"],
+        videos["missing"],
+        videos["flash"],
+        videos["dark"],
+        videos["flash_late"],
+        videos["folder"],
+    ]
     results = pred.predict_many(inputs)
     assert [r.source for r in results] == [str(p) for p in inputs]
     assert [r.ok for r in results] == [True, True, True, False, True, True, True, True]
@@ -207,7 +226,9 @@ def test_predict_many_batches_in_order_and_matches_predict(videos):
         if r.ok:
             s = single.predict(inp)
             assert torch.allclose(r.probs, s.probs, atol=1e-6)
-            assert r.rich_clip == s.rich_clip and r.frame_indices.tolist() == s.frame_indices.tolist()
+            assert (
+                r.rich_clip == s.rich_clip and r.frame_indices.tolist() == s.frame_indices.tolist()
+            )
     assert pred.timings.videos == 7 and pred.timings.frames == 7 * 35
     assert pred.timings.decode > 0 and pred.timings.model > 0
 
@@ -222,8 +243,16 @@ def test_predict_many_groups_different_shapes(predictor):
 
 def test_bad_inputs_each_fail_alone_with_one_line(videos):
     pred = Predictor(BrightnessModel(), device="cpu", num_workers=2)
-    names = ["missing", "truncated", "truncated_mkv", "garbage", "one_frame", "audio", "image",
-             "flash"]
+    names = [
+        "missing",
+        "truncated",
+        "truncated_mkv",
+        "garbage",
+        "one_frame",
+        "audio",
+        "image",
+        "flash",
+    ]
     results = pred.predict_many([videos[n] for n in names])
     by_name = dict(zip(names, results))
     assert by_name["flash"].ok
@@ -400,8 +429,9 @@ def _astronaut_frames(num_frames: int, size: int = 160) -> torch.Tensor:
     img = torch.from_numpy(data.astronaut()).permute(2, 0, 1)[None].float()
     img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True)[0]
     img = img.round().clamp(0, 255).to(torch.uint8)
-    return torch.stack([torch.roll(img, shifts=(t % 4, t % 3), dims=(1, 2))
-                        for t in range(num_frames)])
+    return torch.stack(
+        [torch.roll(img, shifts=(t % 4, t % 3), dims=(1, 2)) for t in range(num_frames)]
+    )
 
 
 def test_retinaface_crops_the_face_and_reports_videos_without_one(tmp_path):
@@ -414,21 +444,25 @@ def test_retinaface_crops_the_face_and_reports_videos_without_one(tmp_path):
 
     face = write_video(tmp_path / "astronaut.mp4", _astronaut_frames(60), fps=FPS)
     g = torch.Generator().manual_seed(0)
-    noise = write_video(tmp_path / "noise.mp4",
-                        torch.randint(0, 256, (60, 3, 160, 160), dtype=torch.uint8, generator=g),
-                        fps=FPS)
-    pred = Predictor(BrightnessModel(size=32), device="cpu", num_workers=0,
-                     face_detector="retinaface")
+    noise = write_video(
+        tmp_path / "noise.mp4",
+        torch.randint(0, 256, (60, 3, 160, 160), dtype=torch.uint8, generator=g),
+        fps=FPS,
+    )
+    pred = Predictor(
+        BrightnessModel(size=32), device="cpu", num_workers=0, face_detector="retinaface"
+    )
     assert isinstance(pred.face_cropper, FaceCropper) and pred.face_cropper.size == 32
     ok, failed = pred.predict_many([face, noise])
     assert ok.ok and ok.thumbnails.shape == (7, 3, 32, 32)
     # the thumbnails are the face: closer to the detected face region than to the frame
     frames = _astronaut_frames(60)
     x1, y1, x2, y2 = pred.face_cropper.track(frames[:5]).crop_boxes[0].round().int().tolist()
-    region = frames[0, :, max(y1, 0):y2, max(x1, 0):x2][None].float()
+    region = frames[0, :, max(y1, 0) : y2, max(x1, 0) : x2][None].float()
     region = F.interpolate(region, size=(32, 32), mode="bilinear", antialias=True)[0]
-    whole = F.interpolate(frames[0][None].float(), size=(32, 32), mode="bilinear",
-                          antialias=True)[0]
+    whole = F.interpolate(frames[0][None].float(), size=(32, 32), mode="bilinear", antialias=True)[
+        0
+    ]
     thumb = ok.thumbnails[0].float()
     assert (thumb - region).abs().mean() < 0.5 * (thumb - whole).abs().mean()
     assert pred.timings.faces > 0
@@ -478,8 +512,9 @@ def test_emotion_rich_clip_finds_the_apex_of_synthetic_videos(tmp_path):
     from cefl_zoo.predict import DEFAULT_MODEL
     from cefl_zoo.video import apex_clip_index
 
-    labels_csv = write_synthetic_dataset(tmp_path / "synth", num_videos=21, seed=1234,
-                                         progress=False)
+    labels_csv = write_synthetic_dataset(
+        tmp_path / "synth", num_videos=21, seed=1234, progress=False
+    )
     with open(labels_csv) as fh:
         rows = [r for r in csv.DictReader(fh) if r["label"] != "neutral"]  # neutral: no apex
     pred = Predictor(DEFAULT_MODEL, device="cpu", batch_size=6)

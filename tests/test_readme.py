@@ -31,11 +31,15 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_command():
     ci = (REPO / ".ci" / "run").read_text().strip().splitlines()
     assert ci[-1].strip() == tests, "`.ci/run` must end with the README's test command, verbatim"
     pins = (REPO / ".ci" / "constraints.txt").read_text()
-    assert re.search(r"^torch==2\.14\.1$", pins, flags=re.MULTILINE), "pin the torch the tests ran with"
+    assert re.search(r"^torch==2\.14\.1$", pins, flags=re.MULTILINE), (
+        "pin the torch the tests ran with"
+    )
 
 
 def test_weights_table_is_the_registry():
-    block = re.search(r"<!-- weights-table -->\n(.*?)<!-- /weights-table -->", README, flags=re.DOTALL)
+    block = re.search(
+        r"<!-- weights-table -->\n(.*?)<!-- /weights-table -->", README, flags=re.DOTALL
+    )
     assert block, "README lost its <!-- weights-table --> block"
     assert block.group(1).strip() == weights_table().strip(), (
         "README's weights table is stale: paste cefl_zoo.models.weights.weights_table()"
@@ -51,9 +55,13 @@ def test_benchmark_tables_match_the_committed_results():
     blocks = tables.render_blocks(REPO / "benchmarks" / "results")
     used = re.findall(r"<!-- bench:([\w-]+) -->", README)
     assert used, "README shows no generated benchmark table"
-    assert set(used) <= set(blocks), f"README names blocks no result produces: {set(used) - set(blocks)}"
+    assert set(used) <= set(blocks), (
+        f"README names blocks no result produces: {set(used) - set(blocks)}"
+    )
     stale = tables.check_file(REPO / "README.md", blocks)
-    assert not stale, f"README blocks {stale} are stale: python benchmarks/tables.py --update README.md"
+    assert not stale, (
+        f"README blocks {stale} are stale: python benchmarks/tables.py --update README.md"
+    )
 
 
 def test_python_snippets_run(tmp_path, monkeypatch):
@@ -88,7 +96,16 @@ def test_python_snippets_run(tmp_path, monkeypatch):
     assert isinstance(namespace["encoder"], cefl_zoo.ClipEncoder)
 
 
-@pytest.mark.parametrize("name", ["ClipEncoder", "EmotionIntensityActivation", "CEFLNet",
-                                  "create_model", "list_models", "Predictor"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ClipEncoder",
+        "EmotionIntensityActivation",
+        "CEFLNet",
+        "create_model",
+        "list_models",
+        "Predictor",
+    ],
+)
 def test_readme_names_exist(name):
     assert name in README and hasattr(cefl_zoo, name)

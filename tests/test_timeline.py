@@ -43,8 +43,14 @@ def test_window_starts_rejects_bad_numbers():
 
 @pytest.mark.parametrize(
     "value, fps, frames",
-    [(105, 25, 105), ("105", None, 105), ("35f", None, 35), ("4.2s", 25, 105), ("1s", 29.97, 30),
-     ("0.01s", 25, 1)],
+    [
+        (105, 25, 105),
+        ("105", None, 105),
+        ("35f", None, 35),
+        ("4.2s", 25, 105),
+        ("1s", 29.97, 30),
+        ("0.01s", 25, 1),
+    ],
 )
 def test_parse_span(value, fps, frames):
     assert parse_span(value, fps) == frames
@@ -160,9 +166,19 @@ def test_timeline_without_clip_scores():
 def _timeline() -> Timeline:
     probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]])
     starts = torch.tensor([0, 50, 100, 150, 200])
-    return Timeline("long.mp4", ("neutral", "happiness"), starts, starts + 104, probs,
-                    rich_clip_frames=torch.stack([starts + 20, starts + 34], 1),
-                    fps=25.0, num_frames=305, window=105, stride=50, model="m")
+    return Timeline(
+        "long.mp4",
+        ("neutral", "happiness"),
+        starts,
+        starts + 104,
+        probs,
+        rich_clip_frames=torch.stack([starts + 20, starts + 34], 1),
+        fps=25.0,
+        num_frames=305,
+        window=105,
+        stride=50,
+        model="m",
+    )
 
 
 def test_timeline_to_dict_round_trip_and_segments(tmp_path):
@@ -170,10 +186,16 @@ def test_timeline_to_dict_round_trip_and_segments(tmp_path):
     data = json.loads(tl.to_json(tmp_path / "t.json"))
     assert json.loads((tmp_path / "t.json").read_text()) == data
     assert data["label"] == "neutral"  # mean p: 0.56 vs 0.44
-    assert [w["label"] for w in data["windows"]] == ["neutral"] * 2 + ["happiness"] * 2 + ["neutral"]
+    assert [w["label"] for w in data["windows"]] == ["neutral"] * 2 + ["happiness"] * 2 + [
+        "neutral"
+    ]
     assert data["windows"][2]["start_s"] == 4.0 and data["windows"][2]["end_s"] == 8.2
     assert data["windows"][2]["emotion_rich_clip"] == {
-        "first_frame": 120, "last_frame": 134, "start_s": 4.8, "end_s": 5.4}
+        "first_frame": 120,
+        "last_frame": 134,
+        "start_s": 4.8,
+        "end_s": 5.4,
+    }
     assert [s["label"] for s in data["segments"]] == ["neutral", "happiness", "neutral"]
     assert data["segments"][1]["first_frame"] == 100 and data["segments"][1]["last_frame"] == 254
     again = Timeline.from_dict(data)

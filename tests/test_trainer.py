@@ -8,6 +8,7 @@ torchrun in test_distributed.py.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -115,8 +116,8 @@ def test_warmup_then_cosine_per_step():
         sched.step()
     assert lrs[0] == pytest.approx(1e-4)  # warm-up starts at lr * start_factor
     assert lrs[4] == pytest.approx(1e-3)  # peak after warm-up
-    assert all(a < b for a, b in zip(lrs[:4], lrs[1:5]))  # rising
-    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))  # annealing
+    assert all(a < b for a, b in itertools.pairwise(lrs[:5]))  # rising
+    assert all(a >= b for a, b in itertools.pairwise(lrs[4:]))  # annealing
     assert lrs[12] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # half-way through the cosine
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)  # ends at min_lr
 

@@ -94,7 +94,7 @@ def test_eval_non_square_input_size_crops_inside_the_frame(frame_hw):
     assert out.shape == (1, 2, 3, 32, 48)
     assert int(out.min()) == 200  # no black bars: the crop lies inside the resized frame
     # The aspect is kept: a centre crop of the frame resized to just cover (32, 48).
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    _, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     ramp = (xx * 255 // max(w - 1, 1)).to(torch.uint8).expand(1, 1, 3, h, w).contiguous()
     scale = max(32 / h, 48 / w)
     size = [max(32, round(h * scale)), max(48, round(w * scale))]

@@ -53,9 +53,7 @@ def check_fold(fold: int | str | None, n_folds: int, dataset: str = "dataset") -
     return value
 
 
-def subject_kfold(
-    subjects: Sequence[Hashable], n_folds: int = 10, seed: int = 0
-) -> list[int]:
+def subject_kfold(subjects: Sequence[Hashable], n_folds: int = 10, seed: int = 0) -> list[int]:
     """Assign every item to a fold (1-based) so that each subject is in one fold only.
 
     Args:

@@ -196,7 +196,9 @@ def precompute_face_crops(
                         "box": [round(float(v), 2) for v in track.boxes[i]],
                         "crop_box": [round(float(v), 2) for v in track.crop_boxes[i]],
                         "detected": bool(track.detected[i]),
-                        "score": None if not bool(track.detected[i]) else round(float(track.scores[i]), 4),
+                        "score": None
+                        if not bool(track.detected[i])
+                        else round(float(track.scores[i]), 4),
                     }
                     for i in range(t)
                 ],
@@ -311,13 +313,18 @@ def precompute_dataset_face_crops(
             if on_error == "raise":
                 raise
             failures.append(
-                {"index": index, "path": item.path, "error": type(err).__name__, "message": str(err)}
+                {
+                    "index": index,
+                    "path": item.path,
+                    "error": type(err).__name__,
+                    "message": str(err),
+                }
             )
-            warnings.warn(
-                f"face crops: skipping {item.path}: {err}", RuntimeWarning, stacklevel=2
-            )
+            warnings.warn(f"face crops: skipping {item.path}: {err}", RuntimeWarning, stacklevel=2)
             continue
-        new_items.append(VideoItem(str(folder), item.label, {**item.meta, "source_path": item.path}))
+        new_items.append(
+            VideoItem(str(folder), item.label, {**item.meta, "source_path": item.path})
+        )
     if not new_items:
         raise RuntimeError(
             f"face crops: every one of the {len(items)} videos failed; first failure: "

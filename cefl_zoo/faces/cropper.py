@@ -214,8 +214,10 @@ class FaceCropper:
     # -- steps -----------------------------------------------------------------------
     def _check_frames(self, frames: torch.Tensor, path: str | None) -> None:
         where = path if path is not None else "<frames>"
-        if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or (
-            frames.ndim != 4 or frames.shape[1] != 3
+        if (
+            not isinstance(frames, torch.Tensor)
+            or frames.dtype != torch.uint8
+            or (frames.ndim != 4 or frames.shape[1] != 3)
         ):
             got = (
                 f"{frames.dtype} {tuple(frames.shape)}"
@@ -226,7 +228,9 @@ class FaceCropper:
         if frames.shape[0] == 0:
             raise ValueError(f"{where}: no frames to crop")
 
-    def detect(self, frames: torch.Tensor, indices: list[int] | None = None) -> list[torch.Tensor | None]:
+    def detect(
+        self, frames: torch.Tensor, indices: list[int] | None = None
+    ) -> list[torch.Tensor | None]:
         """Run the detector on some frames.
 
         Args:
@@ -282,9 +286,7 @@ class FaceCropper:
         if times is not None:
             times = torch.as_tensor(times).reshape(-1)
             if times.shape[0] != len(detections):
-                raise ValueError(
-                    f"times has {times.shape[0]} entries for {len(detections)} frames"
-                )
+                raise ValueError(f"times has {times.shape[0]} entries for {len(detections)} frames")
         boxes = fill_track(raw, ran_mask, times)
         boxes = smooth_track(boxes, self.smoothing, times)
         return FaceTrack(

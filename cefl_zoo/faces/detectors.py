@@ -66,16 +66,20 @@ class FaceDetector(Protocol):
         ...
 
 
-def check_detections(detections: Any, num_frames: int, source: str = "detector") -> list[torch.Tensor]:
+def check_detections(
+    detections: Any, num_frames: int, source: str = "detector"
+) -> list[torch.Tensor]:
     """Validate a detector's output and return it as ``float32 (n_i, 5)`` tensors.
 
     Raises:
         TypeError: If the output is not a list of ``(n, 5)`` tensors, one per frame.
     """
     if not isinstance(detections, (list, tuple)) or len(detections) != num_frames:
-        got = f"{type(detections).__name__} of length {len(detections)}" if isinstance(
-            detections, (list, tuple)
-        ) else type(detections).__name__
+        got = (
+            f"{type(detections).__name__} of length {len(detections)}"
+            if isinstance(detections, (list, tuple))
+            else type(detections).__name__
+        )
         raise TypeError(
             f"{source}.detect() must return a list of {num_frames} tensors (one per frame), "
             f"got {got}"

@@ -84,9 +84,7 @@ def _same_face(last: torch.Tensor, cands: torch.Tensor, min_iou: float) -> torch
     return torch.where(ok, score, torch.full_like(score, -1.0))
 
 
-def _link_tracks(
-    detections: Sequence[torch.Tensor | None], min_iou: float
-) -> list[dict[int, int]]:
+def _link_tracks(detections: Sequence[torch.Tensor | None], min_iou: float) -> list[dict[int, int]]:
     """Link detections over time into tracks: ``[{frame: detection index}, ...]``.
 
     Frame by frame, each detection continues the track whose last box it matches best

@@ -73,7 +73,7 @@ def backbone_feature_dim(backbone: nn.Module) -> int:
     """
     dim = getattr(backbone, "head_hidden_size", None) or getattr(backbone, "num_features", None)
     if not isinstance(dim, int):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 (kept: callers catch ValueError for a bad backbone)
             f"backbone module {type(backbone).__name__} has no integer `num_features` "
             "attribute; set it to the size d of the (M, d) features it returns."
         )

@@ -474,7 +474,9 @@ def load_checkpoint_file(model: nn.Module, path: str | os.PathLike) -> None:
                     state = state[key]
                     break
     if not isinstance(state, dict):
-        raise RuntimeError(f"{path}: holds no state dict ({type(state).__name__})")
+        raise RuntimeError(  # noqa: TRY004 (a bad file, not a bad argument)
+            f"{path}: holds no state dict ({type(state).__name__})"
+        )
     state = {k.removeprefix("module."): v for k, v in state.items()}
     try:
         model.load_state_dict(state)

@@ -149,7 +149,9 @@ class ClipEncoder(nn.Module):
         super().__init__()
         self.dim = dim
         self.out_dim = out_dim or dim
-        self.sal = SelfAttention(dim, qkv_bias=qkv_bias, attn_drop=attn_drop) if self_attention else None
+        self.sal = (
+            SelfAttention(dim, qkv_bias=qkv_bias, attn_drop=attn_drop) if self_attention else None
+        )
         self.lrl = LocalGlobalRelation(dim, self.out_dim, relation=relation)
 
     @property

@@ -133,4 +133,3 @@ def emotion_rich_clip(clip_scores: torch.Tensor, classes: torch.Tensor) -> torch
     """
     index = classes.view(-1, 1, 1).expand(-1, 1, clip_scores.shape[-1])
     return clip_scores.gather(1, index).squeeze(1).argmax(-1)
-

@@ -61,7 +61,9 @@ HF_ORG = "cefl-zoo"
 #: Writes the built-in synthetic data the shipped weight set trains on.
 SYNTH_COMMAND = "cefl-zoo synth data/synthetic --videos 560 --seed 0"
 #: Trains a weight set (the project's trainer, ``cefl-zoo train``).
-TRAIN_COMMAND = "cefl-zoo train --model {arch} --data {data}{fold_flag} --seed 0 --output-dir {run_dir}"
+TRAIN_COMMAND = (
+    "cefl-zoo train --model {arch} --data {data}{fold_flag} --seed 0 --output-dir {run_dir}"
+)
 #: Writes the publishable folder (weights, config, model card with the eval metrics).
 EXPORT_COMMAND = "cefl-zoo export {run_dir} {out_dir}"
 #: Uploads it; prints the commit to pin as ``hf_hub_revision`` and the sha256.
@@ -105,29 +107,52 @@ class _Recipe:
 
 _RECIPES = (
     _Recipe(
-        "dfew", "DFEW", "dfew:/path/to/DFEW", "fold 1 of 5 (EmoLabel_DataSplit set_1)", " --fold 1",
+        "dfew",
+        "DFEW",
+        "dfew:/path/to/DFEW",
+        "fold 1 of 5 (EmoLabel_DataSplit set_1)",
+        " --fold 1",
         "paper: 65.35 % accuracy, mean of the 5 folds (Table 5)",
     ),
     _Recipe(
-        "afew", "AFEW 8.0", "afew:/path/to/AFEW", "Train -> Val (test labels are not public)", "",
+        "afew",
+        "AFEW 8.0",
+        "afew:/path/to/AFEW",
+        "Train -> Val (test labels are not public)",
+        "",
         "paper: 53.98 % accuracy on Val (Table 4)",
     ),
     _Recipe(
-        "mmi", "MMI", "mmi:/path/to/MMI", "fold 1 of 10, subject-independent", " --fold 1",
+        "mmi",
+        "MMI",
+        "mmi:/path/to/MMI",
+        "fold 1 of 10, subject-independent",
+        " --fold 1",
         "paper: 91.00 % accuracy, mean of 10 folds (Table 3)",
     ),
     _Recipe(
-        "bu3dfe", "BU-3DFE", "bu3dfe:/path/to/BU-3DFE", "fold 1 of 10, subject-independent", " --fold 1",
+        "bu3dfe",
+        "BU-3DFE",
+        "bu3dfe:/path/to/BU-3DFE",
+        "fold 1 of 10, subject-independent",
+        " --fold 1",
         "paper: 85.33 % accuracy, mean of 10 folds (Table 2)",
     ),
 )
 
 
-def _commands(arch: str, tag: str, data: str, fold_flag: str, out_dir: str, repo_id: str) -> dict[str, str]:
+def _commands(
+    arch: str, tag: str, data: str, fold_flag: str, out_dir: str, repo_id: str
+) -> dict[str, str]:
     name = f"{arch}.{tag}"
     fields = {
-        "arch": arch, "name": name, "data": data, "fold_flag": fold_flag, "run_dir": f"runs/{name}",
-        "out_dir": out_dir, "repo_id": repo_id,
+        "arch": arch,
+        "name": name,
+        "data": data,
+        "fold_flag": fold_flag,
+        "run_dir": f"runs/{name}",
+        "out_dir": out_dir,
+        "repo_id": repo_id,
     }
     return {
         "train": TRAIN_COMMAND.format(**fields),
@@ -140,7 +165,14 @@ def _dataset_cfg(arch: str, recipe: _Recipe) -> PretrainedCfg:
     base = get_pretrained_cfg(arch)
     assert base is not None
     repo_id = f"{HF_ORG}/{arch}.{recipe.dataset}"
-    cmds = _commands(arch, recipe.dataset, recipe.data_arg, recipe.fold_flag, f"export/{arch}.{recipe.dataset}", repo_id)
+    cmds = _commands(
+        arch,
+        recipe.dataset,
+        recipe.data_arg,
+        recipe.fold_flag,
+        f"export/{arch}.{recipe.dataset}",
+        repo_id,
+    )
     return base.replace(
         tag=recipe.dataset,
         hf_hub_id=repo_id,
@@ -164,7 +196,9 @@ def _dataset_cfg(arch: str, recipe: _Recipe) -> PretrainedCfg:
 
 
 #: The paper's model on its four datasets, ``"ceflnet_resnet18.<dataset>"``.
-DATASET_WEIGHTS: tuple[PretrainedCfg, ...] = tuple(_dataset_cfg("ceflnet_resnet18", r) for r in _RECIPES)
+DATASET_WEIGHTS: tuple[PretrainedCfg, ...] = tuple(
+    _dataset_cfg("ceflnet_resnet18", r) for r in _RECIPES
+)
 
 
 def packaged_cfg(base: PretrainedCfg, directory: str | Path) -> PretrainedCfg:
@@ -238,7 +272,14 @@ def _synthetic_base() -> PretrainedCfg:
     arch, tag = "ceflnet_tiny", "synthetic"
     base = get_pretrained_cfg(arch)
     assert base is not None
-    cmds = _commands(arch, tag, "synthetic:data/synthetic", "", f"cefl_zoo/{PACKAGE_WEIGHTS_DIR}/{arch}.{tag}", "")
+    cmds = _commands(
+        arch,
+        tag,
+        "synthetic:data/synthetic",
+        "",
+        f"cefl_zoo/{PACKAGE_WEIGHTS_DIR}/{arch}.{tag}",
+        "",
+    )
     return base.replace(
         tag=tag,
         label_names=DATASET_CLASSES["synthetic"],
@@ -268,12 +309,21 @@ def publish_steps(cfg: PretrainedCfg) -> list[str]:
     """
     recipe = next((r for r in _RECIPES if r.dataset == cfg.dataset), None)
     if cfg.hf_hub_id is None:  # packaged: export into the package
-        cmds = _commands(cfg.architecture, cfg.tag, cfg.dataset or cfg.tag, "", f"cefl_zoo/{PACKAGE_WEIGHTS_DIR}/{cfg.name}", "")
+        cmds = _commands(
+            cfg.architecture,
+            cfg.tag,
+            cfg.dataset or cfg.tag,
+            "",
+            f"cefl_zoo/{PACKAGE_WEIGHTS_DIR}/{cfg.name}",
+            "",
+        )
         prepare = [SYNTH_COMMAND] if cfg.dataset == "synthetic" else []
         return [*prepare, cfg.train_command or cmds["train"], cmds["export"]]
     data = recipe.data_arg if recipe else f"{cfg.dataset}:/path/to/{cfg.dataset}"
     fold_flag = recipe.fold_flag if recipe else ""
-    cmds = _commands(cfg.architecture, cfg.tag, data, fold_flag, f"export/{cfg.name}", cfg.hf_hub_id)
+    cmds = _commands(
+        cfg.architecture, cfg.tag, data, fold_flag, f"export/{cfg.name}", cfg.hf_hub_id
+    )
     return [cfg.train_command or cmds["train"], cmds["export"], cmds["push"]]
 
 

@@ -214,9 +214,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     while True:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod
-        elif isinstance(model, nn.parallel.DistributedDataParallel) or (
-            isinstance(model, nn.DataParallel)
-        ):
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
         else:
             return model

@@ -144,7 +144,7 @@ class TrainConfig:
 
     # -- model -----------------------------------------------------------------------
     model: str = _f("ceflnet_resnet18", "registry name, save_pretrained dir or hf-hub:org/repo")
-    model_kwargs: dict = _f(
+    model_kwargs: dict = _f(  # noqa: RUF009 (_f returns a dataclass field)
         {}, 'JSON object of extra model arguments, e.g. \'{"backbone": "resnet34"}\''
     )
     pretrained: bool = _f(False, "load the registry weights named by --model")
@@ -161,8 +161,10 @@ class TrainConfig:
         "train", "split to train on ('none' for a dataset without splits, e.g. folder:DIR)"
     )
     val_split: str | None = _f("test", "split evaluated after each epoch ('none' to skip)")
-    data_kwargs: dict = _f({}, "JSON object of extra build_dataset arguments")
-    classes: list | None = _f(None, "output label order, comma-separated canonical names")
+    data_kwargs: dict = _f({}, "JSON object of extra build_dataset arguments")  # noqa: RUF009
+    classes: list | None = _f(  # noqa: RUF009 (_f returns a dataclass field)
+        None, "output label order, comma-separated canonical names"
+    )
     num_clips: int = _f(7, "clips per video N (paper: 7)")
     frames_per_clip: int = _f(5, "frames per clip K (paper: 5)")
     img_size: int | None = _f(None, "frame size in pixels (default: the model's input size)")

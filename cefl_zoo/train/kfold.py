@@ -260,17 +260,20 @@ def run_folds(
     root = Path(output_dir or config.output_dir)
     replace = config.overwrite or not resume
     info = init_distributed(config.device)  # one process group for every fold
-    if protocol and (train_split, val_split) != (protocol.train_split, protocol.val_split):
-        if info.is_main:
-            log.warning(
-                "training on split %r and evaluating on split %r as asked, not on the "
-                "protocol's %r / %r (%s)",
-                train_split,
-                val_split,
-                protocol.train_split,
-                protocol.val_split,
-                protocol.description,
-            )
+    if (
+        protocol
+        and (train_split, val_split) != (protocol.train_split, protocol.val_split)
+        and info.is_main
+    ):
+        log.warning(
+            "training on split %r and evaluating on split %r as asked, not on the "
+            "protocol's %r / %r (%s)",
+            train_split,
+            val_split,
+            protocol.train_split,
+            protocol.val_split,
+            protocol.description,
+        )
     plans = []
     for fold in fold_list:
         name = "split" if fold is None else f"fold_{fold}"
@@ -305,8 +308,8 @@ def run_folds(
                 }
                 if info.is_main:
                     log.info("%s: already finished with these options, using %s", name, done_file)
-                for which in per_fold:
-                    per_fold[which].append(_fold_record(fold, summary, which))
+                for which, records in per_fold.items():
+                    records.append(_fold_record(fold, summary, which))
                 continue
             if info.is_main:
                 if difference is not None:
@@ -328,8 +331,8 @@ def run_folds(
                     f"{name} was interrupted (its last.pt is saved); run the same command "
                     "again to resume it"
                 )
-            for which in per_fold:
-                per_fold[which].append(_fold_record(fold, summary, which))
+            for which, records in per_fold.items():
+                records.append(_fold_record(fold, summary, which))
         result: dict[str, Any] = {
             "protocol": (
                 protocol.description if protocol else f"{spec.name}: folds {list(fold_list)}"

@@ -44,7 +44,7 @@ import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -189,7 +189,7 @@ class CeflAutomodule(SphinxDirective):
     """``automodule`` of one module, without the members documented on a higher module."""
 
     required_arguments = 1
-    option_spec = {
+    option_spec: ClassVar[dict[str, Any]] = {
         "no-members": directives.flag,
         "private-members": directives.unchanged,
         "special-members": directives.unchanged,
@@ -449,7 +449,10 @@ class BenchTables(BenchTable):
     """Every block of ``benchmarks/tables.py`` under a rubric, minus ``:skip:``."""
 
     required_arguments = 0
-    option_spec = {"skip": directives.unchanged, "first": directives.unchanged}
+    option_spec: ClassVar[dict[str, Any]] = {
+        "skip": directives.unchanged,
+        "first": directives.unchanged,
+    }
 
     def run(self) -> list[nodes.Node]:
         blocks = bench_blocks()
@@ -609,12 +612,12 @@ def _import(path: str) -> Any:
                     raise
                 obj = importlib.import_module(".".join(parts[: i + 1]))
         return obj
-    except Exception:  # noqa: BLE001 - fall back to the longest importable module prefix
+    except Exception:  # noqa: BLE001, S110 - fall back to the longest importable module prefix
         pass
     for i in range(len(parts) - 1, 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:i]))
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S112 - not importable: try a shorter prefix
             continue
         try:
             for attr in parts[i:]:

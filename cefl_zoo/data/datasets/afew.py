@@ -104,7 +104,12 @@ class AFEW(BenchmarkDataset):
                 path = sub / name
                 if is_video_entry(path):
                     listed.append(
-                        ListedVideo(f"{sub.name}/{name}", str(path), label, True,
-                                    {"video_id": os.path.splitext(name)[0]})
+                        ListedVideo(
+                            f"{sub.name}/{name}",
+                            str(path),
+                            label,
+                            True,
+                            {"video_id": os.path.splitext(name)[0]},
+                        )
                     )
         return listed, str(folder)

@@ -100,13 +100,15 @@ class BU3DFE(SubjectFoldsMixin, BenchmarkDataset):
                     )
                 with os.scandir(expr) as entries:
                     has_frames = any(
-                        e.name.lower().endswith(IMAGE_EXTENSIONS) for e in entries
+                        e.name.lower().endswith(IMAGE_EXTENSIONS)
+                        for e in entries
                         if not e.name.startswith(".")
                     )
                 path = str(expr)
                 if not has_frames:  # a sequence shipped as one video file
                     videos = sorted(
-                        e.path for e in os.scandir(expr)
+                        e.path
+                        for e in os.scandir(expr)
                         if e.name.lower().endswith(VIDEO_EXTENSIONS)
                     )
                     if videos:

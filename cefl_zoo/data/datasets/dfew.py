@@ -85,7 +85,9 @@ class DFEW(BenchmarkDataset):
         **kwargs: Any,
     ) -> None:
         if source not in self.sources:
-            raise ValueError(f"DFEW source must be one of {', '.join(self.sources)}, got {source!r}")
+            raise ValueError(
+                f"DFEW source must be one of {', '.join(self.sources)}, got {source!r}"
+            )
         if label_base not in (0, 1, "auto"):
             raise ValueError(f"label_base must be 1, 0 or 'auto', got {label_base!r}")
         self.source = source
@@ -96,7 +98,10 @@ class DFEW(BenchmarkDataset):
     def split_file(self) -> Path:
         """The split file of this split and fold."""
         return (
-            self.root / "EmoLabel_DataSplit" / f"{self.split}(single-labeled)" / f"set_{self.fold}.csv"
+            self.root
+            / "EmoLabel_DataSplit"
+            / f"{self.split}(single-labeled)"
+            / f"set_{self.fold}.csv"
         )
 
     def _clip_folder(self) -> Path:
@@ -199,7 +204,5 @@ class DFEW(BenchmarkDataset):
                 path, exists = index.video_file(vid, str(int(stem)))
             else:
                 path, exists = index.frames_dir(vid, str(int(stem)))
-            listed.append(
-                ListedVideo(f"line {line}", path, lab - base, exists, {"video_id": vid})
-            )
+            listed.append(ListedVideo(f"line {line}", path, lab - base, exists, {"video_id": vid}))
         return listed, source

@@ -63,14 +63,18 @@ class MAFW(BenchmarkDataset):
         **kwargs: Any,
     ) -> None:
         if source not in self.sources:
-            raise ValueError(f"MAFW source must be one of {', '.join(self.sources)}, got {source!r}")
+            raise ValueError(
+                f"MAFW source must be one of {', '.join(self.sources)}, got {source!r}"
+            )
         self.source = source
         super().__init__(root, split, fold, **kwargs)
 
     @property
     def split_file(self) -> Path:
         """The split file of this split and fold."""
-        return self.root / "split" / "single" / "no_caption" / f"set_{self.fold}" / f"{self.split}.txt"
+        return (
+            self.root / "split" / "single" / "no_caption" / f"set_{self.fold}" / f"{self.split}.txt"
+        )
 
     def _list_videos(self) -> tuple[list[ListedVideo], str]:
         file = self.split_file
@@ -98,7 +102,5 @@ class MAFW(BenchmarkDataset):
                     path, exists = index.frames_dir(vid)
                 else:
                     path, exists = index.video_file(vid)
-                listed.append(
-                    ListedVideo(f"line {line}", path, label, exists, {"video_id": vid})
-                )
+                listed.append(ListedVideo(f"line {line}", path, label, exists, {"video_id": vid}))
         return listed, str(file)

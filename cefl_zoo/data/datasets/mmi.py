@@ -94,7 +94,9 @@ class MMI(SubjectFoldsMixin, BenchmarkDataset):
         try:
             return ET.parse(file).getroot()
         except ET.ParseError as err:
-            raise ValueError(f"{file}: not valid XML ({err}); re-extract the MMI download") from None
+            raise ValueError(
+                f"{file}: not valid XML ({err}); re-extract the MMI download"
+            ) from None
 
     def _emotion_code(self, file: Path) -> str | None:
         for el in self._parse(file).iter():
@@ -125,8 +127,11 @@ class MMI(SubjectFoldsMixin, BenchmarkDataset):
         listed: list[ListedVideo] = []
         for session in sorted_dirs(sessions):
             videos = sorted(
-                (p for p in session.iterdir()
-                 if p.is_file() and p.name.lower().endswith(VIDEO_EXTENSIONS)),
+                (
+                    p
+                    for p in session.iterdir()
+                    if p.is_file() and p.name.lower().endswith(VIDEO_EXTENSIONS)
+                ),
                 key=lambda p: natural_sort_key(p.name),
             )
             for video in videos:
@@ -144,7 +149,10 @@ class MMI(SubjectFoldsMixin, BenchmarkDataset):
                     )
                 if not 1 <= int(code) <= len(self.classes):
                     self.excluded.append(
-                        {"path": str(video), "reason": f"Emotion code {code} is not a basic expression"}
+                        {
+                            "path": str(video),
+                            "reason": f"Emotion code {code} is not a basic expression",
+                        }
                     )
                     continue
                 subject, view = self._session_info(session, stem)
@@ -157,8 +165,13 @@ class MMI(SubjectFoldsMixin, BenchmarkDataset):
                         "<subject id=...> and the name does not start with S<number>"
                     )
                 listed.append(
-                    ListedVideo(where, str(video), int(code) - 1, True,
-                                {"video_id": stem, "subject": subject, "session": session.name})
+                    ListedVideo(
+                        where,
+                        str(video),
+                        int(code) - 1,
+                        True,
+                        {"video_id": stem, "subject": subject, "session": session.name},
+                    )
                 )
         if not listed:
             raise ValueError(
