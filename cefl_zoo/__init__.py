@@ -53,7 +53,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load laz
         list_pretrained,
         register_model,
     )
-    from .train import TrainConfig, Trainer, evaluate, run_folds
+    from .train import TrainConfig, Trainer, run_folds
+    from .train.evaluate import evaluate  # the function, not the module of its name
     from .transforms import create_model_and_transforms, transforms_for
     from .video import ClipSampler, open_video
 

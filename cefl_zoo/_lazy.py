@@ -62,13 +62,17 @@ def attach(
             del namespace[name]
 
     def __getattr__(name: str) -> Any:
-        module = names.get(name)
-        if module is not None:
-            value = getattr(importlib.import_module(module), name)
-        elif name in submodules:
-            value = importlib.import_module(f"{package}.{name}")
-        else:
+        public = name in names
+        if not public and name not in submodules:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        module = names[name] if public else f"{package}.{name}"
+        try:
+            loaded = importlib.import_module(module)
+        except AttributeError as err:
+            # An AttributeError escaping from here would read as "no such name" (and
+            # hasattr() would hide it): say which import failed, keeping the cause.
+            raise ImportError(f"importing {module} for {package}.{name} failed: {err}") from err
+        value = getattr(loaded, name) if public else loaded
         namespace[name] = value
         return value
 

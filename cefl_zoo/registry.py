@@ -170,17 +170,18 @@ def _load_builtin_models() -> None:
 
     ``import cefl_zoo`` loads nothing heavy (so the command line starts fast); every
     function here that reads or extends the registry calls this first, so the
-    built-in models are there whichever module was imported first.
+    built-in models are there whichever module was imported first. The import system's
+    module lock makes another thread wait until the registration is complete; inside
+    the import (the models registering themselves) the partly loaded module comes back
+    at once. The flag is set only once the import has finished.
     """
     global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True  # first: cefl_zoo.models itself registers through here
-    try:
+    if not _builtins_loaded:
         importlib.import_module("cefl_zoo.models")
-    except BaseException:
-        _builtins_loaded = False
-        raise
+        if not getattr(
+            getattr(sys.modules["cefl_zoo.models"], "__spec__", None), "_initializing", False
+        ):
+            _builtins_loaded = True
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

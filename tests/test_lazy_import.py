@@ -124,3 +124,58 @@ def test_a_function_named_like_its_module_stays_the_function():
         "cefl_zoo.train.evaluate, EvalResult.__module__)"
     )
     assert out == "function True cefl_zoo.train.evaluate"
+
+
+def test_threads_that_reach_the_registry_first_at_once_all_see_every_model():
+    """The import lock makes every thread wait for the registration to finish (a flag
+    set before the import let a second thread read a half-filled registry)."""
+    code = (
+        "import threading, cefl_zoo\n"
+        "start = threading.Barrier(6)\n"
+        "out = []\n"
+        "calls = [lambda: type(cefl_zoo.create_model('ceflnet_tiny')).__name__,\n"
+        "         lambda: len(cefl_zoo.list_models()), lambda: cefl_zoo.is_model('ceflnet_tiny'),\n"
+        "         lambda: cefl_zoo.CEFLNet.__name__, lambda: len(cefl_zoo.list_pretrained()) > 0,\n"
+        "         lambda: cefl_zoo.get_pretrained_cfg('ceflnet_tiny.synthetic').tag]\n"
+        "def run(f):\n"
+        "    start.wait()\n"
+        "    try:\n        out.append(repr(f()))\n"
+        "    except Exception as e:\n        out.append(type(e).__name__)\n"
+        "threads = [threading.Thread(target=run, args=(f,)) for f in calls]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(sorted(out))"
+    )
+    expected = sorted(
+        ["'CEFLNet'", str(len(cefl_zoo.list_models())), "True", "'CEFLNet'", "True", "'synthetic'"]
+    )
+    assert _fresh(code) == repr(expected)
+
+
+def test_an_attribute_error_while_loading_a_module_is_an_import_error_with_its_cause(
+    monkeypatch,
+):
+    """Not a silent "no such attribute": the import that failed is named, cause kept."""
+    monkeypatch.delitem(cefl_zoo.__dict__, "canonical_label", raising=False)
+    monkeypatch.delitem(sys.modules, "cefl_zoo.labels", raising=False)
+    real = importlib.import_module
+
+    def broken(name, *args, **kwargs):
+        if name == "cefl_zoo.labels":
+            raise AttributeError("module 'difflib' has no attribute 'get_close_matches'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(
+        ImportError, match="importing cefl_zoo.labels for cefl_zoo.canonical_label"
+    ) as err:
+        cefl_zoo.canonical_label  # noqa: B018
+    assert isinstance(err.value.__cause__, AttributeError)
+
+
+@pytest.mark.parametrize("package", [cefl_zoo, cefl_zoo.train], ids=lambda p: p.__name__)
+def test_the_listed_submodules_are_the_package_s_public_modules(package):
+    """The hand-kept ``_SUBMODULES`` list matches the package's files."""
+    import pkgutil
+
+    found = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")}
+    assert set(package._SUBMODULES) == found

@@ -85,19 +85,18 @@ __all__ = [
     "train",
 ]
 
-__getattr__, __dir__ = _lazy.attach(
-    __name__,
-    _LAZY_IMPORTS,
-    (
-        "checkpoint",
-        "config",
-        "distributed",
-        "evaluate",
-        "kfold",
-        "loaders",
-        "metrics",
-        "plots",
-        "schedule",
-        "trainer",
-    ),
+# Sub-modules reachable as attributes without importing them first.
+_SUBMODULES = (
+    "checkpoint",
+    "config",
+    "distributed",
+    "evaluate",
+    "kfold",
+    "loaders",
+    "metrics",
+    "plots",
+    "schedule",
+    "trainer",
 )
+
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY_IMPORTS, _SUBMODULES)
