@@ -286,8 +286,13 @@ def matmul_roof(
     n: int | None = None,
     repeats: int = 5,
     iters: int | None = None,
+    allow_tf32: bool | None = None,
 ) -> dict[str, Any]:
     """Measure the compute roof with one square matmul: ``2 n^3`` FLOPs per call.
+
+    A float32 roof on CUDA uses TF32 tensor cores when ``allow_tf32`` (default: as
+    ``torch.backends.cudnn.allow_tf32``, which PyTorch turns on for convolutions): an
+    fp32 model whose time is in cuDNN convolutions runs TF32 math, so that is its roof.
 
     Args:
         device: Where to measure.
@@ -295,22 +300,35 @@ def matmul_roof(
         n: Matrix side; 8192 on CUDA, 2048 on CPU by default.
         repeats: Timed runs (median is reported).
         iters: Matmuls per timed run; 20 on CUDA, 2 on CPU by default.
+        allow_tf32: For a float32 roof on CUDA (see above).
 
     Returns:
-        ``{"dtype", "n", "tflops", "median_s"}``.
+        ``{"dtype", "n", "tflops", "median_s", "tf32"}`` (``tf32``: whether a float32
+        CUDA matmul ran as TF32; ``False`` elsewhere).
     """
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     n = n or (8192 if cuda else 2048)
     iters = iters or (20 if cuda else 2)
+    tf32 = bool(
+        cuda
+        and dtype == torch.float32
+        and (torch.backends.cudnn.allow_tf32 if allow_tf32 is None else allow_tf32)
+    )
     a = torch.randn(n, n, device=dev, dtype=dtype)
     b = torch.randn(n, n, device=dev, dtype=dtype)
-    t = time_fn(lambda: torch.mm(a, b), dev, warmup=2, repeats=repeats, iters=iters)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32 if cuda else before
+    try:
+        t = time_fn(lambda: torch.mm(a, b), dev, warmup=2, repeats=repeats, iters=iters)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
     return {
         "dtype": str(dtype).replace("torch.", ""),
         "n": n,
         "tflops": 2 * n**3 / t["median_s"] / 1e12,
         "median_s": t["median_s"],
+        "tf32": tf32,
     }
 
 
@@ -324,6 +342,48 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+#: CPU features that change what bf16 and fp32 cost on a CPU (``/proc/cpuinfo`` flags).
+CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+
+
+def cpu_flags() -> list[str] | None:
+    """Which of :data:`CPU_FLAGS_OF_INTEREST` the CPU has (AMX: fast bf16 matmuls)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in CPU_FLAGS_OF_INTEREST if flag in have]
+    except OSError:
+        pass
+    return None
+
+
+def gpu_driver_info(index: int) -> dict[str, Any]:
+    """Driver version, SM clock limit and power limit from ``nvidia-smi`` (``{}`` without)."""
+    fields = ("driver_version", "clocks.max.sm", "clocks.sm", "power.limit")
+    try:
+        out = subprocess.run(
+            [
+                "nvidia-smi",
+                f"--id={index}",
+                f"--query-gpu={','.join(fields)}",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    values = [v.strip() for v in out.split(",")]
+    if len(values) != len(fields):
+        return {}
+    keys = ("driver", "sm_clock_max_mhz", "sm_clock_mhz", "power_limit_w")
+    return dict(zip(keys, values))
 
 
 def _mem_total_gib() -> float | None:
@@ -354,6 +414,7 @@ def device_info(device: str | torch.device) -> dict[str, Any]:
             "cudnn": torch.backends.cudnn.version(),
             "count": torch.cuda.device_count(),
             "bf16_peak": peak_bf16_tflops(name),
+            **gpu_driver_info(index),
         }
     return {
         "type": dev.type,
@@ -452,6 +513,8 @@ def environment(
             if hasattr(os, "sched_getaffinity")
             else None,
             "memory_gib": _mem_total_gib(),
+            "cpu_flags": cpu_flags(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         },
         "device": device_info(device),
         "versions": {

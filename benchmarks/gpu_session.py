@@ -13,17 +13,19 @@ Steps, in order (``--steps`` picks some; ``--list`` prints the plan):
 2. ``throughput_inference`` / 3. ``throughput_training``: ``throughput.py`` for
    ``ceflnet_resnet18`` (bf16 + channels_last + compile first, then bf16 + CL, fp32;
    batch 64 / 32) with ``--profile``: the H100/H200 targets and where the time goes.
-4. ``cuda_tests``: ``pytest -m cuda`` (the tests that skip without a GPU, e.g. nvJPEG
-   decoding next to queued kernels). Needs PyAV.
-5. ``train_speed``: the trainer end to end (bf16 + CL + compile, batch 32; the eager and
+4. ``throughput_peers``: torchvision's video models in bf16 + CL, same batches, merged
+   into the throughput file (issue 8, point 2).
+5. ``data``: ``data.py --device cuda``, the data pipeline (nvJPEG rows first) against
+   the frames/s that the training speed measured in step 3 consumes (point 3). Needs
+   PyAV.
+6. ``throughput_peers_fp32``: the same models in fp32 (their bf16 speed-ups).
+7. ``train_speed``: the trainer end to end (bf16 + CL + compile, batch 32; the eager and
    fp32 rows are step 3's) from memory on the GPU (the compute roof), from the JPEG frame
    cache decoded on the GPU (nvJPEG) and in CPU workers, and from mp4. Its warm-up
    covers the batches the loader workers queue, so the pipeline itself is timed. Needs
    PyAV.
-6. ``data``: ``data.py --device cuda``, the data pipeline (nvJPEG rows first) against
-   the frames/s that the training speed measured in step 3 consumes. Needs PyAV.
-7. ``throughput_peers``: torchvision's video models, fp32 and bf16 + CL, same batches,
-   merged into the throughput file.
+8. ``cuda_tests``: ``pytest -m cuda`` (the tests that skip without a GPU, e.g. nvJPEG
+   decoding next to queued kernels). Needs PyAV.
 
 Each step has its own time limit and a minimum it needs to be started at all; the
 default ``--budget`` (500 s) leaves a 600 s command room for start-up, and the order
@@ -80,10 +82,11 @@ STEP_NAMES = (
     "smoke",
     "throughput_inference",
     "throughput_training",
-    "cuda_tests",
-    "train_speed",
-    "data",
     "throughput_peers",
+    "data",
+    "throughput_peers_fp32",
+    "train_speed",
+    "cuda_tests",
 )
 
 #: torchvision's video models, as ``throughput.py`` names them.
@@ -157,6 +160,16 @@ def plan(args: argparse.Namespace, slug: str) -> list[Step]:
     small = ["--infer-batch", "2", "--train-batch", "2", "--img-size", "64"] if quick else []
     tp = [py, bench("throughput.py"), "--device", dev, "--models", model, *timing, *small]
     configs = "bf16_cl,fp32" if quick else "bf16_cl_compile,bf16_cl,fp32"
+
+    def peers_step(name: str, config: str, cap_s: float, min_s: float) -> Step:
+        """torchvision's video models in one configuration, merged into the file."""
+        argv = [py, bench("throughput.py"), "--device", dev, "--models", PEERS]
+        argv += ["--configs", config, "--warmup", "1" if quick else "2"]
+        argv += ["--repeats", "3", "--iters", "5"]
+        argv += ["--infer-batch", "1", "--train-batch", "1"] if quick else []
+        argv += ["--merge", "--output", tp_out]
+        return Step(name, argv, cap_s, output=tp_out, min_s=20 if quick else min_s)
+
     steps = [
         Step("smoke", [py, "-c", SMOKE, dev, model], 120, required=True),
         Step(
@@ -196,23 +209,26 @@ def plan(args: argparse.Namespace, slug: str) -> list[Step]:
             output=tp_out,
             min_s=20 if quick else 90,
         ),
+        peers_step("throughput_peers", "bf16_cl", 120, 45),
         Step(
-            "cuda_tests",
+            "data",
             [
                 py,
-                "-m",
-                "pytest",
-                "-q",
-                "-m",
-                "cuda",
-                "-p",
-                "no:cacheprovider",
-                str(REPO_ROOT / "tests"),
+                bench("data.py"),
+                "--device",
+                dev,
+                *(["--quick"] if quick else []),
+                "--training-speed",
+                tp_out,  # the training speed just measured sets the need
+                "--output",
+                str(out / f"data_{slug}.json"),
             ],
-            120,
+            90,
+            output=str(out / f"data_{slug}.json"),
             needs_av=True,
             min_s=20 if quick else 45,
         ),
+        peers_step("throughput_peers_fp32", "fp32", 120, 30),
         Step(
             "train_speed",
             [
@@ -239,45 +255,21 @@ def plan(args: argparse.Namespace, slug: str) -> list[Step]:
             min_s=20 if quick else 90,
         ),
         Step(
-            "data",
+            "cuda_tests",
             [
                 py,
-                bench("data.py"),
-                "--device",
-                dev,
-                *(["--quick"] if quick else []),
-                "--training-speed",
-                tp_out,  # the training speed just measured sets the need
-                "--output",
-                str(out / f"data_{slug}.json"),
+                "-m",
+                "pytest",
+                "-q",
+                "-m",
+                "cuda",
+                "-p",
+                "no:cacheprovider",
+                str(REPO_ROOT / "tests"),
             ],
-            90,
-            output=str(out / f"data_{slug}.json"),
+            120,
             needs_av=True,
             min_s=20 if quick else 45,
-        ),
-        Step(
-            "throughput_peers",
-            [
-                py,
-                bench("throughput.py"),
-                "--device",
-                dev,
-                "--models",
-                PEERS,
-                "--configs",
-                "fp32,bf16_cl",
-                "--repeats",
-                "3",
-                "--iters",
-                "5",
-                *(["--warmup", "1", "--infer-batch", "1", "--train-batch", "1"] if quick else []),
-                "--merge",
-                "--output",
-                tp_out,
-            ],
-            180,
-            output=tp_out,
         ),
     ]
     return [s for s in steps if s.name in args.steps]
@@ -489,20 +481,26 @@ def collect(folder: str | Path, results_dir: str | Path | None = None) -> list[P
     """Copy the result files a session wrote (``folder``) into ``benchmarks/results/``
     and regenerate the tables of ``README.md`` and ``benchmarks/README.md``.
 
-    Only files whose ``benchmark`` is one the tables know are copied (not
-    ``session.json``). Returns the copied paths.
+    Only files whose ``benchmark`` is one the tables know are copied; ``session.json``
+    (which steps ran, how each ended) becomes ``gpu_session_<slug>.json``, so the tables
+    can say which steps were cut. Returns the copied paths.
     """
     folder = Path(folder)
     dest = Path(results_dir) if results_dir else BENCH_DIR / "results"
-    copied = []
+    planned = []
     for path in sorted(folder.glob("*.json")):
         data = json.loads(path.read_text())
-        if data.get("benchmark") in ("throughput", "train_speed", "data"):
-            target = dest / path.name
-            shutil.copyfile(path, target)
-            copied.append(target)
-    if not copied:
+        kind = data.get("benchmark")
+        if kind in ("throughput", "train_speed", "data"):
+            planned.append((path, dest / path.name, True))
+        elif kind == "gpu_session" and data.get("device_slug"):
+            planned.append((path, dest / f"gpu_session_{data['device_slug']}.json", False))
+    if not any(is_result for _, _, is_result in planned):
         raise SystemExit(f"{folder}: no throughput/train_speed/data result files there")
+    copied = []
+    for path, target, _ in planned:
+        shutil.copyfile(path, target)
+        copied.append(target)
     if results_dir is None:
         subprocess.run(
             [

@@ -390,14 +390,27 @@ def _throughput(path: Path, data: dict[str, Any]) -> dict[str, str]:
             _CONFIG_LABELS.get(best_cfg, best_cfg) if best_cfg else "-",
             _num(best["achieved_tflops"], None) if best else "-",
             _share(best.get("fraction_of_measured_roof")) if best else "-",
-            _memory(best) if best else "-",
         ]
+        if data.get("bf16_peak"):
+            cells.append(_share(best.get("fraction_of_bf16_peak")) if best else "-")
+        cells.append(_memory(best) if best else "-")
         rows.append(cells)
-    roof = data.get("matmul_roof") or {}
     peak = data.get("bf16_peak")
-    roof_text = ", ".join(
-        f"{r['dtype']} {r['n']}^3 matmul {_num(r['tflops'])} TFLOP/s" for r in roof.values()
-    )
+
+    def roofs(roof: dict[str, Any]) -> str:
+        return ", ".join(
+            f"{r['dtype']}{' (TF32)' if r.get('tf32') else ''} {r['n']}^3 matmul "
+            f"{_num(r['tflops'])} TFLOP/s"
+            for r in roof.values()
+        )
+
+    run_roofs = [roofs(r["matmul_roof"]) for r in data.get("runs", []) if r.get("matmul_roof")]
+    if len(set(run_roofs)) > 1:  # merged runs: each entry is over its own run's roof
+        roof_text = "per run, each entry over its own run's: " + "; ".join(
+            f"run {i} {text}" for i, text in enumerate(run_roofs, 1)
+        )
+    else:
+        roof_text = roofs(data.get("matmul_roof") or {})
     peak_text = (
         f"; datasheet dense bf16 peak {peak['label']} {peak['tflops']} TFLOP/s" if peak else ""
     )
@@ -415,16 +428,19 @@ def _throughput(path: Path, data: dict[str, Any]) -> dict[str, str]:
             "Best config",
             "TFLOP/s (best)",
             "of roof",
+            *(["of bf16 peak"] if peak else []),
             "Peak mem (MiB)",
         ],
         rows,
-        "llr" + "r" * len(configs) + "rlrrr",
+        "llr" + "r" * len(configs) + "rlrr" + ("r" if peak else "") + "r",
     )
     text = [
         table,
         (
             f'Measured roof: {roof_text or "not measured"}{peak_text}. "of roof": achieved '
-            "TFLOP/s (2 x MACs per inference, 6 x per training step) over the same-dtype matmul. "
+            "TFLOP/s (2 x MACs per inference, 6 x per training step) over the same-dtype matmul"
+            + ('; "of bf16 peak": over the datasheet peak' if peak else "")
+            + ". "
             f"CL: channels_last (3-D: channels_last_3d). Peak memory: {mem_text}. "
             "Each model sees its own clip (see complexity-peers)."
         ),
@@ -493,6 +509,22 @@ def _profile_block(path: Path, data: dict[str, Any], entries: list[dict[str, Any
     )
 
 
+def _where_text(where: Any) -> str:
+    """One cell for a missed target: GPU busy share of the step and the top kernels."""
+    if not where:
+        return "-"
+    if isinstance(where, str):
+        return where
+    tops = ", ".join(f"`{o['op'][:40]}` {_share(o['share'])}" for o in where.get("top_ops", [])[:3])
+    share = where.get("device_busy_share_of_step")
+    busy = (
+        f"GPU busy {_share(share)} of the {_num(where['step_ms'])} ms step; "
+        if share is not None
+        else ""
+    )
+    return f"{busy}top: {tops}" if tops else busy.rstrip("; ") or "-"
+
+
 def _targets_block(items: list[tuple[Path, dict[str, Any]]]) -> str:
     rows = []
     for _path, data in items:
@@ -510,21 +542,32 @@ def _targets_block(items: list[tuple[Path, dict[str, Any]]]) -> str:
                     ),
                     _num(t["target_videos_per_s"]),
                     _num(t.get("measured_videos_per_s")),
+                    f"{t['ratio_to_target']:.2f}x" if t.get("ratio_to_target") else "-",
                     verdict
                     + (
                         f" ({t['why_not_judged']})"
                         if met is None and t.get("why_not_judged")
                         else ""
                     ),
+                    _where_text(t.get("where_the_time_goes")) if met is False else "-",
                 ]
             )
     sources = " ".join(_source(p, d) for p, d in items)
     return "\n\n".join(
         [
             markdown_table(
-                ["Device", "Mode", "Configuration", "Target (videos/s)", "Measured", "Verdict"],
+                [
+                    "Device",
+                    "Mode",
+                    "Configuration",
+                    "Target (videos/s)",
+                    "Measured",
+                    "of target",
+                    "Verdict",
+                    "Where the time goes (missed targets)",
+                ],
                 rows,
-                "lllrrl",
+                "lllrrrll",
             ),
             (
                 "Targets: an H100 measurement of a minimal CEFLNet-shaped ResNet-18 at 224 px, "
@@ -558,23 +601,46 @@ def _slug(path: Path, prefix: str) -> str:
 def _data(path: Path, data: dict[str, Any]) -> dict[str, str]:
     cfg = data.get("config", {})
     target = data.get("target_frames_per_s")
+    results = data.get("results", [])
+    on_gpu = [r for r in results if r["path"].startswith("cache_jpeg_gpu")]
+
+    def keeps_up(r: dict[str, Any]) -> str:
+        if not target or r.get("frames_per_s") is None:
+            return "-"
+        return "yes" if r["frames_per_s"] >= target else "no"
+
     rows = [
         [
             _DATA_PATHS.get(r["path"], r["path"]),
             _num(r.get("frames_per_s"), 0),
             _num(r.get("videos_per_s"), 1),
             _num(r.get("frames_per_cpu_s"), 0),
-            _num(r.get("workers_for_target"), 1),
+            # One process decodes batches on the GPU: more CPU workers would not add to it.
+            "-" if r in on_gpu else _num(r.get("workers_for_target"), 1),
+            keeps_up(r),
         ]
-        for r in data.get("results", [])
+        for r in results
     ]
     table = markdown_table(
-        ["path", "frames/s", "videos/s", "frames per CPU-second", "workers for the target"],
+        [
+            "path",
+            "frames/s",
+            "videos/s",
+            "frames per CPU-second",
+            "workers for the target",
+            "one alone keeps up",
+        ],
         rows,
-        "lrrrr",
+        "lrrrrl",
+    )
+    gpu_text = (
+        " The nvJPEG rows are one process decoding whole batches on an otherwise idle GPU: "
+        "during training the GPU also runs the model, so their spare capacity is smaller."
+        if on_gpu
+        else ""
     )
     caption = (
-        f"One worker, {cfg.get('threads', '?')} thread; {cfg.get('videos', '?')} videos of "
+        f"CPU rows: one worker, {cfg.get('threads', '?')} thread; {cfg.get('videos', '?')} videos of "
         f"{cfg.get('frames', '?')} frames at {cfg.get('size', '?')} px "
         f"({cfg.get('codec', '?')}), {cfg.get('frames_per_video', '?')} frames sampled per "
         f"video (7 clips x 5). Target: {_num(target, 0)} frames/s, "
@@ -583,7 +649,8 @@ def _data(path: Path, data: dict[str, Any]) -> dict[str, str]:
             if data.get("target_source")
             else "what the H100 training target (390 videos/s x 35 frames, rounded up) consumes"
         )
-        + '; "workers for the target" is target / frames per CPU-second.'
+        + '; "workers for the target" is target / frames per CPU-second; "one alone keeps '
+        "up\": the path's frames/s reach the target by itself." + gpu_text
     )
     return {
         f"data-pipeline-{_slug(path, 'data')}": "\n\n".join([table, caption, _source(path, data)])
@@ -684,7 +751,45 @@ def render_blocks(results_dir: str | Path = RESULTS_DIR) -> dict[str, str]:
         add("throughput-targets", _targets_block(throughput), throughput[0][0])
     if results:
         add("results-index", _index_block(results), results[0][0])
+        add("gpu-status", _gpu_status_block(results), results[0][0])
     return blocks
+
+
+def _gpu_status_block(results: list[tuple[Path, dict[str, Any]]]) -> str:
+    """Whether any GPU result is committed, and how the GPU sessions went."""
+    gpu = [
+        (p, d)
+        for p, d in results
+        if d.get("benchmark") != "gpu_session"
+        and d.get("environment", {}).get("device", {}).get("type") == "cuda"
+    ]
+    if not gpu:
+        return (
+            "No GPU result is committed yet: every number here was measured on a CPU, so "
+            "the H100/H200 targets are not judged and the GPU-only paths (nvJPEG decoding, "
+            "training speed on a GPU) are not measured. `benchmarks/gpu_session.py` "
+            "measures all of it on an H100/H200 in one command."
+        )
+    devices: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for p, d in gpu:
+        devices.setdefault(d["environment"]["device"].get("name", "?"), []).append((p, d))
+    lines = []
+    for name, items in devices.items():
+        dates = sorted(str(d["environment"].get("date", ""))[:10] for _, d in items)
+        files = ", ".join(f"`{p.name}`" for p, _ in items)
+        when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+        lines.append(f"GPU results from {name} ({when}): {files}.")
+    for p, d in results:
+        if d.get("benchmark") != "gpu_session":
+            continue
+        steps = ", ".join(f"{s['name']} {s['status']}" for s in d.get("steps", []))
+        date = str(d.get("environment", {}).get("date", ""))[:10]
+        lines.append(
+            f"The session on {d.get('environment', {}).get('device', {}).get('name', '?')} "
+            f"({date}, `{p.name}`): {steps}; a step not ok measured nothing or part of its rows."
+        )
+    lines.append("The targets are judged in the targets table.")
+    return " ".join(lines)
 
 
 def _index_block(results: list[tuple[Path, dict[str, Any]]]) -> str:

@@ -37,7 +37,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,7 +255,7 @@ def _make_step(
 
 
 def profile_step(
-    step: Callable[[], Any], device: torch.device, steps: int = 2, top: int = 15
+    step: Callable[[], Any], device: torch.device, steps: int = 3, top: int = 12
 ) -> dict[str, Any]:
     """Where the time of ``step`` goes: torch.profiler's top operators by self time.
 
@@ -266,8 +266,7 @@ def profile_step(
         top: Operators to keep.
 
     Returns:
-        ``{"sort_by", "steps", "total_self_ms_per_step", "ops": [{"op", "calls_per_step",
-        "self_ms_per_step", "share"}, ...]}``.
+        :func:`summarize_profile` of the profiled steps.
     """
     from torch.profiler import ProfilerActivity, profile
 
@@ -278,38 +277,88 @@ def profile_step(
         for _ in range(steps):
             step()
         synchronize(device)
-    events = prof.key_averages()
-    if device.type == "cuda":
-        attr, sort_by = "self_device_time_total", "self_cuda_time"
-        if not hasattr(events[0], attr):
-            attr = "self_cuda_time_total"
-    else:
-        attr, sort_by = "self_cpu_time_total", "self_cpu_time"
-    # Compiled graphs are named by a hash that changes from run to run: drop it.
-    rows = [
-        (
-            re.sub(r"CompiledFxGraph \w+", "CompiledFxGraph", e.key),
-            e.count,
-            float(getattr(e, attr, 0.0)),
-        )
-        for e in events
+    return summarize_profile(prof.key_averages(), device, steps, top)
+
+
+def _grouped(rows: list[tuple[str, int, float]], top: int, steps: int) -> list[dict[str, Any]]:
+    """Merge rows of one name, sort by time, keep ``top``: shares of all rows' time."""
+    merged: dict[str, list[float]] = {}
+    for key, count, t in rows:
+        m = merged.setdefault(key, [0, 0.0])
+        m[0] += count
+        m[1] += t
+    total = sum(t for _, t in merged.values()) or 1.0
+    ranked = sorted(merged.items(), key=lambda kv: kv[1][1], reverse=True)
+    return [
+        {
+            "op": key,
+            "calls_per_step": count / steps,
+            "self_ms_per_step": t / 1000.0 / steps,
+            "share": t / total,
+        }
+        for key, (count, t) in ranked[:top]
+        if t > 0
     ]
-    total = sum(t for _, _, t in rows) or 1.0
-    rows.sort(key=lambda r: r[2], reverse=True)
+
+
+def summarize_profile(
+    events: Iterable[Any], device: torch.device, steps: int, top: int = 12
+) -> dict[str, Any]:
+    """Summarise ``prof.key_averages()`` of ``steps`` steps.
+
+    On the CPU every row is an operator with its self CPU time. On CUDA the rows mix
+    three kinds: CPU operators (whose self device time repeats the kernels they
+    launched), the kernels themselves (device rows) and ``record_function`` regions
+    (``Torch-Compiled Region``, ``## Call CompiledFxGraph ##``: device rows marked as
+    user annotations, spanning the kernels inside). Only the kernels are summed, as
+    torch's own table does, so each GPU microsecond counts once; the CPU operators are
+    listed apart by their self CPU time, for the host side of a launch-bound step.
+
+    Returns:
+        ``{"sort_by", "steps", "total_self_ms_per_step", "ops": [{"op",
+        "calls_per_step", "self_ms_per_step", "share"}, ...]}``; on CUDA also
+        ``"device_busy_ms_per_step"`` (= the total) and ``"cpu_ops"``, the top CPU
+        operators by self CPU time. Compiled-graph hashes are dropped from the names.
+    """
+    from torch.autograd import DeviceType
+
+    def name(e: Any) -> str:
+        return re.sub(r"CompiledFxGraph \w+", "CompiledFxGraph", e.key)
+
+    events = list(events)
+    cpu_rows = [
+        (name(e), e.count, float(e.self_cpu_time_total))
+        for e in events
+        if getattr(e, "device_type", DeviceType.CPU) == DeviceType.CPU
+    ]
+    if device.type != "cuda":
+        ops = _grouped(cpu_rows, top, steps)
+        total = sum(t for _, _, t in cpu_rows)
+        return {
+            "sort_by": "self_cpu_time",
+            "steps": steps,
+            "total_self_ms_per_step": total / 1000.0 / steps,
+            "ops": ops,
+        }
+    attr = (
+        "self_device_time_total"
+        if events and hasattr(events[0], "self_device_time_total")
+        else "self_cuda_time_total"
+    )
+    kernel_rows = [
+        (name(e), e.count, float(getattr(e, attr, 0.0)))
+        for e in events
+        if getattr(e, "device_type", None) == DeviceType.CUDA
+        and not getattr(e, "is_user_annotation", False)
+    ]
+    busy = sum(t for _, _, t in kernel_rows) / 1000.0 / steps
     return {
-        "sort_by": sort_by,
+        "sort_by": "self_cuda_time",
         "steps": steps,
-        "total_self_ms_per_step": total / 1000.0 / steps,
-        "ops": [
-            {
-                "op": key,
-                "calls_per_step": count / steps,
-                "self_ms_per_step": t / 1000.0 / steps,
-                "share": t / total,
-            }
-            for key, count, t in rows[:top]
-            if t > 0
-        ],
+        "total_self_ms_per_step": busy,
+        "device_busy_ms_per_step": busy,
+        "ops": _grouped(kernel_rows, top, steps),
+        "cpu_ops": _grouped(cpu_rows, 5, steps),
     }
 
 
@@ -372,32 +421,41 @@ def measure(
     load_before = _loadavg()
     model = step = None
     try:
-        with PeakMemory(dev) as mem:  # weights, activations, gradients, optimizer state
-            model = spec.build(dev)
-            step = _make_step(model, spec, mode, batch, dev, config, compile_mode)
-            timing = time_fn(step, dev, warmup=warmup, repeats=repeats, iters=iters)
-        videos_per_s = batch / timing["median_s"]
-        tflops = entry["flops_per_video"] * videos_per_s / 1e12
-        entry.update(
-            videos_per_s=videos_per_s,
-            frames_per_s=videos_per_s * spec.frames_per_video,
-            step_s=timing["median_s"],
-            repeat_step_s=timing["repeat_s"],
-            warmup_s=timing["warmup_s"],
-            warmup_steps=warmup,
-            iters=iters,
-            achieved_tflops=tflops,
-            memory=mem.result(),
-        )
-        entry["fraction_of_bf16_peak"] = tflops / bf16_peak_tflops if bf16_peak_tflops else None
-        if roof and entry["dtype"] in roof:
-            entry["fraction_of_measured_roof"] = tflops / roof[entry["dtype"]]["tflops"]
-        if profile:
-            entry["profile"] = profile_step(step, dev)
-    except torch.OutOfMemoryError as err:
-        entry.update(status="oom", error=str(err).splitlines()[0][:300])
-    except Exception as err:  # noqa: BLE001 (a compile failure or unsupported op must not end the run)
-        entry.update(status="error", error=f"{type(err).__name__}: {str(err)[:300]}")
+        try:
+            with PeakMemory(dev) as mem:  # weights, activations, gradients, optimizer state
+                model = spec.build(dev)
+                step = _make_step(model, spec, mode, batch, dev, config, compile_mode)
+                timing = time_fn(step, dev, warmup=warmup, repeats=repeats, iters=iters)
+            videos_per_s = batch / timing["median_s"]
+            tflops = entry["flops_per_video"] * videos_per_s / 1e12
+            entry.update(
+                videos_per_s=videos_per_s,
+                frames_per_s=videos_per_s * spec.frames_per_video,
+                step_s=timing["median_s"],
+                repeat_step_s=timing["repeat_s"],
+                warmup_s=timing["warmup_s"],
+                warmup_steps=warmup,
+                iters=iters,
+                achieved_tflops=tflops,
+                memory=mem.result(),
+            )
+            entry["fraction_of_bf16_peak"] = tflops / bf16_peak_tflops if bf16_peak_tflops else None
+            if roof and entry["dtype"] in roof:
+                entry["fraction_of_measured_roof"] = tflops / roof[entry["dtype"]]["tflops"]
+        except torch.OutOfMemoryError as err:
+            entry.update(status="oom", error=str(err).splitlines()[0][:300])
+        except Exception as err:  # noqa: BLE001 (a compile failure or unsupported op must not end the run)
+            entry.update(status="error", error=f"{type(err).__name__}: {str(err)[:300]}")
+        if profile and entry["status"] == "ok":
+            # Apart from the timing: a profiler that fails (CUPTI unavailable, too little
+            # memory for its buffers) must not throw away the measurement.
+            try:
+                entry["profile"] = profile_step(step, dev)
+                busy = entry["profile"].get("device_busy_ms_per_step")
+                if busy is not None:
+                    entry["profile"]["device_busy_share_of_step"] = busy / 1000.0 / entry["step_s"]
+            except Exception as err:  # noqa: BLE001 (see above)
+                entry["profile_error"] = f"{type(err).__name__}: {str(err)[:300]}"
     finally:
         entry["host_load"] = {
             "loadavg_1m_before": load_before,
@@ -447,6 +505,33 @@ def add_ratios(entries: list[dict[str, Any]]) -> None:
             e[f"speedup_vs_{ref}"] = e["videos_per_s"] / base if base else None
 
 
+def where_the_time_goes(entry: dict[str, Any]) -> dict[str, Any] | str:
+    """What a missed target's profile says: GPU busy time against the step, top ops.
+
+    Returns a hint string when the entry was not profiled (or its profiling failed).
+    """
+    prof = entry.get("profile")
+    if not prof:
+        failed = entry.get("profile_error")
+        return "re-run with --profile for an operator breakdown" + (
+            f" (profiling failed: {failed})" if failed else ""
+        )
+    out: dict[str, Any] = {"step_ms": entry["step_s"] * 1000.0, "top_ops": prof["ops"][:8]}
+    share = prof.get("device_busy_share_of_step")
+    if share is not None:
+        out["device_busy_ms_per_step"] = prof["device_busy_ms_per_step"]
+        out["device_busy_share_of_step"] = share
+        out["top_cpu_ops"] = prof.get("cpu_ops", [])[:5]
+        out["reading"] = (
+            f"the GPU runs kernels {share:.0%} of the step: kernel time bounds it, the top "
+            "kernels are where to look"
+            if share >= 0.8
+            else f"the GPU idles {1 - share:.0%} of the step: host-side work (kernel "
+            "launches, Python, synchronisation) bounds it, see top_cpu_ops"
+        )
+    return out
+
+
 def evaluate_targets(entries: list[dict[str, Any]], device_name: str) -> list[dict[str, Any]]:
     """Compare the measured entries with :data:`TARGETS`.
 
@@ -482,11 +567,7 @@ def evaluate_targets(entries: list[dict[str, Any]], device_name: str) -> list[di
             row["met"] = match["videos_per_s"] >= target["target_videos_per_s"]
             row["ratio_to_target"] = match["videos_per_s"] / target["target_videos_per_s"]
             if not row["met"]:
-                row["where_the_time_goes"] = (
-                    match["profile"]["ops"][:8]
-                    if "profile" in match
-                    else "re-run with --profile for an operator breakdown"
-                )
+                row["where_the_time_goes"] = where_the_time_goes(match)
         out.append(row)
     return out
 

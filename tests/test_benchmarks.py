@@ -167,6 +167,89 @@ def test_measure_bf16_channels_last_and_profile(tiny_spec: throughput.ModelSpec)
     assert any("conv" in o["op"] or "mm" in o["op"] for o in ops)
 
 
+def _cuda_events() -> list:
+    """key_averages() of two profiled CUDA steps, shaped as torch's kineto parser builds
+    them: a CPU op carries the kernel it launched, the kernel is a device row of its own,
+    and record_function regions are device rows marked as user annotations. The real
+    GPU work is 10 ms of convolution + 2 ms of a Triton kernel per step."""
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import EventList, FunctionEvent
+
+    def event(i, name, start_ms, end_ms, device=DeviceType.CPU, annotation=False):
+        return FunctionEvent(
+            id=i,
+            name=name,
+            thread=0,
+            start_us=start_ms * 1000,
+            end_us=end_ms * 1000,
+            use_device="cuda",
+            device_type=device,
+            is_user_annotation=annotation,
+            stack=[],
+        )
+
+    cuda = DeviceType.CUDA
+    events = []
+    for step in range(2):
+        t = 20.0 * step
+        conv = event(1, "aten::cudnn_convolution", t, t + 1)
+        conv.append_kernel("implicit_gemm_fprop", 0, 10_000)
+        relu = event(2, "triton_poi_fused_relu_0", t + 1, t + 1.5)
+        relu.append_kernel("triton_poi_fused_relu_0", 0, 2_000)
+        events += [
+            event(3, "Torch-Compiled Region: 0/0", t, t + 2),
+            conv,
+            relu,
+            event(4, "implicit_gemm_fprop", t + 2, t + 12, cuda),
+            event(5, "triton_poi_fused_relu_0", t + 12, t + 14, cuda),
+            event(6, "Torch-Compiled Region: 0/0", t + 2, t + 14, cuda, annotation=True),
+            event(7, "## Call CompiledFxGraph f0a1b2 ##", t + 2, t + 14, cuda, annotation=True),
+        ]
+    listed = EventList(events, use_device="cuda")
+    listed._tree_built = True
+    return listed.key_averages()
+
+
+def test_cuda_profile_counts_each_kernel_once_and_no_annotation() -> None:
+    prof = throughput.summarize_profile(_cuda_events(), torch.device("cuda"), steps=2)
+    assert prof["device_busy_ms_per_step"] == pytest.approx(12.0)
+    assert prof["total_self_ms_per_step"] == pytest.approx(12.0)
+    assert [(o["op"], round(o["share"], 3)) for o in prof["ops"]] == [
+        ("implicit_gemm_fprop", 0.833),
+        ("triton_poi_fused_relu_0", 0.167),
+    ]
+    assert prof["ops"][0]["calls_per_step"] == 1
+    # The host side is listed apart, by self CPU time.
+    assert {o["op"] for o in prof["cpu_ops"]} >= {"aten::cudnn_convolution"}
+
+
+def test_a_failing_profiler_keeps_the_measurement(tiny_spec, monkeypatch) -> None:
+    def broken(step, device):
+        raise RuntimeError("CUPTI_ERROR_NOT_INITIALIZED")
+
+    monkeypatch.setattr(throughput, "profile_step", broken)
+    e = throughput.measure(
+        tiny_spec, "inference", "fp32", 1, "cpu", warmup=0, repeats=1, iters=1, profile=True
+    )
+    assert e["status"] == "ok" and e["videos_per_s"] > 0
+    assert e["profile_error"] == "RuntimeError: CUPTI_ERROR_NOT_INITIALIZED"
+    target = {**e, "model": "ceflnet_resnet18", "config": "bf16_cl_compile", "batch": 64}
+    row = throughput.evaluate_targets([target], "NVIDIA H200")[0]
+    assert row["met"] is False  # still judged: the timing stands
+    assert "profiling failed: RuntimeError: CUPTI" in row["where_the_time_goes"]
+
+
+def test_where_the_time_goes_reads_gpu_idle_time() -> None:
+    prof = throughput.summarize_profile(_cuda_events(), torch.device("cuda"), steps=2)
+    launch_bound = {"step_s": 0.040, "profile": {**prof, "device_busy_share_of_step": 0.3}}
+    where = throughput.where_the_time_goes(launch_bound)
+    assert where["step_ms"] == pytest.approx(40.0)
+    assert where["device_busy_ms_per_step"] == pytest.approx(12.0)
+    assert "idles 70%" in where["reading"] and where["top_ops"][0]["op"] == "implicit_gemm_fprop"
+    busy = {"step_s": 0.0125, "profile": {**prof, "device_busy_share_of_step": 0.96}}
+    assert "kernel time bounds it" in throughput.where_the_time_goes(busy)["reading"]
+
+
 def test_measure_reports_failures_instead_of_raising(tiny_spec: throughput.ModelSpec) -> None:
     broken = throughput.ModelSpec(
         "broken", "cefl_zoo", tiny_spec.input_shape, 35, 1, lambda d: torch.nn.Linear(3, 3)
@@ -305,6 +388,38 @@ def test_gpu_peaks_and_slug() -> None:
     assert _common.device_slug("cpu") == "cpu"
 
 
+def test_environment_names_the_cpu_features_and_gpu_driver(monkeypatch) -> None:
+    """bf16 on a CPU is 5-10x faster with AMX: the result says which CPU it had."""
+    machine = _common.environment("cpu")["machine"]
+    assert set(machine["cpu_flags"]) <= set(_common.CPU_FLAGS_OF_INTEREST)
+    assert machine["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+    class Done:
+        stdout = "580.65.06, 1980, 1755, 700.00\n"
+
+    seen = []
+    monkeypatch.setattr(_common.subprocess, "run", lambda argv, **kw: seen.append(argv) or Done)
+    assert _common.gpu_driver_info(1) == {
+        "driver": "580.65.06",
+        "sm_clock_max_mhz": "1980",
+        "sm_clock_mhz": "1755",
+        "power_limit_w": "700.00",
+    }
+    assert "--id=1" in seen[0]
+
+    def missing(argv, **kw):
+        raise FileNotFoundError("nvidia-smi")
+
+    monkeypatch.setattr(_common.subprocess, "run", missing)
+    assert _common.gpu_driver_info(0) == {}
+
+
+def test_matmul_roof_reports_its_math() -> None:
+    roof = _common.matmul_roof("cpu", torch.float32, n=64, repeats=1, iters=1)
+    assert roof["tf32"] is False and roof["n"] == 64 and roof["tflops"] > 0
+    assert torch.backends.cuda.matmul.allow_tf32 is False  # left as it was
+
+
 def test_time_fn_counts_calls_and_write_json_cleans(tmp_path: Path) -> None:
     calls = []
     t = _common.time_fn(lambda: calls.append(1), "cpu", warmup=2, repeats=3, iters=4)
@@ -340,6 +455,30 @@ def _throughput_json() -> dict:
             },
         },
         {**_entry("swin3d_t", "training", "fp32", 64, 0.0), "status": "oom"},
+        {
+            **_entry("ceflnet_resnet18", "training", "bf16_cl_compile", 32, 312.0),
+            "step_s": 32 / 312.0,
+            "achieved_tflops": 120.0,
+            "memory": {"kind": "cuda_max_memory_allocated", "peak_mib": 9000.0},
+            "profile": {
+                "sort_by": "self_cuda_time",
+                "device_busy_ms_per_step": 46.2,
+                "device_busy_share_of_step": 0.45,
+                "ops": [
+                    {
+                        "op": "sm90_xmma_dgrad_implicit_gemm",
+                        "self_ms_per_step": 20.0,
+                        "share": 0.43,
+                    },
+                    {
+                        "op": "triton_red_fused_native_batch_norm",
+                        "self_ms_per_step": 9.0,
+                        "share": 0.19,
+                    },
+                ],
+                "cpu_ops": [],
+            },
+        },
     ]
     throughput.add_ratios(entries)
     return {
@@ -395,8 +534,58 @@ def test_tables_render_the_json_numbers(results_dir: Path, quick_complexity) -> 
     assert "| `aten::cudnn_convolution` | 25.0 | 62.0 % |" in prof
     assert "| `aten::native_batch_norm` | 4.50 | 11.0 % |" in prof and "self_cuda_time" in prof
     targets = blocks["throughput-targets"]
-    assert "| 1,400 | 1,602 | met |" in targets
-    assert "| 390 | - | not judged" in targets
+    assert "| 1,400 | 1,602 | 1.14x | met | - |" in targets
+    # A missed target says where the time goes: GPU idle share and the top kernels.
+    missed = next(line for line in targets.splitlines() if "| 390 |" in line)
+    assert "| 390 | 312 | 0.80x | not met | GPU busy 45.0 % of the 103 ms step; top: " in missed
+    assert "`sm90_xmma_dgrad_implicit_gemm` 43.0 %" in missed
+
+
+def test_gpu_status_says_what_ran_on_a_gpu(results_dir: Path, tmp_path: Path) -> None:
+    status = tables.render_blocks(results_dir)["gpu-status"]
+    assert status.startswith(
+        "GPU results from NVIDIA H100 80GB HBM3 (2026-01-02): "
+        "`throughput_nvidia-h100-80gb-hbm3.json`."
+    )
+    session = {
+        "benchmark": "gpu_session",
+        "device_slug": "nvidia-h100-80gb-hbm3",
+        "environment": {"device": {"type": "cuda", "name": "NVIDIA H100 80GB HBM3"}},
+        "steps": [
+            {"name": "throughput_inference", "status": "ok"},
+            {"name": "data", "status": "skipped"},
+        ],
+    }
+    (results_dir / "gpu_session_nvidia-h100-80gb-hbm3.json").write_text(json.dumps(session))
+    status = tables.render_blocks(results_dir)["gpu-status"]
+    assert "throughput_inference ok, data skipped" in status
+    assert "gpu_session_nvidia-h100-80gb-hbm3.json" in status
+    cpu_only = tmp_path / "cpu_only"
+    cpu_only.mkdir()
+    (cpu_only / "complexity.json").write_text((results_dir / "complexity.json").read_text())
+    assert tables.render_blocks(cpu_only)["gpu-status"].startswith("No GPU result is committed")
+
+
+def test_data_table_judges_each_path_and_treats_gpu_rows_apart(tmp_path: Path) -> None:
+    data = {
+        "benchmark": "data",
+        "environment": {"device": {"type": "cuda", "name": "NVIDIA H200"}, "date": "2026-12-01"},
+        "config": {"threads": 1, "videos": 12, "frames": 120, "size": 224},
+        "target_frames_per_s": 11_000,
+        "target_source": "throughput_nvidia-h200.json",
+        "results": [
+            {"path": "pyav_seek", "frames_per_s": 400.0, "workers_for_target": 27.5},
+            {"path": "cache_jpeg_gpu", "frames_per_s": 52_000.0, "workers_for_target": 0.4},
+        ],
+    }
+    path = tmp_path / "data_nvidia-h200.json"
+    path.write_text(json.dumps(data))
+    block = tables._data(path, data)["data-pipeline-nvidia-h200"]
+    lines = block.splitlines()
+    assert lines[2].startswith("| video file, PyAV seek") and lines[2].endswith("| 27.5 | no |")
+    assert lines[3].startswith("| frame cache, JPEG decoded on the GPU")
+    assert lines[3].endswith("| - | yes |")  # one batched process: no worker count
+    assert "otherwise idle GPU" in block
 
 
 def test_update_and_check_blocks(results_dir: Path, tmp_path: Path, capsys) -> None:

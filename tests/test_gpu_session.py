@@ -40,20 +40,34 @@ def test_cuda_plan_runs_the_targets_first_and_writes_results_under_out(tmp_path)
         assert _value(argv, "--configs").split(",")[0] == "bf16_cl_compile"
         assert "--profile" in argv and _value(argv, "--device") == "cuda"
     assert "--merge" not in by["throughput_inference"].argv
-    assert "--merge" in by["throughput_training"].argv and "--merge" in by["throughput_peers"].argv
-    assert set(_value(by["throughput_peers"].argv, "--models").split(",")) == {
-        "r3d_18",
-        "r2plus1d_18",
-        "mc3_18",
-        "s3d",
-        "mvit_v2_s",
-        "swin3d_t",
-    }
+    assert "--merge" in by["throughput_training"].argv
+    for name, config in (("throughput_peers", "bf16_cl"), ("throughput_peers_fp32", "fp32")):
+        argv = by[name].argv
+        assert "--merge" in argv and _value(argv, "--configs") == config
+        assert _value(argv, "--warmup") == "2"  # cuDNN autotunes in the first step
+        assert set(_value(argv, "--models").split(",")) == {
+            "r3d_18",
+            "r2plus1d_18",
+            "mc3_18",
+            "s3d",
+            "mvit_v2_s",
+            "swin3d_t",
+        }
     assert "cache_gpu" in _value(by["train_speed"].argv, "--sources")
     assert _value(by["train_speed"].argv, "--configs") == "bf16_cl_compile"  # the target's
-    # The targets, then the GPU correctness checks, before the longer measurements.
-    order = [s.name for s in steps]
-    assert order.index("cuda_tests") < order.index("train_speed") < order.index("data")
+    # Issue 8's deliverables first: the targets, the peers in bf16 (point 2), the data
+    # pipeline against the training speed just measured (point 3); the fp32 peers, the
+    # trainer end to end and the GPU-only tests take what time is left.
+    assert [s.name for s in steps] == [
+        "smoke",
+        "throughput_inference",
+        "throughput_training",
+        "throughput_peers",
+        "data",
+        "throughput_peers_fp32",
+        "train_speed",
+        "cuda_tests",
+    ]
     # No step is started where it cannot measure anything.
     assert by["throughput_training"].min_s >= 60 and by["train_speed"].min_s >= 60
     assert "pytest -q -m cuda" in by["cuda_tests"].command()
@@ -247,9 +261,11 @@ def test_collect_copies_result_files_only(tmp_path):
         ("train_speed_nvidia-h200.json", "train_speed"),
         ("session.json", "gpu_session"),
     ):
-        (src / name).write_text(json.dumps({"benchmark": kind}))
+        (src / name).write_text(json.dumps({"benchmark": kind, "device_slug": "nvidia-h200"}))
     copied = gpu_session.collect(src, dest)
+    # session.json travels under its device's name, so the tables can say what was cut.
     assert sorted(p.name for p in copied) == [
+        "gpu_session_nvidia-h200.json",
         "throughput_nvidia-h200.json",
         "train_speed_nvidia-h200.json",
     ]
@@ -258,3 +274,10 @@ def test_collect_copies_result_files_only(tmp_path):
     empty.mkdir()
     with pytest.raises(SystemExit, match="no throughput/train_speed/data result files"):
         gpu_session.collect(empty, dest)
+    # A session that measured nothing copies nothing, not even its session.json.
+    (empty / "session.json").write_text(
+        json.dumps({"benchmark": "gpu_session", "device_slug": "x"})
+    )
+    with pytest.raises(SystemExit, match="no throughput/train_speed/data result files"):
+        gpu_session.collect(empty, dest)
+    assert not (dest / "gpu_session_x.json").exists()
