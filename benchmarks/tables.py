@@ -548,7 +548,8 @@ def _targets_block(items: list[tuple[Path, dict[str, Any]]]) -> str:
                         f" ({t['why_not_judged']})"
                         if met is None and t.get("why_not_judged")
                         else ""
-                    ),
+                    )
+                    + (f" ({t['note']})" if t.get("note") else ""),
                     _where_text(t.get("where_the_time_goes")) if met is False else "-",
                 ]
             )

@@ -332,6 +332,10 @@ def test_ratios_and_targets() -> None:
     assert "--profile" in on_h100["training"]["where_the_time_goes"]
     on_cpu = throughput.evaluate_targets(entries, "Intel(R) Xeon(R) Processor")
     assert all(t["met"] is None and "H100" in t["why_not_judged"] for t in on_cpu)
+    assert on_h100["inference"]["judged_on"] == "NVIDIA H100 80GB HBM3"
+    assert "note" not in on_h100["inference"]
+    on_pcie = throughput.evaluate_targets(entries, "NVIDIA H100 PCIe")
+    assert all("lower bf16 peak" in t["note"] for t in on_pcie)
     on_h200 = throughput.evaluate_targets(entries[:1], "NVIDIA H200")
     assert all(t["met"] is None and "not measured" in t["why_not_judged"] for t in on_h200)
 
