@@ -482,14 +482,16 @@ def _profile_block(path: Path, data: dict[str, Any], entries: list[dict[str, Any
     rows = []
     for e in entries:
         prof = e["profile"]
+        busy = prof.get("device_busy_share_of_step")
+        label = (
+            f"{e['mode']}, {_CONFIG_LABELS.get(e['config'], e['config'])}, batch {e['batch']}"
+            + (f" (GPU busy {_share(busy)} of the step)" if busy is not None else "")
+        )
         for rank, op in enumerate(prof["ops"][:5], 1):
             rows.append(
                 [
                     f"`{e['model']}`" if rank == 1 else "",
-                    f"{e['mode']}, {_CONFIG_LABELS.get(e['config'], e['config'])}, "
-                    f"batch {e['batch']}"
-                    if rank == 1
-                    else "",
+                    label if rank == 1 else "",
                     f"`{op['op'][:60]}`",
                     _num(op["self_ms_per_step"]),
                     _share(op["share"]),
@@ -499,11 +501,17 @@ def _profile_block(path: Path, data: dict[str, Any], entries: list[dict[str, Any
     return "\n\n".join(
         [
             markdown_table(
-                ["Model", "Entry", "Operator", "Self ms / step", "Share of step"],
+                ["Model", "Entry", "Operator", "Self ms / step", "Share"],
                 rows,
                 "lllrr",
             ),
-            f"torch.profiler, top 5 operators by {sort_by} (`throughput.py --profile`).",
+            f"torch.profiler, top 5 operators by {sort_by} (`throughput.py --profile`). "
+            + (
+                "Share: of the GPU's kernel time (each kernel once; annotations such as "
+                "Torch-Compiled Region left out); GPU busy: kernel time over the timed step."
+                if sort_by == "self_cuda_time"
+                else "Share: of the summed self CPU time of all operators."
+            ),
             _source(path, data),
         ]
     )
@@ -781,8 +789,8 @@ def _gpu_status_block(results: list[tuple[Path, dict[str, Any]]]) -> str:
         when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
         lines.append(f"GPU results from {name} ({when}): {files}.")
     for p, d in results:
-        if d.get("benchmark") != "gpu_session":
-            continue
+        if d.get("benchmark") != "gpu_session" or d.get("device_slug") == "cpu":
+            continue  # a CPU rehearsal of the session says nothing about a GPU
         steps = ", ".join(f"{s['name']} {s['status']}" for s in d.get("steps", []))
         date = str(d.get("environment", {}).get("date", ""))[:10]
         lines.append(

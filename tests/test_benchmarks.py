@@ -537,6 +537,8 @@ def test_tables_render_the_json_numbers(results_dir: Path, quick_complexity) -> 
     prof = blocks["throughput-profile-nvidia-h100-80gb-hbm3"]
     assert "| `aten::cudnn_convolution` | 25.0 | 62.0 % |" in prof
     assert "| `aten::native_batch_norm` | 4.50 | 11.0 % |" in prof and "self_cuda_time" in prof
+    assert "training, bf16 + CL + compile, batch 32 (GPU busy 45.0 % of the step)" in prof
+    assert "Share: of the GPU's kernel time" in prof
     targets = blocks["throughput-targets"]
     assert "| 1,400 | 1,602 | 1.14x | met | - |" in targets
     # A missed target says where the time goes: GPU idle share and the top kernels.
@@ -561,8 +563,10 @@ def test_gpu_status_says_what_ran_on_a_gpu(results_dir: Path, tmp_path: Path) ->
         ],
     }
     (results_dir / "gpu_session_nvidia-h100-80gb-hbm3.json").write_text(json.dumps(session))
+    # A CPU rehearsal of the session (gpu_session.py --device cpu --quick) is not listed.
+    (results_dir / "gpu_session_cpu.json").write_text(json.dumps({**session, "device_slug": "cpu"}))
     status = tables.render_blocks(results_dir)["gpu-status"]
-    assert "throughput_inference ok, data skipped" in status
+    assert "throughput_inference ok, data skipped" in status and "gpu_session_cpu" not in status
     assert "gpu_session_nvidia-h100-80gb-hbm3.json" in status
     cpu_only = tmp_path / "cpu_only"
     cpu_only.mkdir()
