@@ -161,6 +161,13 @@ def plan(args: argparse.Namespace, slug: str) -> list[Step]:
     tp = [py, bench("throughput.py"), "--device", dev, "--models", model, *timing, *small]
     configs = "bf16_cl,fp32" if quick else "bf16_cl_compile,bf16_cl,fp32"
 
+    def target_step(mode: str, cap_s: float, min_s: float) -> Step:
+        """``ceflnet_resnet18`` in every configuration, profiled; training merges."""
+        argv = [*tp, "--modes", mode, "--configs", configs, "--profile"]
+        argv += ["--profile-models", model, *(["--merge"] if mode == "training" else [])]
+        argv += ["--output", tp_out]
+        return Step(f"throughput_{mode}", argv, cap_s, output=tp_out, min_s=20 if quick else min_s)
+
     def peers_step(name: str, config: str, cap_s: float, min_s: float) -> Step:
         """torchvision's video models in one configuration, merged into the file."""
         argv = [py, bench("throughput.py"), "--device", dev, "--models", PEERS]
@@ -172,43 +179,8 @@ def plan(args: argparse.Namespace, slug: str) -> list[Step]:
 
     steps = [
         Step("smoke", [py, "-c", SMOKE, dev, model], 120, required=True),
-        Step(
-            "throughput_inference",
-            [
-                *tp,
-                "--modes",
-                "inference",
-                "--configs",
-                configs,
-                "--profile",
-                "--profile-models",
-                model,
-                "--output",
-                tp_out,
-            ],
-            150,
-            output=tp_out,
-            min_s=20 if quick else 60,
-        ),
-        Step(
-            "throughput_training",
-            [
-                *tp,
-                "--modes",
-                "training",
-                "--configs",
-                configs,
-                "--profile",
-                "--profile-models",
-                model,
-                "--merge",
-                "--output",
-                tp_out,
-            ],
-            180,
-            output=tp_out,
-            min_s=20 if quick else 90,
-        ),
+        target_step("inference", 150, 60),
+        target_step("training", 180, 90),
         peers_step("throughput_peers", "bf16_cl", 120, 45),
         Step(
             "data",

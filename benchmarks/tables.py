@@ -765,13 +765,18 @@ def render_blocks(results_dir: str | Path = RESULTS_DIR) -> dict[str, str]:
 
 
 def _gpu_status_block(results: list[tuple[Path, dict[str, Any]]]) -> str:
-    """Whether any GPU result is committed, and how the GPU sessions went."""
-    gpu = [
+    """Whether any GPU result is committed, and how the GPU sessions went.
+
+    Only what ran on CUDA counts: a CPU rehearsal of the session
+    (``gpu_session.py --device cpu --quick``) says nothing about a GPU.
+    """
+    on_gpu = [
         (p, d)
         for p, d in results
-        if d.get("benchmark") != "gpu_session"
-        and d.get("environment", {}).get("device", {}).get("type") == "cuda"
+        if d.get("environment", {}).get("device", {}).get("type") == "cuda"
     ]
+    gpu = [(p, d) for p, d in on_gpu if d.get("benchmark") != "gpu_session"]
+    sessions = [(p, d) for p, d in on_gpu if d.get("benchmark") == "gpu_session"]
     if not gpu:
         return (
             "No GPU result is committed yet: every number here was measured on a CPU, so "
@@ -788,14 +793,12 @@ def _gpu_status_block(results: list[tuple[Path, dict[str, Any]]]) -> str:
         files = ", ".join(f"`{p.name}`" for p, _ in items)
         when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
         lines.append(f"GPU results from {name} ({when}): {files}.")
-    for p, d in results:
-        if d.get("benchmark") != "gpu_session" or d.get("device_slug") == "cpu":
-            continue  # a CPU rehearsal of the session says nothing about a GPU
+    for p, d in sessions:
         steps = ", ".join(f"{s['name']} {s['status']}" for s in d.get("steps", []))
-        date = str(d.get("environment", {}).get("date", ""))[:10]
+        env = d["environment"]
         lines.append(
-            f"The session on {d.get('environment', {}).get('device', {}).get('name', '?')} "
-            f"({date}, `{p.name}`): {steps}; a step not ok measured nothing or part of its rows."
+            f"The session on {env['device'].get('name', '?')} ({str(env.get('date', ''))[:10]}, "
+            f"`{p.name}`): {steps}; a step not ok measured nothing or part of its rows."
         )
     lines.append("The targets are judged in the targets table.")
     return " ".join(lines)

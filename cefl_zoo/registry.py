@@ -162,26 +162,20 @@ _model_entrypoints: dict[str, Callable[..., nn.Module]] = {}
 _model_to_module: dict[str, str] = {}
 # architecture -> {tag -> cfg}; the first tag registered is the default one.
 _pretrained_cfgs: dict[str, dict[str, PretrainedCfg]] = {}
-_builtins_loaded = False
 
 
 def _load_builtin_models() -> None:
-    """Import :mod:`cefl_zoo.models` once, which registers the built-in architectures.
+    """Make sure :mod:`cefl_zoo.models` is imported: it registers the built-in models.
 
     ``import cefl_zoo`` loads nothing heavy (so the command line starts fast); every
     function here that reads or extends the registry calls this first, so the
-    built-in models are there whichever module was imported first. The import system's
-    module lock makes another thread wait until the registration is complete; inside
-    the import (the models registering themselves) the partly loaded module comes back
-    at once. The flag is set only once the import has finished.
+    built-in models are there whichever module was imported first. No flag of our own:
+    ``import_module`` of a loaded module is a dictionary lookup (under a microsecond),
+    its module lock makes another thread wait until the registration is complete, and
+    inside the import (the models registering themselves) it returns the partly loaded
+    module at once.
     """
-    global _builtins_loaded
-    if not _builtins_loaded:
-        importlib.import_module("cefl_zoo.models")
-        if not getattr(
-            getattr(sys.modules["cefl_zoo.models"], "__spec__", None), "_initializing", False
-        ):
-            _builtins_loaded = True
+    importlib.import_module("cefl_zoo.models")
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from unittest import mock
 
+import huggingface_hub
 import torch
 
 import cefl_zoo
@@ -92,3 +96,51 @@ def copy_checkout(dest: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / rel, target)
     return dest
+
+
+def run_result_script(script: Path, args: list[str], *, cwd: Path, env: dict, timeout: int) -> dict:
+    """Run ``script`` in a fresh interpreter; return the JSON it printed after ``RESULT ``."""
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+class Commit(str):
+    """What ``HfApi.upload_folder`` returns (a ``CommitInfo``), as far as push reads it."""
+
+    oid = "f" * 40
+    commit_url = "https://huggingface.co/org/tiny/commit/" + "f" * 40
+
+
+def mock_hub(fail: BaseException | None = None):
+    """Patch ``HfApi`` at the network boundary and record what would be uploaded.
+
+    Returns ``(sent, patches)``: ``sent`` gets ``repo_id``, ``kwargs`` and ``files``
+    (name -> bytes of the uploaded folder); ``patches`` are the create_repo (an autospec
+    mock, raising ``fail`` when given), create_branch and upload_folder patches.
+    """
+    sent: dict = {}
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        folder = Path(folder_path)
+        sent.update(
+            repo_id=repo_id,
+            kwargs=kwargs,
+            files={p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()},
+        )
+        return Commit("commit")
+
+    return sent, [
+        mock.patch.object(huggingface_hub.HfApi, "create_repo", autospec=True, side_effect=fail),
+        mock.patch.object(huggingface_hub.HfApi, "create_branch", autospec=True),
+        mock.patch.object(huggingface_hub.HfApi, "upload_folder", upload_folder),
+    ]

@@ -564,7 +564,8 @@ def test_gpu_status_says_what_ran_on_a_gpu(results_dir: Path, tmp_path: Path) ->
     }
     (results_dir / "gpu_session_nvidia-h100-80gb-hbm3.json").write_text(json.dumps(session))
     # A CPU rehearsal of the session (gpu_session.py --device cpu --quick) is not listed.
-    (results_dir / "gpu_session_cpu.json").write_text(json.dumps({**session, "device_slug": "cpu"}))
+    rehearsal = {**session, "device_slug": "cpu", "environment": {"device": {"type": "cpu"}}}
+    (results_dir / "gpu_session_cpu.json").write_text(json.dumps(rehearsal))
     status = tables.render_blocks(results_dir)["gpu-status"]
     assert "throughput_inference ok, data skipped" in status and "gpu_session_cpu" not in status
     assert "gpu_session_nvidia-h100-80gb-hbm3.json" in status

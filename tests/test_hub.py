@@ -11,7 +11,7 @@ from unittest import mock
 import huggingface_hub
 import pytest
 import torch
-from _hub_utils import build_hf_cache, tiny_model, video
+from _hub_utils import build_hf_cache, mock_hub, tiny_model, video
 from safetensors import safe_open
 
 import cefl_zoo
@@ -370,34 +370,9 @@ def test_source_parsing():
 
 
 # -- push -----------------------------------------------------------------------------------
-class _Commit(str):
-    oid = "f" * 40
-    commit_url = "https://huggingface.co/org/tiny/commit/" + "f" * 40
-
-
-def _mock_hub():
-    """Patch HfApi at the network boundary; record what would be uploaded."""
-    sent: dict = {}
-
-    def upload_folder(self, *, repo_id, folder_path, **kwargs):
-        folder = Path(folder_path)
-        sent.update(
-            repo_id=repo_id,
-            kwargs=kwargs,
-            files={p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()},
-        )
-        return _Commit("commit")
-
-    return sent, [
-        mock.patch.object(huggingface_hub.HfApi, "create_repo", autospec=True),
-        mock.patch.object(huggingface_hub.HfApi, "create_branch", autospec=True),
-        mock.patch.object(huggingface_hub.HfApi, "upload_folder", upload_folder),
-    ]
-
-
 def test_push_to_hub_uploads_a_checked_folder(saved):
     model, _ = saved
-    sent, patches = _mock_hub()
+    sent, patches = mock_hub()
     with patches[0] as create_repo, patches[1] as create_branch, patches[2]:
         info = model.push_to_hub("org/tiny", private=True, revision="v1")
     assert info.oid == "f" * 40
@@ -423,7 +398,7 @@ def test_push_command_checks_then_uploads_and_prints_the_pin(saved, capsys):
     from cefl_zoo.cli import main
 
     _, folder = saved
-    sent, patches = _mock_hub()
+    sent, patches = mock_hub()
     with patches[0], patches[1] as create_branch, patches[2]:
         assert main(["push", str(folder), "org/tiny"]) == 0
     out = capsys.readouterr().out

@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from unittest import mock
 
 import huggingface_hub
 import pytest
 import torch
-from _hub_utils import build_hf_cache, tiny_model, video
+from _hub_utils import build_hf_cache, mock_hub, tiny_model, video
 
 import cefl_zoo
 from cefl_zoo import registry
@@ -55,36 +54,6 @@ def hf_cache(tmp_path, monkeypatch):
     return cache
 
 
-class _Commit(str):
-    oid = "e" * 40
-    commit_url = "https://huggingface.co/org/x/commit/" + "e" * 40
-
-
-def _fake_hub(fail: BaseException | None = None):
-    """Patch HfApi at the network boundary; ``fail`` makes create_repo raise it."""
-    sent: dict = {}
-
-    def create_repo(self, *args, **kwargs):
-        if fail is not None:
-            raise fail
-
-    def upload_folder(self, *, repo_id, folder_path, **kwargs):
-        staged = Path(folder_path)
-        sent.update(
-            repo_id=repo_id,
-            kwargs=kwargs,
-            files={p.name: p.read_bytes() for p in staged.iterdir() if p.is_file()},
-        )
-        return _Commit("commit")
-
-    patches = [
-        mock.patch.object(huggingface_hub.HfApi, "create_repo", create_repo),
-        mock.patch.object(huggingface_hub.HfApi, "create_branch", autospec=True),
-        mock.patch.object(huggingface_hub.HfApi, "upload_folder", upload_folder),
-    ]
-    return sent, patches
-
-
 def _usage_line(card: bytes | str) -> str:
     text = card.decode() if isinstance(card, bytes) else card
     return next(line for line in text.splitlines() if "create_model(" in line)
@@ -93,12 +62,12 @@ def _usage_line(card: bytes | str) -> str:
 # -- 1. push does not touch the user's folder --------------------------------------------
 def test_a_failed_push_leaves_the_folder_byte_identical(folder):
     before = _snapshot(folder)
-    sent, patches = _fake_hub(fail=OSError("offline"))
+    sent, patches = mock_hub(fail=OSError("offline"))
     with patches[0], patches[1], patches[2], pytest.raises(OSError):
         upload_folder(folder, "myorg/ceflnet-typo")
     assert _snapshot(folder) == before and sent == {}
 
-    sent, patches = _fake_hub()
+    sent, patches = mock_hub()
     with patches[0], patches[1], patches[2]:
         upload_folder(folder, "myorg/ceflnet-right")
     assert _snapshot(folder) == before  # a successful push does not change it either
@@ -113,7 +82,7 @@ def test_push_command_failure_keeps_the_card(folder, capsys):
     from cefl_zoo.cli import main
 
     before = _snapshot(folder)
-    _, patches = _fake_hub(fail=OSError("connection refused"))
+    _, patches = mock_hub(fail=OSError("connection refused"))
     with patches[0], patches[1], patches[2]:
         assert main(["push", str(folder), "org/x"]) == 1
     assert "connection refused" in capsys.readouterr().err
@@ -126,7 +95,7 @@ def test_a_card_rewritten_for_another_repo_is_retargeted_and_a_hand_edit_is_kept
     config = json.loads((folder / "config.json").read_text())
     # What the old code left behind after a push to a typo'd repo:
     (folder / "README.md").write_text(render_model_card(config, repo_id="myorg/typo"))
-    sent, patches = _fake_hub()
+    sent, patches = mock_hub()
     with patches[0], patches[1], patches[2]:
         upload_folder(folder, "myorg/right")
     assert "hf-hub:myorg/right" in _usage_line(sent["files"]["README.md"])
@@ -210,7 +179,7 @@ def test_push_refuses_an_unrecorded_or_changed_artifact(tmp_path, fake_exporters
     (out / "model.pt2").write_bytes((old / "model.pt2").read_bytes())  # copied in by hand
     with pytest.raises(ConfigMismatchError, match=r"model\.pt2 .* not recorded"):
         check_folder(out)
-    sent, patches = _fake_hub()
+    sent, patches = mock_hub()
     with patches[0], patches[1], patches[2]:
         assert main(["push", str(out), "org/x"]) == 1
     assert sent == {} and "model.pt2" in capsys.readouterr().err
@@ -226,7 +195,7 @@ def test_push_uploads_recorded_artifacts_and_deletes_stale_remote_ones(tmp_path,
 
     src1, _ = _two_sources(tmp_path)
     out = export(src1, tmp_path / "out", torch_export=True)
-    sent, patches = _fake_hub()
+    sent, patches = mock_hub()
     with patches[0], patches[1], patches[2]:
         upload_folder(out, "org/x")
     assert set(sent["files"]) == {"README.md", "config.json", "model.safetensors", "model.pt2"}
@@ -248,7 +217,7 @@ def test_save_pretrained_over_an_export_makes_its_program_unpublishable(tmp_path
 # -- branch= (huggingface_hub's spelling) ---------------------------------------------------
 def test_push_to_hub_accepts_branch(folder):
     model = CEFLNet.from_pretrained(folder)
-    sent, patches = _fake_hub()
+    sent, patches = mock_hub()
     with patches[0], patches[1] as create_branch, patches[2]:
         model.push_to_hub("org/x", branch="v2")
     assert create_branch.call_args.kwargs["branch"] == "v2" and sent["kwargs"]["revision"] == "v2"

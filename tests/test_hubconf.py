@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
-from _hub_utils import REPO_ROOT, copy_checkout
+from _hub_utils import REPO_ROOT, copy_checkout, run_result_script
 
 import cefl_zoo
 from cefl_zoo.labels import DATASET_CLASSES
@@ -76,18 +73,8 @@ def hub_result(tmp_path_factory):
     script = tmp_path_factory.mktemp("script") / "load_all.py"
     script.write_text(_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [sys.executable, str(script), str(repo), ",".join([*DATASET_ENTRIES, SHIPPED_ENTRY])],
-        check=False,
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    return repo, json.loads(line[len("RESULT ") :])
+    entries = ",".join([*DATASET_ENTRIES, SHIPPED_ENTRY])
+    return repo, run_result_script(script, [str(repo), entries], cwd=repo, env=env, timeout=600)
 
 
 def test_package_comes_from_the_clean_copy(hub_result):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _hub_utils import REPO_ROOT, copy_checkout
+from _hub_utils import REPO_ROOT, copy_checkout, run_result_script
 
 import cefl_zoo
 from cefl_zoo.hub import sha256sum
@@ -97,24 +97,8 @@ def installed(tmp_path_factory):
     outside = root / "elsewhere"
     outside.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
-    proc = subprocess.run(
-        [sys.executable, str(script), str(root / "x.pt")],
-        check=False,
-        cwd=outside,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    return {
-        "src": src,
-        "wheel": wheel,
-        "site": site,
-        "x": x,
-        "result": json.loads(line[len("RESULT ") :]),
-    }
+    result = run_result_script(script, [str(root / "x.pt")], cwd=outside, env=env, timeout=300)
+    return {"src": src, "wheel": wheel, "site": site, "x": x, "result": result}
 
 
 def test_wheel_contains_every_packaged_weight_file(installed):
