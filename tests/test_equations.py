@@ -67,6 +67,26 @@ def test_lrl_weights_and_output_by_hand() -> None:
     torch.testing.assert_close(r.view(2), pooled)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_lrl_stays_finite_when_every_frame_weight_underflows(dtype) -> None:
+    # Relation logits near -18: sigmoid rounds to 0 in fp16, and sum(w f) / sum(w) was
+    # 0 / 0 = NaN for every clip under fp16 autocast. The weights' shares stay defined.
+    torch.manual_seed(0)
+    lrl = LocalGlobalRelation(8, 4)
+    with torch.no_grad():
+        lrl.relation.weight.mul_(0.01)
+        lrl.relation.bias.fill_(-18.0)
+    x = torch.randn(2, 3, 5, 8)
+    r32, w32 = lrl(x)
+    with torch.autocast("cpu", dtype=dtype):
+        r, w = lrl(x)
+    assert torch.isfinite(r).all()
+    assert w.shape == (2, 3, 5) and (w >= 0).all()
+    # the shares are w / sum(w) even when each w is tiny: close to the fp32 result
+    torch.testing.assert_close(r.float(), r32, atol=0.05, rtol=0.05)
+    assert (w32 > 0).all() and (w32 < 1e-7).all()
+
+
 def test_lrl_uses_the_clip_summary() -> None:
     lrl = LocalGlobalRelation(3, 3)
     with torch.no_grad():

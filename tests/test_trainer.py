@@ -816,11 +816,29 @@ def test_config_rejects_values_that_would_train_wrong():
         ({"warmup_start_factor": 5.0}, "warmup_start_factor"),  # would start at 5x the lr
         ({"warmup_start_factor": 0.0}, "warmup_start_factor"),
         ({"momentum": -1.0}, "momentum"),  # torch.optim.SGD raises at build time
+        ({"lr": 1e-4, "min_lr": 1e-3}, "min_lr"),  # the "annealing" would climb
     ):
         with pytest.raises(ConfigError, match=rf"{flag} \(--{flag.replace('_', '-')}\) must"):
             TrainConfig(**bad)
-    for good in ({"clip_grad_norm": 0.0}, {"clip_grad_norm": 2.0}, {"warmup_start_factor": 1.0}):
+    for good in (
+        {"clip_grad_norm": 0.0},
+        {"clip_grad_norm": 2.0},
+        {"warmup_start_factor": 1.0},
+        {"lr": 1e-3, "min_lr": 1e-3},
+    ):
         TrainConfig(**good)
+
+
+def test_scheduler_refuses_a_min_lr_above_a_groups_lr():
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    opt = torch.optim.SGD([{"params": params[:1], "lr": 1e-2}, {"params": params[1:], "lr": 1e-4}])
+    with pytest.raises(ValueError, match=r"min_lr=0.001 exceeds the lr=0.0001"):
+        build_scheduler(opt, "cosine", total_steps=100, warmup_steps=10, min_lr=1e-3)
+    sched = build_scheduler(opt, "cosine", total_steps=100, warmup_steps=0, min_lr=1e-4)
+    for _ in range(100):
+        opt.step()
+        sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-4, 1e-4], rel=1e-6)
 
 
 def test_clip_grad_norm_zero_means_no_clipping(tmp_path):

@@ -13,6 +13,7 @@ Two cascaded steps turn the K frame features of each clip into one clip feature:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ClipEncoder", "LocalGlobalRelation", "SelfAttention"]
@@ -95,17 +96,30 @@ class LocalGlobalRelation(nn.Module):
         self.relation = nn.Linear(2 * dim, 1) if relation else None  # q0, eq. 2
         self.proj = nn.Linear(dim, out_dim)  # q1, eq. 3
 
+    def _relation_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``q0^T [mean_k f'_k ; f'_k]``, ``(..., K, d) -> (..., K)``."""
+        assert self.relation is not None
+        summary = x.mean(dim=-2, keepdim=True).expand_as(x)
+        return self.relation(torch.cat([summary, x], dim=-1)).squeeze(-1)
+
     def frame_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. 2: ``w_k = sigmoid(q0^T [mean_k f'_k ; f'_k])``, ``(..., K, d) -> (..., K)``."""
         if self.relation is None:
             return torch.ones(x.shape[:-1], dtype=x.dtype, device=x.device)
-        summary = x.mean(dim=-2, keepdim=True).expand_as(x)
-        return torch.sigmoid(self.relation(torch.cat([summary, x], dim=-1))).squeeze(-1)
+        return torch.sigmoid(self._relation_logits(x))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted clip feature (eq. 3) and the frame weights (eq. 2)."""
-        w = self.frame_weights(x)
-        pooled = (w.unsqueeze(-1) * x).sum(dim=-2) / w.sum(dim=-1, keepdim=True)
+        if self.relation is None:
+            w = torch.ones(x.shape[:-1], dtype=x.dtype, device=x.device)
+            return self.proj(x.mean(dim=-2)), w
+        logits = self._relation_logits(x)
+        w = torch.sigmoid(logits)
+        # Eq. 3 divides by sum_k w_k. The same weights are softmax_k(log sigmoid(l_k)),
+        # taken in fp32: under fp16 autocast every w_k of a logit below about -17 rounds
+        # to 0 and w / sum(w) would be 0 / 0.
+        share = torch.softmax(F.logsigmoid(logits.float()), dim=-1).to(x.dtype)
+        pooled = (share.unsqueeze(-1) * x).sum(dim=-2)
         return self.proj(pooled), w
 
 

@@ -77,6 +77,11 @@ def build_scheduler(
     lambdas = []
     for group in optimizer.param_groups:
         peak = float(group["lr"])
+        if min_lr > peak:
+            raise ValueError(
+                f"min_lr={min_lr} exceeds the lr={peak} of a parameter group: the cosine "
+                "would climb instead of fall; pass a min_lr no larger than every group's lr"
+            )
         min_factor = min_lr / peak if peak > 0 else 0.0
         lambdas.append(
             lambda step, mf=min_factor: warmup_cosine_factor(
