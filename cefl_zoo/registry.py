@@ -71,6 +71,10 @@ class PretrainedCfg:
         mean: Per-channel mean used to normalise frames.
         std: Per-channel standard deviation used to normalise frames.
         interpolation: Resize interpolation (``"bilinear"`` or ``"bicubic"``).
+        crop_pct: Evaluation centre-crop fraction, as in timm: the shorter side is resized
+            to ``size / crop_pct``, then ``size`` is cropped. 1.0 (the default) resizes
+            the whole face crop, so timm's ``resolve_model_data_config`` and
+            :func:`~cefl_zoo.transforms_for` agree.
         dataset: Dataset the weights were trained on.
         fold: Split or fold of that dataset.
         metrics: Metrics the weights reached (e.g. ``{"war": 0.65, "uar": 0.56}``).
@@ -96,6 +100,7 @@ class PretrainedCfg:
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     interpolation: str = "bilinear"
+    crop_pct: float = 1.0
     dataset: str | None = None
     fold: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)

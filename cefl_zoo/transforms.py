@@ -249,8 +249,8 @@ def transforms_for(
 ) -> VideoTransform:
     """The preprocessing a model expects, for training or evaluation.
 
-    Input size, mean, std and interpolation come from the model's ``pretrained_cfg``,
-    so the transform always matches the weights.
+    Input size, mean, std, interpolation and ``crop_pct`` come from the model's
+    ``pretrained_cfg``, so the transform always matches the weights.
 
     Args:
         model_or_name_or_cfg: A model, a registered name or a ``PretrainedCfg``.
@@ -274,6 +274,7 @@ def transforms_for(
         "mean": cfg.mean,
         "std": cfg.std,
         "interpolation": cfg.interpolation,
+        "crop_pct": cfg.crop_pct,
         "train": train,
     }
     args.update(overrides)

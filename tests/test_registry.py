@@ -140,6 +140,17 @@ def test_timm_reads_the_pretrained_cfg_and_reset_classifier_signature() -> None:
     model = create_model("ceflnet_tiny")
     data = timm.data.resolve_model_data_config(model)
     assert data["input_size"] == (3, 64, 64) and data["mean"] == model.pretrained_cfg.mean
+    # timm's own eval transform must resize the whole face crop, as transforms_for does
+    # (timm's default crop_pct, 0.875, would cut the face's border away)
+    assert data["crop_pct"] == 1.0 == model.pretrained_cfg.crop_pct
+    smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 5, 5), size=80, mode="bilinear")
+    frames = (smooth * 255).round().to(torch.uint8).view(1, 1, 3, 80, 80)
+    ours = cefl_zoo.transforms_for(model)(frames)[0, 0]
+    theirs = timm.data.create_transform(**data)(frames[0, 0].float() / 255)
+    torch.testing.assert_close(ours, theirs, atol=0.05, rtol=0)
+    half = cefl_zoo.transforms_for(model.pretrained_cfg.replace(crop_pct=0.5))(frames)
+    assert half.shape == ours.unsqueeze(0).unsqueeze(0).shape
+    assert not torch.allclose(half[0, 0], ours, atol=0.05)
     assert model.pretrained_cfg["std"] == model.pretrained_cfg.std
     assert model.pretrained_cfg.get("no_such_field", 1) == 1
     with pytest.raises(KeyError):
