@@ -346,6 +346,26 @@ def test_truncated_mp4_without_index(gop_video, tmp_path):
         open_video(path)
 
 
+def test_a_video_cut_anywhere_is_a_video_read_error(gop_video, tmp_path):
+    # Cut at every 1 % of its length, the file either opens or raises VideoReadError,
+    # never a bare error from PyAV's objects. (Cuts that keep part of the mp4's index
+    # at the end give a stream without a codec context: that was an AttributeError.)
+    data = gop_video.read_bytes()
+    outcomes = set()
+    for pct in range(1, 100):
+        cut = tmp_path / f"cut{pct}.mp4"
+        cut.write_bytes(data[: len(data) * pct // 100])
+        try:
+            with open_video(cut, allow_truncated=True) as video:
+                frames = video.read([0, len(video) - 1])
+                assert frames.shape[0] == 2
+            outcomes.add("read")
+        except VideoReadError as err:
+            assert str(err).startswith(str(cut))
+            outcomes.add("error")
+    assert "error" in outcomes
+
+
 def test_truncated_faststart_mp4_and_mkv(gop_video, tmp_path):
     # A faststart mp4 keeps its index at the front: the header promises more frames.
     fast = tmp_path / "fast.mp4"

@@ -428,6 +428,13 @@ class PyAVReader(VideoReader):
                 "Pass a file with video (audio-only and subtitle files cannot be read)",
             )
         self._stream = stream = streams[0]
+        if stream.codec_context is None:  # e.g. an mp4 cut off before its codec parameters
+            raise VideoReadError(
+                self.path,
+                "has a video stream with no decoder (no codec parameters: the file is "
+                "truncated, or its codec is one FFmpeg does not know)",
+                "Re-encode or re-download it, or drop it from the dataset",
+            )
         # The stream's picture size (the decoder's context follows the frames it decodes).
         self._frame_size = (int(stream.codec_context.width), int(stream.codec_context.height))
         stream.thread_type = "AUTO" if threads != 1 else "SLICE"
