@@ -312,9 +312,9 @@ MAFW_ROWS = [
 ]
 
 
-def make_mafw(root: Path, clips: bool = False) -> Path:
+def make_mafw(root: Path, clips: bool = False, splits: str = "split") -> Path:
     for fold in range(1, 6):
-        folder = root / "split" / "single" / "no_caption" / f"set_{fold}"
+        folder = root / splits / "single" / "no_caption" / f"set_{fold}"
         folder.mkdir(parents=True)
         test = [MAFW_ROWS[fold - 1]]
         train = [r for r in MAFW_ROWS if r not in test]
@@ -342,6 +342,25 @@ def test_mafw_reads_eleven_classes_from_its_split_files(tmp_path):
     test = MAFW(root, "test", 2)
     assert test.targets == [9] and test.items[0].path == str(root / "data" / "frames" / "00002")
     assert test[0]["video"].shape == (7, 5, 3, 16, 16)
+
+
+@pytest.mark.parametrize("splits", ["Train & Test Set", "Train_Test_Set"])
+def test_mafw_reads_the_split_folder_as_the_release_names_it(tmp_path, splits):
+    root = make_mafw(tmp_path / "MAFW", splits=splits)
+    ds = MAFW(root, "test", 4)
+    assert ds.split_file == root / splits / "single" / "no_caption" / "set_4" / "test.txt"
+    assert [it.meta["video_id"] for it in ds.items] == ["00004"] and ds.targets == [10]
+
+
+def test_mafw_without_a_split_folder_names_every_accepted_one(tmp_path):
+    root = tmp_path / "MAFW"
+    (root / "data" / "frames").mkdir(parents=True)
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"split/single/no_caption/set_1/train\.txt: MAFW "
+        r"split file does not exist.*'split' or 'Train & Test Set'",
+    ):
+        MAFW(root, "train", 1)
 
 
 def test_mafw_clips_source_and_bad_lines(tmp_path):

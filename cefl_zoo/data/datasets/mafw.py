@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..factory import register_dataset
 from ._common import BenchmarkDataset, FolderIndex, ListedVideo, label_from_name
@@ -25,6 +25,7 @@ class MAFW(BenchmarkDataset):
 
         MAFW/
           split/single/no_caption/set_1/train.txt, test.txt ... set_5/
+                                          (or "Train & Test Set/single/no_caption/...")
           data/frames/03747/*.jpg ...   (frames of each clip)
           data/clips/03747.mp4 ...      (the clips)
 
@@ -69,19 +70,32 @@ class MAFW(BenchmarkDataset):
         self.source = source
         super().__init__(root, split, fold, **kwargs)
 
+    #: Accepted names of the folder that holds the splits (the first is the documented
+    #: one; the release's archive unpacks as ``Train & Test Set``).
+    split_folder_names: ClassVar[tuple[str, ...]] = (
+        "split",
+        "Train & Test Set",
+        "Train_Test_Set",
+        "Train and Test Set",
+    )
+
     @property
     def split_file(self) -> Path:
-        """The split file of this split and fold."""
-        return (
-            self.root / "split" / "single" / "no_caption" / f"set_{self.fold}" / f"{self.split}.txt"
-        )
+        """The split file of this split and fold (in the first split folder that exists)."""
+        rel = Path("single", "no_caption", f"set_{self.fold}", f"{self.split}.txt")
+        for name in self.split_folder_names:
+            if (self.root / name).is_dir():
+                return self.root / name / rel
+        return self.root / self.split_folder_names[0] / rel
 
     def _list_videos(self) -> tuple[list[ListedVideo], str]:
         file = self.split_file
         if not file.is_file():
+            folders = " or ".join(f"'{name}'" for name in self.split_folder_names)
             raise FileNotFoundError(
                 f"{file}: MAFW split file does not exist; expected "
-                "split/single/no_caption/set_{1..5}/{train,test}.txt under the MAFW root"
+                "<splits>/single/no_caption/set_{1..5}/{train,test}.txt under the MAFW root, "
+                f"where <splits> is {folders}"
             )
         index = FolderIndex(self.root / "data" / self.source)
         listed = []
