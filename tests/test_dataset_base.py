@@ -194,6 +194,52 @@ def test_evaluation_names_the_videos_it_could_not_read(videos, caplog):
     assert "not evaluated, unreadable: 1 video (" in str(result) and broken.path in str(result)
 
 
+def test_evaluation_of_a_subset_counts_only_its_own_videos(videos, caplog):
+    # The dataset replaces a broken item by its own next item, which need not be in the
+    # subset; the metrics must count the subset's videos, each once, and name the broken one.
+    from torch.utils.data import Subset
+
+    from cefl_zoo.train import evaluate
+
+    root, items = videos
+    broken = VideoItem(str(root / "broken.mp4"), 1)
+    ds = make(
+        [items[0], items[1], broken, items[3], items[2]],
+        transform=cefl_zoo.transforms_for("ceflnet_tiny", input_size=32),
+    )
+    model = cefl_zoo.create_model("ceflnet_tiny", num_classes=len(CLASSES))
+    sub = Subset(ds, [1, 2, 4])  # the broken item's replacement, item 3, is not in it
+    with pytest.warns(RuntimeWarning, match="broken.mp4"), caplog.at_level("WARNING"):
+        result = evaluate(model, sub, batch_size=2, class_names=CLASSES)
+    assert result.metrics["num_videos"] == 2 and result.indices.tolist() == [0, 2]
+    assert result.paths == [items[1].path, items[2].path]
+    assert result.metrics["skipped"] == [{"index": 1, "path": broken.path}]
+    assert "1 of 3 videos could not be read" in caplog.text
+    # A nested subset, and a plain DataLoader over one: nothing of the parent leaks in.
+    nested = Subset(Subset(ds, [4, 3, 1, 0]), [2, 0])  # items 1 and 2 of ds
+    result = evaluate(model, DataLoader(nested, batch_size=2), class_names=CLASSES)
+    assert result.metrics["num_videos"] == 2 and "skipped" not in result.metrics
+    assert result.paths == [items[1].path, items[2].path]
+
+
+def test_a_training_loader_over_a_subset_stays_inside_it_and_resamples_per_epoch(videos):
+    from torch.utils.data import Subset
+
+    from cefl_zoo.train.loaders import EpochAwareDataset
+
+    root, items = videos
+    broken = VideoItem(str(root / "broken.mp4"), 1)
+    ds = make([items[0], broken, items[3], items[2]], train=True)
+    wrapped = EpochAwareDataset(Subset(ds, [1, 3]))  # item 2 (the replacement) is held out
+    with pytest.warns(RuntimeWarning, match="broken.mp4"):
+        sample = wrapped[(0, 0)]
+    assert sample["path"] == items[2].path and sample["index"] == 1
+    first = wrapped[(0, 1)]["frame_indices"]
+    assert ds.epoch == 0
+    later = wrapped[(1, 1)]["frame_indices"]
+    assert ds.epoch == 1 and not torch.equal(first, later)  # the epoch reached the dataset
+
+
 def test_broken_item_raises_with_its_path(videos):
     root, _ = videos
     ds = make([VideoItem(str(root / "broken.mp4"), 1)], on_error="raise")

@@ -37,7 +37,16 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import unwrap_model
 from .config import TrainConfig
 from .distributed import DistInfo, gather_objects
-from .loaders import build_loader, check_not_empty, dataset_classes_of, label_mapping
+from .loaders import (
+    DataError,
+    EpochAwareDataset,
+    build_loader,
+    check_not_empty,
+    dataset_classes_of,
+    label_mapping,
+    subset_base_indices,
+    subset_positions,
+)
 from .metrics import compute_metrics, format_metrics
 
 __all__ = ["EvalResult", "autocast_context", "evaluate"]
@@ -101,6 +110,16 @@ class EvalResult:
         return path
 
 
+def _item_path(dataset: Dataset, index: int) -> str | None:
+    """The file of item ``index`` of ``dataset`` (through ``Subset``s), if it names one."""
+    resolved = subset_base_indices(dataset)
+    if resolved is not None:
+        dataset, base = resolved[0], resolved[1]
+        index = base[index]
+    items = getattr(dataset, "items", None)
+    return str(items[index].path) if items is not None else None
+
+
 def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """``torch.autocast`` for ``amp`` in ``("bf16", "fp16")`` on ``device``, else a no-op."""
     if amp == "bf16":
@@ -157,10 +176,16 @@ def evaluate(
     dev = torch.device(device) if device is not None else next(bare.parameters()).device
     info = DistInfo(info.rank, info.world_size, info.local_rank, dev, info.initialized)
 
+    # A sample's "index" is its place in `dataset`, except from a plain DataLoader over a
+    # Subset: there it is the index in the dataset under the subset (translated below).
+    to_position: dict[int, int] | None = None
     if isinstance(data, DataLoader):
         loader = data
-        dataset = data.dataset.dataset if hasattr(data.dataset, "dataset") else data.dataset
+        wrapped = isinstance(data.dataset, EpochAwareDataset)
+        dataset = data.dataset.dataset if wrapped else data.dataset
         sampler = getattr(loader.sampler, "sampler", None)
+        if not wrapped:
+            to_position = subset_positions(dataset)
     else:
         dataset = data
         check_not_empty(dataset, f"evaluation dataset {type(dataset).__name__}")
@@ -204,6 +229,8 @@ def evaluate(
         b = len(labels)
         if "index" in batch:
             idx = torch.as_tensor(batch["index"]).tolist()
+            if to_position is not None:  # -1: a replacement from outside the subset
+                idx = [to_position.get(int(i), -1) for i in idx]
             own_index = True
         elif order is not None:
             idx = order[seen : seen + b]
@@ -243,7 +270,13 @@ def evaluate(
     by_index: dict[int, dict[str, Any]] = {}
     for part_rows in gather_objects(rows, info):
         for r in part_rows:
-            by_index.setdefault(r["index"], r)  # padded repeats share an index
+            if r["index"] >= 0:
+                by_index.setdefault(r["index"], r)  # padded repeats share an index
+    if not by_index:
+        raise DataError(
+            f"no video of the evaluation dataset {type(dataset).__name__} could be read: "
+            "every item failed to load (see the warnings above for each file)"
+        )
     ordered = [by_index[i] for i in sorted(by_index)]
     logits = torch.stack([r["logits"] for r in ordered])
     labels = torch.tensor([r["label"] for r in ordered], dtype=torch.long)
@@ -256,11 +289,8 @@ def evaluate(
         metrics["loss"] = float(loss_fn(logits, labels))
     if own_index and len(by_index) < len(dataset):
         # Items that failed to load were replaced by others (on_error="skip"): name them.
-        items = getattr(dataset, "items", None)
         missing = sorted(set(range(len(dataset))) - set(by_index))
-        metrics["skipped"] = [
-            {"index": i, "path": str(items[i].path) if items is not None else None} for i in missing
-        ]
+        metrics["skipped"] = [{"index": i, "path": _item_path(dataset, i)} for i in missing]
         if info.is_main:
             log.warning(
                 "%d of %d videos could not be read and are not in the metrics: %s",

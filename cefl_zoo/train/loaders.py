@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .config import ConfigError, TrainConfig, parse_data_spec
 from .distributed import DistInfo, ResumableDistributedSampler
@@ -30,6 +30,7 @@ __all__ = [
     "build_split",
     "dataset_classes_of",
     "label_mapping",
+    "subset_base_indices",
     "unreadable_video_message",
 ]
 
@@ -164,8 +165,9 @@ def dataset_classes_of(dataset: Dataset, fallback: Sequence[str] | None = None) 
         DataError: The dataset names no classes and no fallback is given.
     """
     classes = getattr(dataset, "classes", None)
-    if classes is None:
-        inner = getattr(dataset, "dataset", None)  # Subset, wrappers
+    inner = dataset
+    while classes is None and getattr(inner, "dataset", None) is not None:  # Subset, wrappers
+        inner = inner.dataset
         classes = getattr(inner, "classes", None)
     if classes is not None:
         return [str(c) for c in classes]
@@ -223,16 +225,58 @@ def label_mapping(
     return torch.tensor([target[_key(n)] for n in dataset_classes], dtype=torch.long)
 
 
+def subset_base_indices(dataset: Dataset) -> tuple[Dataset, list[int]] | None:
+    """For a (nested) :class:`torch.utils.data.Subset`: the dataset under it, and the
+    index in that dataset of each of the subset's items; ``None`` for anything else.
+
+    Example:
+        >>> from torch.utils.data import Subset
+        >>> base, idx = subset_base_indices(Subset(Subset(list(range(10)), [9, 7, 5]), [2, 0]))
+        >>> base, idx
+        ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [5, 9])
+    """
+    indices: list[int] | None = None
+    while isinstance(dataset, Subset):
+        own = [int(i) for i in dataset.indices]
+        indices = own if indices is None else [own[i] for i in indices]
+        dataset = dataset.dataset
+    return (dataset, indices) if indices is not None else None
+
+
+def subset_positions(dataset: Dataset) -> dict[int, int] | None:
+    """Base-dataset index -> position in ``dataset``, for a (nested) ``Subset``, else ``None``.
+
+    A sample's ``"index"`` is its index in the dataset that read it (the one under the
+    subset); this turns it into the subset's own numbering. Base items the subset does
+    not hold are absent (a broken item's replacement may be one of them).
+    """
+    resolved = subset_base_indices(dataset)
+    if resolved is None:
+        return None
+    positions: dict[int, int] = {}
+    for pos, base in enumerate(resolved[1]):
+        positions.setdefault(base, pos)
+    return positions
+
+
 class EpochAwareDataset(Dataset):
     """Wrap a dataset so that each item request carries its epoch: ``ds[(epoch, index)]``.
 
     DataLoader workers hold their own copy of the dataset; a ``set_epoch`` in the main
     process never reaches persistent workers. Passing the epoch with every index makes
     per-epoch sampling correct with any number of (persistent) workers.
+
+    A :class:`torch.utils.data.Subset` works as well: the epoch reaches the dataset under
+    it, a sample's ``"index"`` is its position in the subset, and an unreadable item is
+    replaced by another item *of the subset* (the dataset under it would offer its own
+    next item, which may lie outside the subset: a validation video in a training split).
     """
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
+        resolved = subset_base_indices(dataset)
+        self._epoch_target = resolved[0] if resolved is not None else dataset
+        self._positions = subset_positions(dataset)
         self._epoch: int | None = None
 
     def __len__(self) -> int:
@@ -240,13 +284,28 @@ class EpochAwareDataset(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> Any:
         epoch, index = item
-        if epoch != self._epoch and hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
+        if epoch != self._epoch and hasattr(self._epoch_target, "set_epoch"):
+            self._epoch_target.set_epoch(epoch)
         self._epoch = epoch
         sample = self.dataset[index]
-        if isinstance(sample, dict):
+        if not isinstance(sample, dict):
+            return sample
+        if self._positions is None or "index" not in sample:
             sample.setdefault("index", index)
-        return sample
+            return sample
+        n = len(self)
+        for step in range(1, n + 1):
+            pos = self._positions.get(int(sample["index"]))
+            if pos is not None:
+                sample["index"] = pos
+                return sample
+            # The dataset under the subset replaced a broken item by one outside the
+            # subset: ask for the subset's next item instead.
+            sample = self.dataset[(index + step) % n]
+        raise RuntimeError(
+            f"no item of this {type(self.dataset).__name__} of {n} items could be read; "
+            "every replacement the dataset under it offered lies outside the subset"
+        )
 
 
 class EpochIndexSampler(torch.utils.data.Sampler):
