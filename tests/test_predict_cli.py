@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from _predict_utils import flash_frames
@@ -43,6 +44,17 @@ def test_expand_inputs_finds_videos_and_frame_folders(tree, tmp_path):
     found = expand_inputs([tree, tree / "a.mp4", tmp_path / "missing.mp4"])
     rel = [str(p).replace(str(tree) + "/", "") for p in found]
     assert rel == ["a.mp4", "frames", "sub/2.mp4", "sub/10.mp4", str(tmp_path / "missing.mp4")]
+
+
+def test_a_folder_of_videos_with_a_stray_image_is_a_folder_of_videos(tmp_path):
+    # cover.png beside the videos used to make the whole folder one 1-frame "video"
+    root = tmp_path / "mixed"
+    write_video(root / "1.mp4", flash_frames(20, None, size=32))
+    write_video(root / "2.mp4", flash_frames(20, None, size=32))
+    write_frame_folder(root, flash_frames(1, None, size=32), ext="png", names=["cover.png"])
+    write_frame_folder(root / "clip", flash_frames(12, None, size=32), ext="jpg")
+    assert [Path(p).name for p in expand_inputs([root])] == ["1.mp4", "2.mp4", "clip"]
+    assert expand_inputs([root / "clip"]) == [str(root / "clip")]
 
 
 def test_table_json_and_plots(tree, model_dir, tmp_path, capsys):

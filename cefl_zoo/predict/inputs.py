@@ -33,17 +33,21 @@ def is_video_file(path: str | os.PathLike) -> bool:
 
 
 def is_frame_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a folder that directly holds frame images."""
+    """Whether ``path`` is a folder of frame images: it directly holds images and no
+    video files (a folder of videos with a stray ``cover.png`` is a folder of videos)."""
+    images = False
     try:
         with os.scandir(path) as it:
-            return any(
-                e.is_file()
-                and not e.name.startswith(".")
-                and e.name.lower().endswith(IMAGE_EXTENSIONS)
-                for e in it
-            )
+            for e in it:
+                if e.name.startswith(".") or not e.is_file():
+                    continue
+                name = e.name.lower()
+                if name.endswith(VIDEO_EXTENSIONS):
+                    return False
+                images = images or name.endswith(IMAGE_EXTENSIONS)
     except (NotADirectoryError, FileNotFoundError, PermissionError):
         return False
+    return images
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[str]:
@@ -51,7 +55,7 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[str]:
 
     * a file (of any kind) or a missing path is kept as it is, so that the predictor
       reports what is wrong with it;
-    * a folder holding frame images is one video;
+    * a folder holding frame images (and no video files) is one video;
     * any other folder is searched recursively for video files (:data:`VIDEO_EXTENSIONS`)
       and frame folders, in natural order (``2.mp4`` before ``10.mp4``); hidden entries
       are skipped. A folder with nothing in it to predict is kept as it is, so that the
