@@ -273,6 +273,7 @@ def test_synth_overwrite_removes_the_earlier_datasets_videos(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A training run folder with a best.pt and a save_pretrained folder of the same model."""
+    from cefl_zoo.train import TrainConfig
     from cefl_zoo.train.checkpoint import CHECKPOINT_FORMAT
 
     model = cefl_zoo.create_model("ceflnet_tiny", num_classes=3)
@@ -291,6 +292,7 @@ def run_dir(tmp_path_factory):
         root / "best.pt",
     )
     model.save_pretrained(root / "model")
+    TrainConfig(model="ceflnet_tiny").save(root / "config.json")  # as the Trainer writes it
     (root / "notes.txt").write_text("not a model")
     return root
 

@@ -600,6 +600,14 @@ def test_eval_command_on_a_checkpoint(tmp_path, synth_dir, capsys):
     )
     assert data["predictions"][0]["path"].endswith(".mp4")
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # --model RUN_DIR loads the run's checkpoint (its config.json is the TrainConfig)
+    assert (out / "config.json").is_file() and (out / "best.pt").is_file()
+    again = tmp_path / "eval_dir.json"
+    argv = ["eval", "--model", str(out), "--data", f"synthetic:{synth_dir}", "--split", "test"]
+    assert cli([*argv, "--num-workers", "0", "--no-progress", "--output", str(again)]) == 0, (
+        capsys.readouterr().err
+    )
+    assert json.loads(again.read_text())["metrics"] == data["metrics"]
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, synth_dir, capsys):

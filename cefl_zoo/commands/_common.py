@@ -44,6 +44,7 @@ __all__ = [
     "optional_value_argv",
     "plural",
     "raised_inside",
+    "run_folder_checkpoint",
     "training_setup_error",
     "warn",
 ]
@@ -317,6 +318,22 @@ def _check_faces(faces: str | None) -> None:
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
+def run_folder_checkpoint(name: str) -> str | None:
+    """The checkpoint to load when ``name`` is a training run folder, else ``None``.
+
+    A run folder holds ``best.pt`` and/or ``last.pt`` (``best.pt`` wins) and no
+    ``model.safetensors``; its ``config.json`` is the run's
+    :class:`~cefl_zoo.train.TrainConfig`, not a model config.
+    """
+    path = os.path.expanduser(name)
+    if not os.path.isdir(path) or os.path.isfile(os.path.join(path, "model.safetensors")):
+        return None
+    for ckpt in ("best.pt", "last.pt"):
+        if os.path.isfile(os.path.join(path, ckpt)):
+            return os.path.join(path, ckpt)
+    return None
+
+
 def load_model_for_cli(name: str) -> nn.Module:
     """:func:`~cefl_zoo.predict.load_model_for_inference`, and for the files users pass.
 
@@ -324,7 +341,8 @@ def load_model_for_cli(name: str) -> nn.Module:
       written by :class:`~cefl_zoo.train.Trainer`) is rebuilt with
       :func:`~cefl_zoo.train.checkpoint.model_from_checkpoint`, as ``cefl-zoo eval
       --checkpoint`` does;
-    * a training run folder (``best.pt`` or ``last.pt``, no ``config.json``) loads its
+    * a training run folder (``best.pt`` or ``last.pt`` and no ``model.safetensors``;
+      its ``config.json`` is the run's :class:`~cefl_zoo.train.TrainConfig`) loads its
       ``best.pt``, else its ``last.pt``;
     * ``model.safetensors`` or ``config.json`` of a ``save_pretrained`` folder loads the
       folder;
@@ -332,12 +350,7 @@ def load_model_for_cli(name: str) -> nn.Module:
     """
     from ..predict import load_model_for_inference
 
-    path = os.path.expanduser(name)
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
-        for ckpt in ("best.pt", "last.pt"):
-            if os.path.isfile(os.path.join(path, ckpt)):
-                path = os.path.join(path, ckpt)
-                break
+    path = run_folder_checkpoint(name) or os.path.expanduser(name)
     if os.path.isfile(path):
         from ..train.checkpoint import model_from_checkpoint
 

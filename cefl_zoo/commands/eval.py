@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         metavar="NAME_OR_DIR",
         help="weight set arch.tag (its weights are loaded), architecture (random weights "
-        "unless --pretrained), save_pretrained dir or hf-hub:org/repo",
+        "unless --pretrained), save_pretrained dir, hf-hub:org/repo, or a training run "
+        "folder (its best.pt, else last.pt)",
     )
     parser.add_argument(
         "--pretrained",
@@ -105,10 +106,12 @@ def run(args: argparse.Namespace) -> int:
     from ..train.distributed import cleanup_distributed, init_distributed, setup_logging
     from ..train.evaluate import evaluate
     from ..train.loaders import build_split, unreadable_video_message
-    from ._common import MODEL_ERRORS, training_setup_error
+    from ._common import MODEL_ERRORS, run_folder_checkpoint, training_setup_error
 
     setup_logging(args.verbose)
     log = logging.getLogger("cefl_zoo.train")
+    if args.model and (ckpt_path := run_folder_checkpoint(args.model)):
+        args.checkpoint, args.model = ckpt_path, None  # --model RUN_DIR: its best.pt
     try:
         base: dict = {}
         if args.checkpoint:
