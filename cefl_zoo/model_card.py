@@ -201,6 +201,8 @@ def render_model_card(
         if key not in ("command", "seed"):
             lines += [f"- {key}: {_fmt(value)}"]
     lines += [f"- weights sha256 (`model.safetensors`): `{cfg.get('sha256') or 'not recorded'}`"]
+    if cfg.get("notes"):
+        lines += [f"- notes: {cfg['notes']}"]
     lines += [
         "",
         "## Intended use",

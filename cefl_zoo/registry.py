@@ -123,6 +123,40 @@ class PretrainedCfg:
         """Return a copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
+    def derived(self, notes: str) -> PretrainedCfg:
+        """The config of weights made from these ones (a new head, fine-tuning).
+
+        The preprocessing, clip layout, class names and licence stay; what named and
+        measured the original weights goes: tag, Hub location, file, sha256, dataset,
+        fold, metrics and train command (``status`` becomes ``"none"``). So a fine-tuned
+        or re-headed model never carries the scores of the weights it started from.
+
+        Example:
+            >>> cfg = PretrainedCfg("ceflnet_tiny", "synthetic", metrics={"war": 0.99})
+            >>> new = cfg.derived("new 3-class head on ceflnet_tiny.synthetic")
+            >>> new.name, new.metrics, new.notes
+            ('ceflnet_tiny', {}, 'new 3-class head on ceflnet_tiny.synthetic')
+        """
+        return self.replace(
+            tag="",
+            hf_hub_id=None,
+            hf_hub_revision=None,
+            file=None,
+            sha256=None,
+            dataset=None,
+            fold=None,
+            metrics={},
+            train_command=None,
+            status="none",
+            notes=notes,
+        )
+
+    @property
+    def has_provenance(self) -> bool:
+        """Whether this config names or measures particular weights (a tag, a dataset,
+        metrics or a train command)."""
+        return bool(self.tag or self.dataset or self.metrics or self.train_command)
+
     def __getitem__(self, key: str) -> Any:
         """``cfg["mean"]``: read a field the way timm's dict ``pretrained_cfg`` is read."""
         if not isinstance(key, str) or key not in self.__dataclass_fields__:

@@ -170,6 +170,37 @@ def test_label_names_default_and_after_reset() -> None:
     assert model.label_names == ("class_0", "class_1")
 
 
+def test_a_new_head_drops_the_tag_and_scores_of_the_weights(tmp_path, caplog) -> None:
+    import json
+
+    shipped = create_model("ceflnet_tiny.synthetic", pretrained=True)
+    assert shipped.pretrained_cfg.metrics["war"] > 0.9  # the weights' own scores
+    resized = create_model("ceflnet_tiny.synthetic", pretrained=True, num_classes=3)
+    assert "keeping a new, untrained classifier" in caplog.text
+    shipped.reset_classifier(4)
+    for model, n in ((resized, 3), (shipped, 4)):
+        cfg = model.pretrained_cfg
+        assert (cfg.name, cfg.metrics, cfg.dataset, cfg.train_command) == (
+            "ceflnet_tiny",
+            {},
+            None,
+            None,
+        )
+        assert cfg.notes == f"new {n}-class head on ceflnet_tiny.synthetic weights"
+        assert (cfg.num_clips, cfg.input_size, cfg.license) == (7, (3, 32, 32), "mit")
+    folder = shipped.save_pretrained(tmp_path / "m")
+    saved = json.loads((folder / "config.json").read_text())["pretrained_cfg"]
+    assert saved["metrics"] == {} and saved["tag"] == "" and saved["dataset"] is None
+    card = (folder / "README.md").read_text()
+    assert "0.99" not in card and "No evaluation results were recorded" in card
+    assert "- notes: new 4-class head on ceflnet_tiny.synthetic weights" in card
+    # a model without provenance keeps its notes
+    plain = create_model("ceflnet_tiny")
+    notes = plain.pretrained_cfg.notes
+    plain.reset_classifier(2)
+    assert plain.pretrained_cfg.notes == notes
+
+
 def test_pretrained_without_weights_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="pretrained=False.*pretrained_backbone=True"):
         create_model("frameavg_resnet18", pretrained=True)

@@ -849,6 +849,25 @@ def test_scheduler_refuses_a_min_lr_above_a_groups_lr():
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-4, 1e-4], rel=1e-6)
 
 
+def test_fine_tuning_drops_the_scores_and_tag_of_the_starting_weights(tmp_path):
+    # The synthetic weights' classes hold happiness, sadness and anger: the head is kept,
+    # but the trained weights are new ones, so their WAR 0.99 must not travel on.
+    cfg = toy_config(tmp_path / "run", model="ceflnet_tiny.synthetic", pretrained=True)
+    trainer = Trainer(cfg, train_dataset=ToyVideos(8, num_clips=7))
+    trainer.request_stop()
+    trainer.fit()
+    got = trainer.model.pretrained_cfg
+    assert (got.name, got.metrics, got.notes) == (
+        "ceflnet_tiny",
+        {},
+        "fine-tuned from ceflnet_tiny.synthetic",
+    )
+    assert got.train_command and got.sha256 is None and got.file is None
+    card = (trainer.model.save_pretrained(tmp_path / "m") / "README.md").read_text()
+    assert "0.99" not in card and "synthetic data" not in card
+    trainer.close()
+
+
 def test_clip_grad_norm_zero_means_no_clipping(tmp_path):
     # 0 used to clip every gradient to zero (the run then learns nothing)
     off = _final_weights(tmp_path, "none", clip_grad_norm=None, limit_train_steps=2)

@@ -308,10 +308,14 @@ class VideoClassifier(HubMixin, nn.Module):
         _check_num_classes(num_classes)
         self.num_classes = int(num_classes)
         self.init_kwargs["num_classes"] = self.num_classes
-        names = self.pretrained_cfg.label_names
-        if names is not None and (new_head or len(names) != self.num_classes):
-            # A fresh head's outputs are no classes yet: drop the names of the old one.
-            self.pretrained_cfg = self.pretrained_cfg.replace(label_names=None)
+        cfg = self.pretrained_cfg
+        names = cfg.label_names
+        if new_head or (names is not None and len(names) != self.num_classes):
+            # A fresh head's outputs are no classes yet: drop the names of the old one,
+            # and the tag and scores of the weights it replaces.
+            if cfg.has_provenance:
+                cfg = cfg.derived(f"new {self.num_classes}-class head on {cfg.name} weights")
+            self.pretrained_cfg = cfg.replace(label_names=None)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:

@@ -480,6 +480,11 @@ class Trainer:
                 )
             model.reset_classifier(len(classes))
         if hasattr(model, "pretrained_cfg"):
+            start = model.pretrained_cfg
+            if start.has_provenance:
+                # The trained weights are new ones: not the tag, scores or data of the
+                # weights training started from.
+                model.pretrained_cfg = start.derived(f"fine-tuned from {start.name}")
             changes: dict[str, Any] = {
                 "label_names": tuple(classes),
                 "num_clips": cfg.num_clips,
