@@ -298,6 +298,19 @@ def test_evaluate_maps_dataset_classes_onto_model_classes():
         evaluate(model, ToyVideos(3, classes=("happiness", "contempt", "anger")))
 
 
+def test_evaluate_refuses_a_model_with_other_outputs_before_it_runs(monkeypatch):
+    # 2 unnamed outputs, 3 dataset classes: this used to run every batch and then die
+    # in the metrics on "labels must lie in [0, 1]"
+    model = cefl_zoo.create_model("ceflnet_tiny", num_classes=2)
+    calls = []
+    monkeypatch.setattr(model, "forward_explain", lambda x: calls.append(x))
+    with pytest.raises(DataError, match=r"the model has 2 outputs but evaluation is over 3 "):
+        evaluate(model, ToyVideos(6), batch_size=4)
+    with pytest.raises(DataError, match="has 2 outputs but evaluation is over 1 classes"):
+        evaluate(model, ToyVideos(6), class_names=["happiness"])
+    assert calls == []
+
+
 def test_fine_tune_from_checkpoint_with_new_classes(tmp_path):
     first = tmp_path / "first"
     Trainer(toy_config(first, epochs=1), train_dataset=ToyVideos(8)).fit()

@@ -199,6 +199,14 @@ def evaluate(
         real = model_names and not all(n.startswith("class_") for n in model_names)
         class_names = model_names if real else dataset_classes_of(dataset, model_names or None)
     class_names = list(class_names)
+    outputs_n = getattr(bare, "num_classes", None)
+    if isinstance(outputs_n, int) and outputs_n != len(class_names):
+        raise DataError(
+            f"the model has {outputs_n} outputs but evaluation is over {len(class_names)} "
+            f"classes ({', '.join(class_names)}). Evaluate a model trained on these classes "
+            "(a model whose label_names name its outputs is mapped onto the dataset by name); "
+            "from Python, class_names=[...] names the outputs"
+        )
     data_names = dataset_classes_of(dataset, class_names)
     lut = label_mapping(
         data_names,
