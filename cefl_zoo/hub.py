@@ -246,7 +246,7 @@ class WeightsSource:
 HUB_PREFIXES = ("hf-hub:", "hf_hub:")
 #: Prefix of a local directory (timm's spelling); a plain path works as well.
 LOCAL_PREFIX = "local-dir:"
-_BARE_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
+_BARE_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")  # no ./x, ../x
 
 
 def split_reference(name: str) -> tuple[str | None, str]:
@@ -293,8 +293,8 @@ def hub_hint(name: str) -> str:
     Example:
         >>> hub_hint("org/tiny")
         " Did you mean the Hugging Face repo 'hf-hub:org/tiny'? Write it with the hf-hub: prefix."
-        >>> hub_hint("ceflnet_tiny")
-        ''
+        >>> hub_hint("ceflnet_tiny"), hub_hint("./runs/model")
+        ('', '')
     """
     name = str(name).strip()
     if split_reference(name)[0] is not None or os.path.exists(name):

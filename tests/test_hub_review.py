@@ -323,6 +323,13 @@ def test_bare_org_repo_gets_the_hf_hub_hint(capsys, tmp_path):
     assert main(["predict", str(video), "--model", "org/tiny", "--device", "cpu"]) == 2
     assert "did you mean the hugging face repo 'hf-hub:org/tiny'" in capsys.readouterr().err.lower()
     assert cefl_zoo.hub.hub_hint("ceflnet_tiny") == "" and cefl_zoo.hub.hub_hint("./a/b") == ""
+    # a path is named as a missing folder, not offered as a Hub repo or a close match
+    for path in ("./nothere", "../nothere", str(tmp_path / "nothere")):
+        assert cefl_zoo.hub.hub_hint(path) == ""
+        assert main(["predict", str(video), "--model", path, "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert f"no model folder '{path}'" in err, err
+        assert "hf-hub" not in err and "Available:" not in err
 
 
 def test_timm_prefixes_hf_hub_and_local_dir(folder, hf_cache):

@@ -111,6 +111,7 @@ def load_model_for_inference(name: str | os.PathLike[str]) -> nn.Module:
     from .. import hub
     from ..registry import (
         UnknownModelError,
+        _looks_like_path,
         create_model,
         default_pretrained_cfg,
         is_model,
@@ -129,6 +130,8 @@ def load_model_for_inference(name: str | os.PathLike[str]) -> nn.Module:
                 f"unknown model {name!r}: it is neither a registered architecture nor an "
                 f"existing folder.{hint} See cefl_zoo.list_models()."
             )
+        if _looks_like_path(name):
+            return create_model(name)  # raises: no such model folder
         model_entrypoint(arch)  # raises UnknownModelError with close matches
     if tag:
         return create_model(name, pretrained=True)

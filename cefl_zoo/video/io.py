@@ -475,7 +475,9 @@ class PyAVReader(VideoReader):
                 self.path,
                 f"truncated: {problem}",
                 "Re-download or re-encode the file; to use the frames that are there, "
-                "open it with allow_truncated=True",
+                "open it with allow_truncated=True (a dataset: reader_kwargs={'allow_truncated': "
+                "True}; cefl-zoo train / eval: --data-kwargs "
+                '\'{"reader_kwargs": {"allow_truncated": true}}\')',
             )
         if problem and has_all_pts:
             # Keep the frames that actually decode (the last packets may be cut off or
