@@ -201,7 +201,9 @@ def test_push_and_export_errors_go_to_stderr(tmp_path, capsys):
     assert main(["push", str(tmp_path), "org/repo"]) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and "config.json" in _one_error_line(captured.err, "push")
-    assert main(["export", str(tmp_path / "nope"), str(tmp_path / "x")]) == 1
+    assert main(["push", str(tmp_path / "nope"), "org/repo"]) == 2  # no such input
+    assert "does not exist" in _one_error_line(capsys.readouterr().err, "push")
+    assert main(["export", str(tmp_path / "nope"), str(tmp_path / "x")]) == 2  # no such input
     captured = capsys.readouterr()
     assert captured.out == "" and "does not exist" in _one_error_line(captured.err, "export")
     blocker = tmp_path / "file"

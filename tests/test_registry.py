@@ -241,6 +241,13 @@ def test_register_a_user_model(monkeypatch) -> None:
     assert model.architecture == "my_test_ceflnet"
 
 
+def test_a_misspelt_keyword_names_its_close_matches() -> None:
+    with pytest.raises(TypeError, match=r"'num_class': did you mean 'num_classes'\?.*it takes:"):
+        create_model("ceflnet_tiny", num_class=3)
+    with pytest.raises(TypeError, match=r"frameavg_resnet18 .*'clip_dim'"):
+        create_model("frameavg_resnet18", clip_dim=8, pretrained_backbone=False)
+
+
 def test_num_classes_must_be_positive() -> None:
     with pytest.raises(ValueError, match="num_classes.*forward_features"):
         create_model("ceflnet_tiny", num_classes=0)

@@ -470,8 +470,14 @@ def run(args: argparse.Namespace) -> int:
     """Run ``cefl-zoo export`` with parsed ``args``; returns the exit code."""
     from ..hub import PretrainedWeightsError
     from ..train.checkpoint import CheckpointError
-    from ._common import error, one_line
+    from ._common import EXIT_USAGE, error, one_line
 
+    if not Path(args.source).exists():  # an input path that does not exist: usage (2)
+        return error(
+            NAME,
+            f"{args.source} does not exist. Fix: pass a run directory, checkpoint or saved folder.",
+            EXIT_USAGE,
+        )
     try:
         out = export(
             args.source,

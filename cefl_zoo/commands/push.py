@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 __all__ = ["HELP", "NAME", "add_arguments", "registry_snippet", "run"]
@@ -94,12 +95,12 @@ def run(args: argparse.Namespace) -> int:
     """Run ``cefl-zoo push`` with parsed ``args``; returns the exit code."""
     from ..hub import PretrainedWeightsError
     from ..hub_mixin import check_folder, upload_folder
-    from ._common import error, one_line
+    from ._common import EXIT_USAGE, error, one_line
 
     try:
         config = check_folder(args.folder)
-    except PretrainedWeightsError as err:
-        return error(NAME, err, 1)
+    except PretrainedWeightsError as err:  # a folder that does not exist is usage (2)
+        return error(NAME, err, 1 if os.path.exists(args.folder) else EXIT_USAGE)
     try:
         info = upload_folder(
             args.folder,
