@@ -441,6 +441,8 @@ class HubMixin:
         Returns:
             The folder.
         """
+        if push_to_hub and not repo_id:  # before anything is written
+            raise ValueError("push_to_hub=True needs repo_id='org/name'")
         folder = save_pretrained(
             self,  # type: ignore[arg-type]
             save_directory,
@@ -450,8 +452,6 @@ class HubMixin:
             model_card_kwargs=model_card_kwargs,
         )
         if push_to_hub:
-            if not repo_id:
-                raise ValueError("push_to_hub=True needs repo_id='org/name'")
             upload_folder(folder, repo_id, **push_to_hub_kwargs)
         return folder
 

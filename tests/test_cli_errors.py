@@ -483,3 +483,25 @@ def test_fail_on_a_corrupt_video_is_one_line(corrupt, tmp_path, capsys, command,
     assert code == 2
     message = line.split(": error: ", 1)[1]  # names the file first, not a worker traceback
     assert message.startswith(f"{corrupt / 'videos' / '00001.mp4'}: not a readable video")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["models"]])
+def test_a_closed_stdout_pipe_ends_quietly(argv):
+    # `cefl-zoo ... | head`: the reader is gone before the output is written.
+    import os
+    import subprocess
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cefl_zoo", *argv],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == (141 if argv == ["models"] else 0)  # --help: argparse's exit

@@ -225,6 +225,13 @@ def test_push_to_hub_accepts_branch(folder):
         model.push_to_hub("org/x", branch="v2", revision="v3")
 
 
+def test_save_pretrained_push_without_repo_id_writes_nothing(folder, tmp_path):
+    model = CEFLNet.from_pretrained(folder)
+    with pytest.raises(ValueError, match="push_to_hub=True needs repo_id"):
+        model.save_pretrained(tmp_path / "out", push_to_hub=True)
+    assert not (tmp_path / "out").exists()
+
+
 # -- 7, 8. Hub error messages ---------------------------------------------------------------
 def test_unreachable_hub_message_has_no_doubled_or(hf_cache, monkeypatch):
     from huggingface_hub.errors import LocalEntryNotFoundError
