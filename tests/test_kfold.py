@@ -11,6 +11,7 @@ from _train_utils import make_dfew_fixture
 from cefl_zoo.cli import main as cli
 from cefl_zoo.train import TrainConfig, fold_protocol, run_folds
 from cefl_zoo.train.config import ConfigError
+from cefl_zoo.train.kfold import format_fold_table
 
 
 def test_protocols_follow_the_paper():
@@ -50,6 +51,8 @@ def test_two_dfew_folds_mean_and_std(tmp_path, dfew, capsys):
     cfg = _tiny_config(dfew, out)
     result = run_folds(cfg, folds=[1, 2])
     assert result["folds"] == [1, 2] and "DFEW: 5 official folds" in result["protocol"]
+    assert result["protocol"].endswith("; ran folds 1, 2 (2 of 5)")
+    assert format_fold_table(result).splitlines()[-1].endswith("(over 2 folds)")
     for which in ("last", "best"):
         records = result[which]["folds"]
         assert [r["fold"] for r in records] == [1, 2]

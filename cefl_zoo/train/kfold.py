@@ -158,8 +158,10 @@ def format_fold_table(result: dict[str, Any], which: str = "last") -> str:
     def ms(k: str) -> str:
         return f"{100 * s[k]['mean']:.2f} +- {100 * s[k]['std']:.2f}" if k in s else "-"
 
+    n = max((v["n"] for v in s.values()), default=0)
     lines.append(
         f"{'mean':>6} WAR {ms('war')}   UAR {ms('uar')}   apex(gt) {ms('clip_locating_gt')}"
+        f"   (over {n} fold{'s' if n != 1 else ''})"
     )
     return "\n".join(lines)
 
@@ -333,10 +335,17 @@ def run_folds(
                 )
             for which, records in per_fold.items():
                 records.append(_fold_record(fold, summary, which))
+        if protocol is None:
+            described = f"{spec.name}: folds {list(fold_list)}"
+        elif list(fold_list) == list(protocol.folds):
+            described = protocol.description
+        else:  # --folds chose some: say which, not the whole protocol
+            described = (
+                f"{protocol.description}; ran folds {', '.join(map(str, fold_list))} "
+                f"({len(fold_list)} of {len(protocol.folds)})"
+            )
         result: dict[str, Any] = {
-            "protocol": (
-                protocol.description if protocol else f"{spec.name}: folds {list(fold_list)}"
-            ),
+            "protocol": described,
             "data": config.data,
             "model": config.model,
             "folds": list(fold_list),
