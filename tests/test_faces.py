@@ -7,6 +7,7 @@ import os
 import pickle
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,6 +98,20 @@ def test_main_face_switches_after_a_scene_cut():
     assert boxes[6:, 0].tolist() == [300.0] * 6
 
 
+def test_crops_around_a_scene_cut_show_one_face_not_a_blend_of_two():
+    # Face A in frames 0-9, face B far away in 10-19, every other frame detected: the
+    # boxes near the cut used to be smoothed and interpolated between the two faces.
+    a, b = [10, 40, 50, 80, 0.9], [200, 40, 240, 80, 0.9]
+    cropper = FaceCropper(ScriptedDetector({}), size=16, stride=1)
+    dets = [_det(a if i < 10 else b) if i % 2 == 0 else None for i in range(20)]
+    track = cropper.track_detections(dets)
+    x1 = track.boxes[:, 0]
+    assert torch.allclose(x1[:10], torch.full((10,), 10.0), atol=1e-3), x1
+    assert torch.allclose(x1[10:], torch.full((10,), 200.0), atol=1e-3), x1
+    ids = select_main_face(dets, return_tracks=True)[2]
+    assert ids.tolist() == [-1 if i % 2 else 0 if i < 10 else 1 for i in range(20)]
+
+
 def test_short_absence_of_the_main_face_leaves_a_gap_not_a_switch():
     main = [0, 0, 100, 100, 0.9]
     other = [300, 300, 340, 340, 0.9]
@@ -147,6 +162,11 @@ def test_smoothing_removes_jitter_and_keeps_steady_motion():
     centre = (smooth[:, 0] + smooth[:, 2]) / 2
     inner = slice(8, 32)  # away from the ends, a Gaussian keeps a straight line straight
     assert (centre[inner] - 2 * t[inner]).abs().max() < 0.05
+    # ... and at the ends, where its window is cut off, the box still follows the face
+    # (a weighted mean there trailed it by several pixels toward the middle)
+    steady = torch.stack([2 * t - 20, 10 + 0 * t, 2 * t + 20, 50 + 0 * t], 1)
+    assert (smooth_track(steady, sigma=2.0) - steady).abs().max() < 1e-3
+    assert (centre[[0, -1]] - 2 * t[[0, -1]]).abs().max() < 2.0  # within the jitter
     assert (smooth[:, 2] - smooth[:, 0]).sub(40).abs().max() < 1e-4
     assert torch.equal(smooth_track(boxes, 0.0), boxes)
 
@@ -352,7 +372,35 @@ def test_precomputed_crops_are_reused_until_source_or_settings_change(tmp_path):
     write_frame_folder(src, indexed_frames(7), ext="png")  # the source gained a frame
     precompute_face_crops(src, tmp_path / "crops", FaceCropper(det, size=24))
     assert det.calls > calls and load_face_track(out)["num_frames"] == 7
+    assert load_face_track(out)["quality"] == 95
+    calls = det.calls
+    precompute_face_crops(src, tmp_path / "crops", FaceCropper(det, size=24), quality=20)
+    assert det.calls > calls and load_face_track(out)["quality"] == 20  # other JPEGs
     assert _hidden(tmp_path / "crops") == []
+
+
+class _EveryFrameFace:
+    def detect(self, frames):
+        return [torch.tensor([[16.0, 8.0, 48.0, 40.0, 0.9]]) for _ in frames]
+
+
+def test_videos_that_share_a_name_get_crops_folders_of_their_own(tmp_path):
+    # a.mp4 and a.avi used to share the folder "a": one's crops replaced the other's
+    root = tmp_path / "data"
+    write_video(root / "happy" / "a.mp4", indexed_frames(8, height=64))
+    write_video(root / "happy" / "a.avi", indexed_frames(8, height=64), codec="mpeg4")
+    write_video(root / "happy" / "b.mp4", indexed_frames(8, height=64))
+    ds = VideoFolderDataset(root, split=None, classes=("happiness",))
+    cropper = FaceCropper(_EveryFrameFace(), size=16, margin=0.0)
+    cached = precompute_dataset_face_crops(ds, tmp_path / "cache", cropper, progress=False)
+    folders = {Path(it.meta["source_path"]).name: it.path for it in cached.items}
+    assert folders == {
+        "a.avi": str(tmp_path / "cache" / "happy" / "a_avi"),
+        "a.mp4": str(tmp_path / "cache" / "happy" / "a_mp4"),
+        "b.mp4": str(tmp_path / "cache" / "happy" / "b"),
+    }
+    for name, folder in folders.items():
+        assert load_face_track(folder)["source"].endswith(name)
 
 
 def test_failed_precompute_leaves_nothing_behind(tmp_path):

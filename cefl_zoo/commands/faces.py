@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.base import ITEM_ERRORS
     from ..faces import FaceCropper, RetinaFaceDetector, precompute_face_crops
-    from ..faces.cache import precompute_dataset_face_crops
+    from ..faces.cache import crop_folder_names, precompute_dataset_face_crops
 
     if not os.path.exists(args.input):  # the same words and code as predict's
         _error(f"1 input does not exist: {args.input}")
@@ -149,12 +149,16 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     failed = 0
-    for video in tqdm(
-        videos, desc="face crops", unit="video", disable=args.no_progress or len(videos) == 1
+    names = crop_folder_names(videos)  # a.mp4 beside a.avi: a_mp4, a_avi
+    for video, name in tqdm(
+        list(zip(videos, names)),
+        desc="face crops",
+        unit="video",
+        disable=args.no_progress or len(videos) == 1,
     ):
         try:
             folder = precompute_face_crops(
-                video, args.out, cropper, quality=args.quality, overwrite=args.overwrite
+                video, args.out, cropper, name=name, quality=args.quality, overwrite=args.overwrite
             )
         except ITEM_ERRORS as err:
             failed += 1

@@ -14,7 +14,7 @@ the cropper settings changed. Nothing is ever written inside a dataset's own dir
 
 ``faces.json`` holds: ``format`` (1), ``source`` (the video path), ``source_signature``,
 ``num_frames``, ``fps``, ``width``/``height`` of the video, ``cropper`` (the settings),
-and ``frames``: per frame ``file``, ``box`` (smoothed face box), ``crop_box`` (the square
+``quality`` (of the JPEGs), and ``frames``: per frame ``file``, ``box`` (smoothed face box), ``crop_box`` (the square
 region cut), ``detected`` (bool) and ``score`` (or ``null``).
 
 Example:
@@ -43,6 +43,7 @@ from .cropper import FaceCropper, detection_indices
 
 __all__ = [
     "FACES_JSON",
+    "crop_folder_names",
     "load_face_track",
     "precompute_dataset_face_crops",
     "precompute_face_crops",
@@ -85,7 +86,7 @@ def load_face_track(folder: str | os.PathLike) -> dict[str, Any]:
         return json.load(fh)
 
 
-def _is_current(target: Path, source: str, cropper: FaceCropper) -> bool:
+def _is_current(target: Path, source: str, cropper: FaceCropper, quality: int) -> bool:
     try:
         meta = load_face_track(target)
     except (FileNotFoundError, ValueError):
@@ -94,12 +95,34 @@ def _is_current(target: Path, source: str, cropper: FaceCropper) -> bool:
         meta.get("format") == _FORMAT
         and meta.get("source_signature") == _source_signature(source)
         and meta.get("cropper") == cropper.config()
+        and meta.get("quality", 95) == quality  # (older folders: the default, 95)
     )
 
 
 def _video_stem(path: str) -> str:
     name = os.path.basename(os.path.normpath(path))
     return name if os.path.isdir(path) else os.path.splitext(name)[0]
+
+
+def crop_folder_names(videos: list[str]) -> list[str]:
+    """The crops folder name of each video: its name without the suffix, except where two
+    videos would share it (``a.mp4`` and ``a.avi``): those keep the suffix as ``a_mp4``,
+    ``a_avi``, so that one never replaces the other's crops.
+
+    Example:
+        >>> crop_folder_names(["x/a.mp4", "x/a.avi", "x/b.mp4", "x/frames"])
+        ['a_mp4', 'a_avi', 'b', 'frames']
+    """
+    stems = [_video_stem(v) for v in videos]
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    names = []
+    for video, stem in zip(videos, stems):
+        suffix = os.path.splitext(os.path.basename(os.path.normpath(video)))[1]
+        clash = counts[stem] > 1 and suffix and not os.path.isdir(video)
+        names.append(f"{stem}_{suffix[1:]}" if clash else stem)
+    return names
 
 
 def _chunks(indices: list[int], size: int) -> list[list[int]]:
@@ -151,7 +174,7 @@ def precompute_face_crops(
     target = out_dir / (name or _video_stem(video))
     if os.path.abspath(target) == os.path.abspath(video):
         raise ValueError(f"{video}: the crops folder would replace the video; pick another out_dir")
-    if not overwrite and _is_current(target, video, cropper):
+    if not overwrite and _is_current(target, video, cropper, quality):
         return target
     with open_video(video, **(reader_kwargs or {})) as reader:
         info = reader.info
@@ -190,6 +213,7 @@ def precompute_face_crops(
                 "width": info.width,
                 "height": info.height,
                 "cropper": cropper.config(),
+                "quality": int(quality),
                 "frames": [
                     {
                         "file": files[i],
@@ -301,13 +325,24 @@ def precompute_dataset_face_crops(
     new_items: list[VideoItem] = []
     failures: list[dict[str, Any]] = []
     bar = tqdm(items, desc="face crops", unit="video", disable=not progress)
+    rels = [Path(os.path.relpath(Path(it.path).resolve(), root.resolve())) for it in items]
+    by_parent: dict[Path, list[int]] = {}
+    for i, rel in enumerate(rels):
+        by_parent.setdefault(rel.parent, []).append(i)
+    names: list[str] = [""] * len(items)
+    for group in by_parent.values():  # a.mp4 beside a.avi: a_mp4, a_avi
+        for i, name in zip(group, crop_folder_names([items[i].path for i in group])):
+            names[i] = name
     for index, item in enumerate(bar):
-        rel = Path(os.path.relpath(Path(item.path).resolve(), root.resolve()))
-        if not os.path.isdir(item.path):
-            rel = rel.with_suffix("")
+        rel = rels[index]
         try:
             folder = precompute_face_crops(
-                item.path, out / rel.parent, cropper, name=rel.name, overwrite=overwrite, **kwargs
+                item.path,
+                out / rel.parent,
+                cropper,
+                name=names[index],
+                overwrite=overwrite,
+                **kwargs,
             )
         except ITEM_ERRORS as err:
             if on_error == "raise":

@@ -36,7 +36,7 @@ import torch
 
 from ..video.io import VideoReadError
 from .detectors import FaceDetector, check_detections
-from .tracking import fill_track, select_main_face, smooth_track, square_boxes
+from .tracking import fill_track, select_main_face, smooth_track, square_boxes, track_segments
 
 __all__ = ["FaceCropper", "FaceTrack", "NoFaceError", "crop_boxes", "detection_indices"]
 
@@ -271,7 +271,9 @@ class FaceCropper:
         Raises:
             NoFaceError: If no detection exists in any frame.
         """
-        raw, scores = select_main_face(detections, self.min_iou, self.reacquire)
+        raw, scores, ids = select_main_face(
+            detections, self.min_iou, self.reacquire, return_tracks=True
+        )
         found = ~torch.isnan(raw).any(1)
         if not bool(found.any()):
             ran = sum(d is not None for d in detections)
@@ -287,8 +289,11 @@ class FaceCropper:
             times = torch.as_tensor(times).reshape(-1)
             if times.shape[0] != len(detections):
                 raise ValueError(f"times has {times.shape[0]} entries for {len(detections)} frames")
-        boxes = fill_track(raw, ran_mask, times)
-        boxes = smooth_track(boxes, self.smoothing, times)
+        boxes = torch.empty(raw.shape, dtype=torch.float32)
+        for seg in track_segments(ids, times):  # one face per segment: a scene cut
+            seg_times = times[seg] if times is not None else None
+            filled = fill_track(raw[seg], ran_mask[seg], seg_times)
+            boxes[seg] = smooth_track(filled, self.smoothing, seg_times)
         return FaceTrack(
             boxes=boxes,
             crop_boxes=square_boxes(boxes, self.margin),

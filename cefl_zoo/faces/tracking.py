@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -42,6 +43,7 @@ __all__ = [
     "select_main_face",
     "smooth_track",
     "square_boxes",
+    "track_segments",
 ]
 
 
@@ -120,7 +122,8 @@ def select_main_face(
     detections: Sequence[torch.Tensor | None],
     min_iou: float = 0.2,
     reacquire: int = 3,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_tracks: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Pick the main face in every frame, consistently over time.
 
     Detections are linked over time into face tracks (by overlap, see ``min_iou``). The
@@ -136,10 +139,13 @@ def select_main_face(
         min_iou: Overlap with a track's last box for a detection to continue the track.
         reacquire: Detected frames in a row without the main face after which another
             visible face is used.
+        return_tracks: Also return which face track each frame's box comes from.
 
     Returns:
         ``(boxes, scores)``: ``float32 (T, 4)`` and ``(T,)``, ``nan`` where the frame has
-        no main face (not detected, or only faces that are not the main one).
+        no main face (not detected, or only faces that are not the main one). With
+        ``return_tracks``, also ``int64 (T,)`` track ids (``-1`` where no box): where the
+        id changes, the box jumps to another face.
 
     Example:
         >>> import torch
@@ -152,9 +158,10 @@ def select_main_face(
     t = len(detections)
     boxes = torch.full((t, 4), math.nan)
     scores = torch.full((t,), math.nan)
+    ids = torch.full((t,), -1, dtype=torch.long)
     tracks = _link_tracks(detections, min_iou)
     if not tracks:
-        return boxes, scores
+        return (boxes, scores, ids) if return_tracks else (boxes, scores)
 
     def total(track: dict[int, int], frames: Sequence[int] | None = None) -> float:
         keys = track if frames is None else [f for f in frames if f in track]
@@ -182,7 +189,37 @@ def select_main_face(
         assert det is not None
         boxes[f] = det[tracks[k][f], :4]
         scores[f] = det[tracks[k][f], 4]
-    return boxes, scores
+        ids[f] = k
+    return (boxes, scores, ids) if return_tracks else (boxes, scores)
+
+
+def track_segments(ids: torch.Tensor, times: torch.Tensor | None = None) -> list[slice]:
+    """Split a video's frames where the main face changes (a scene cut).
+
+    Each frame without a box joins the face of the nearest frame in time that has one
+    (the earlier on a tie), so every segment shows one face, and filling and smoothing
+    run per segment: a box is never interpolated or averaged between two faces.
+
+    Args:
+        ids: ``(T,)`` track ids from :func:`select_main_face` (``-1``: no box).
+        times: ``(T,)`` frame times; default ``0 .. T-1``.
+
+    Returns:
+        Consecutive slices covering ``0 .. T``.
+
+    Example:
+        >>> track_segments(torch.tensor([0, 0, -1, -1, -1, 1, 1]))
+        [slice(0, 4, None), slice(4, 7, None)]
+    """
+    t = int(ids.shape[0])
+    known = (ids >= 0).nonzero().flatten()
+    if t == 0 or known.numel() == 0:
+        return [slice(0, t)]
+    times = torch.arange(t, dtype=torch.float64) if times is None else times.double()
+    nearest = (times[:, None] - times[known][None, :]).abs().argmin(1)  # first on a tie
+    owner = ids[known][nearest]
+    cuts = [0] + [i for i in range(1, t) if owner[i] != owner[i - 1]] + [t]
+    return [slice(a, b) for a, b in itertools.pairwise(cuts)]
 
 
 def fill_track(
@@ -243,6 +280,11 @@ def smooth_track(
 ) -> torch.Tensor:
     """Gaussian smoothing over time of the box centres and sizes.
 
+    Each frame's value is a local linear fit with Gaussian weights (degree-1 LOESS): in
+    the middle of a track that is the Gaussian-weighted mean, and at the first and last
+    frames, where the window is cut off, a face in steady motion is still followed
+    exactly instead of being pulled back toward the middle of the track.
+
     Args:
         boxes: ``(T, 4)`` boxes (no ``nan``).
         sigma: Standard deviation in frames (in units of ``times``); ``0`` returns the
@@ -263,10 +305,21 @@ def smooth_track(
     )
     out = torch.empty_like(params)
     for start in range(0, t, 1024):  # rows in chunks: memory stays O(1024 * T)
-        d = times[start : start + 1024, None] - times[None, :]
-        w = torch.exp(-0.5 * (d / sigma) ** 2)
-        out[start : start + 1024] = (w @ params) / w.sum(1, keepdim=True)
+        x = times[None, :] - times[start : start + 1024, None]  # other frames, relative
+        w = torch.exp(-0.5 * (x / sigma) ** 2)
+        s0, s1, s2 = (
+            w.sum(1, keepdim=True),
+            (w * x).sum(1, keepdim=True),
+            (w * x * x).sum(1, keepdim=True),
+        )
+        sy, sxy = w @ params, (w * x) @ params
+        det = s0 * s2 - s1 * s1
+        linear = (s2 * sy - s1 * sxy) / det.clamp(min=1e-300)
+        # Where the fit is degenerate (all weight on one frame), the weighted mean.
+        ok = det > 1e-9 * s0 * s0
+        out[start : start + 1024] = torch.where(ok, linear, sy / s0)
     cx, cy, w_, h_ = out.unbind(1)
+    w_, h_ = w_.clamp(min=1.0), h_.clamp(min=1.0)
     return torch.stack([cx - w_ / 2, cy - h_ / 2, cx + w_ / 2, cy + h_ / 2], 1).float()
 
 
