@@ -9,7 +9,7 @@ its arguments before they are parsed (``predict`` uses it so that ``--faces clip
 does not take the video for a detector name).
 
 Exit status: 0 everything done, 1 some inputs failed (the others have results), 2 bad
-usage or input.
+usage or input, 141 stdout's reader went away (``cefl-zoo ... | head``).
 """
 
 from __future__ import annotations
@@ -76,12 +76,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
     except BrokenPipeError:
-        # The reader went away (`cefl-zoo predict ... --json - | head`): stop quietly, as
-        # other command-line tools do, instead of a traceback. Later writes to the closed
-        # pipe (Python flushes stdout at exit) go to /dev/null.
+        if not _stdout_is_broken():
+            raise  # some other pipe: a real error
+        # The reader of stdout went away (`cefl-zoo predict ... --json - | head`): stop
+        # quietly, as other command-line tools do, instead of a traceback. Python's own
+        # flush of stdout at exit then writes to /dev/null instead of the closed pipe.
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+
+
+def _stdout_is_broken() -> bool:
+    """Whether writing to stdout fails because its reader has gone."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        return True
+    except OSError:
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return False
+    try:
+        os.write(fd, b"")  # a zero-byte write says nothing on Linux pipes: poll instead
+        import select
+
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, AttributeError):  # AttributeError: no select.poll (Windows)
+        return False
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -505,3 +505,16 @@ def test_a_closed_stdout_pipe_ends_quietly(argv):
         os.close(write)
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
     assert proc.returncode == (141 if argv == ["models"] else 0)  # --help: argparse's exit
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_not_swallowed(monkeypatch, capsys):
+    from cefl_zoo.commands import models
+
+    def broken(args):
+        raise BrokenPipeError("a socket of the command's own")
+
+    monkeypatch.setattr(models, "run", broken)
+    with pytest.raises(BrokenPipeError, match="socket"):
+        main(["models"])
+    print("stdout still works")
+    assert "stdout still works" in capsys.readouterr().out

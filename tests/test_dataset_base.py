@@ -222,6 +222,38 @@ def test_evaluation_of_a_subset_counts_only_its_own_videos(videos, caplog):
     assert result.paths == [items[1].path, items[2].path]
 
 
+def test_subsets_with_negative_or_repeated_indices_count_every_item(videos):
+    from torch.utils.data import Dataset, Subset
+
+    from cefl_zoo.train import evaluate
+    from cefl_zoo.train.loaders import EpochAwareDataset
+
+    _, items = videos
+    ds = make(
+        [items[0], items[1], items[3]],
+        transform=cefl_zoo.transforms_for("ceflnet_tiny", input_size=32),
+    )
+    model = cefl_zoo.create_model("ceflnet_tiny", num_classes=len(CLASSES))
+    for sub, paths in (
+        (Subset(ds, [-1, 0]), [items[3].path, items[0].path]),
+        (Subset(ds, [0, 0, 1]), [items[0].path, items[0].path, items[1].path]),
+    ):
+        for data in (sub, DataLoader(sub, batch_size=2)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # nothing is "unreadable"
+                result = evaluate(model, data, batch_size=2, class_names=CLASSES)
+            assert result.paths == paths and "skipped" not in result.metrics
+
+    class OwnIds(Dataset):  # "index" is an id of its own, not a position: left alone
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {"video": torch.zeros(1), "label": 0, "index": 100 + i}
+
+    assert EpochAwareDataset(Subset(OwnIds(), [1, 3]))[(0, 0)]["index"] == 101
+
+
 def test_a_training_loader_over_a_subset_stays_inside_it_and_resamples_per_epoch(videos):
     from torch.utils.data import Subset
 

@@ -67,24 +67,29 @@ def test_lrl_weights_and_output_by_hand() -> None:
     torch.testing.assert_close(r.view(2), pooled)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_lrl_stays_finite_when_every_frame_weight_underflows(dtype) -> None:
-    # Relation logits near -18: sigmoid rounds to 0 in fp16, and sum(w f) / sum(w) was
-    # 0 / 0 = NaN for every clip under fp16 autocast. The weights' shares stay defined.
+@pytest.mark.parametrize(
+    "dtype, bias", [(torch.float16, -18.0), (torch.bfloat16, -110.0), (torch.float32, -110.0)]
+)
+def test_lrl_stays_right_when_every_frame_weight_underflows(dtype, bias) -> None:
+    # Relation logits below what sigmoid can represent in the dtype (about -17 in fp16,
+    # -104 in fp32 and bf16): every w_k was 0 and sum(w f) / sum(w) = 0 / 0 = NaN for
+    # every clip. The weights' shares w / sum(w) are still defined: compare with float64.
     torch.manual_seed(0)
     lrl = LocalGlobalRelation(8, 4)
     with torch.no_grad():
         lrl.relation.weight.mul_(0.01)
-        lrl.relation.bias.fill_(-18.0)
+        lrl.relation.bias.fill_(bias)
     x = torch.randn(2, 3, 5, 8)
-    r32, w32 = lrl(x)
-    with torch.autocast("cpu", dtype=dtype):
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
         r, w = lrl(x)
+    logits = lrl._relation_logits(x).double()
+    share = torch.softmax(F.logsigmoid(logits), dim=-1)  # = w / sum(w), exactly
+    expected = lrl.proj.double()((share.unsqueeze(-1) * x.double()).sum(-2)).float()
+    lrl.float()
     assert torch.isfinite(r).all()
     assert w.shape == (2, 3, 5) and (w >= 0).all()
-    # the shares are w / sum(w) even when each w is tiny: close to the fp32 result
-    torch.testing.assert_close(r.float(), r32, atol=0.05, rtol=0.05)
-    assert (w32 > 0).all() and (w32 < 1e-7).all()
+    tol = 1e-5 if dtype == torch.float32 else 0.05
+    torch.testing.assert_close(r.float(), expected, atol=tol, rtol=tol)
 
 
 def test_lrl_uses_the_clip_summary() -> None:

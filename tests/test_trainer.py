@@ -846,6 +846,7 @@ def test_config_rejects_values_that_would_train_wrong():
         {"clip_grad_norm": 2.0},
         {"warmup_start_factor": 1.0},
         {"lr": 1e-3, "min_lr": 1e-3},
+        {"lr": 1e-4, "min_lr": 1e-3, "scheduler": "constant"},  # min_lr unused there
     ):
         TrainConfig(**good)
 
@@ -855,6 +856,9 @@ def test_scheduler_refuses_a_min_lr_above_a_groups_lr():
     opt = torch.optim.SGD([{"params": params[:1], "lr": 1e-2}, {"params": params[1:], "lr": 1e-4}])
     with pytest.raises(ValueError, match=r"min_lr=0.001 exceeds the lr=0.0001"):
         build_scheduler(opt, "cosine", total_steps=100, warmup_steps=10, min_lr=1e-3)
+    build_scheduler(opt, "constant", total_steps=100, min_lr=1e-3)  # min_lr unused
+    frozen = torch.optim.SGD([{"params": params[:1], "lr": 0.0}])
+    build_scheduler(frozen, "cosine", total_steps=100, min_lr=1e-3)  # lr 0 stays 0
     sched = build_scheduler(opt, "cosine", total_steps=100, warmup_steps=0, min_lr=1e-4)
     for _ in range(100):
         opt.step()
@@ -873,12 +877,17 @@ def test_fine_tuning_drops_the_scores_and_tag_of_the_starting_weights(tmp_path):
     assert (got.name, got.metrics, got.notes) == (
         "ceflnet_tiny",
         {},
-        "fine-tuned from ceflnet_tiny.synthetic",
+        "trained with cefl-zoo's Trainer, starting from ceflnet_tiny.synthetic",
     )
     assert got.train_command and got.sha256 is None and got.file is None
     card = (trainer.model.save_pretrained(tmp_path / "m") / "README.md").read_text()
     assert "0.99" not in card and "synthetic data" not in card
     trainer.close()
+    scratch = Trainer(toy_config(tmp_path / "scratch"), train_dataset=ToyVideos(8))
+    assert scratch.model.pretrained_cfg.notes == (
+        "trained with cefl-zoo's Trainer, starting from random weights"
+    )  # not the untrained architecture's "untrained architecture; ..." note
+    scratch.close()
 
 
 def test_clip_grad_norm_zero_means_no_clipping(tmp_path):

@@ -58,7 +58,8 @@ EXIT_CODES_HELP = """exit status:
   1  some inputs failed, or an output could not be written (one line on stderr each;
      the other results are still made)
   2  bad usage or input, nothing done: a bad option, an input path that does not exist,
-     an unknown model"""
+     an unknown model
+  141  the reader of stdout went away (cefl-zoo ... | head): stopped quietly"""
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -415,7 +415,11 @@ def export(
         metrics=metrics,
         train_command=training.get("command") or cfg.train_command,
         license=license,
-        notes=f"exported from {Path(source).name}" if run_dir is not None else cfg.notes,
+        notes=(
+            f"exported from {Path(source).name}" + (f"; {cfg.notes}" if cfg.notes else "")
+            if run_dir is not None
+            else cfg.notes
+        ),
     )
     out = save_pretrained(model, out_dir, pretrained_cfg=cfg, training=training or None)
     write_artifacts(model, out, onnx=onnx, torch_export=torch_export)

@@ -251,7 +251,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.momentum < 0:
             raise ConfigError(f"momentum (--momentum) must be >= 0, got {self.momentum}")
-        if self.min_lr > self.lr:
+        if self.scheduler == "cosine" and self.lr > 0 and self.min_lr > self.lr:
             raise ConfigError(
                 f"min_lr (--min-lr) must not exceed lr (--lr): the cosine falls from lr to "
                 f"min_lr; got lr={self.lr}, min_lr={self.min_lr}"

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, SequentialSampler, Subset
 
 from .checkpoint import unwrap_model
 from .config import TrainConfig
@@ -40,12 +40,12 @@ from .distributed import DistInfo, gather_objects
 from .loaders import (
     DataError,
     EpochAwareDataset,
+    SubsetIndex,
     build_loader,
     check_not_empty,
     dataset_classes_of,
     label_mapping,
     subset_base_indices,
-    subset_positions,
 )
 from .metrics import compute_metrics, format_metrics
 
@@ -177,15 +177,19 @@ def evaluate(
     info = DistInfo(info.rank, info.world_size, info.local_rank, dev, info.initialized)
 
     # A sample's "index" is its place in `dataset`, except from a plain DataLoader over a
-    # Subset: there it is the index in the dataset under the subset (translated below).
-    to_position: dict[int, int] | None = None
+    # Subset of a VideoDataset: there it is the index in the dataset under the subset
+    # (translated below).
+    subset: SubsetIndex | None = None
+    sequential = False
     if isinstance(data, DataLoader):
         loader = data
         wrapped = isinstance(data.dataset, EpochAwareDataset)
         dataset = data.dataset.dataset if wrapped else data.dataset
         sampler = getattr(loader.sampler, "sampler", None)
-        if not wrapped:
-            to_position = subset_positions(dataset)
+        if not wrapped and isinstance(dataset, Subset):
+            subset = SubsetIndex(dataset)
+            subset = subset if subset.replaces else None
+            sequential = isinstance(loader.sampler, SequentialSampler)
     else:
         dataset = data
         check_not_empty(dataset, f"evaluation dataset {type(dataset).__name__}")
@@ -237,8 +241,10 @@ def evaluate(
         b = len(labels)
         if "index" in batch:
             idx = torch.as_tensor(batch["index"]).tolist()
-            if to_position is not None:  # -1: a replacement from outside the subset
-                idx = [to_position.get(int(i), -1) for i in idx]
+            if subset is not None:  # -1: a replacement from outside the subset
+                asked = [seen + j if sequential else None for j in range(len(idx))]
+                idx = [subset.position(int(i), a) for i, a in zip(idx, asked)]
+                idx = [-1 if i is None else i for i in idx]
             own_index = True
         elif order is not None:
             idx = order[seen : seen + b]

@@ -158,7 +158,7 @@ def format_fold_table(result: dict[str, Any], which: str = "last") -> str:
     def ms(k: str) -> str:
         return f"{100 * s[k]['mean']:.2f} +- {100 * s[k]['std']:.2f}" if k in s else "-"
 
-    n = max((v["n"] for v in s.values()), default=0)
+    n = s["war"]["n"] if "war" in s else len(rows)
     lines.append(
         f"{'mean':>6} WAR {ms('war')}   UAR {ms('uar')}   apex(gt) {ms('clip_locating_gt')}"
         f"   (over {n} fold{'s' if n != 1 else ''})"

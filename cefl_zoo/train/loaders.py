@@ -26,6 +26,7 @@ __all__ = [
     "DataError",
     "EpochAwareDataset",
     "EpochIndexSampler",
+    "SubsetIndex",
     "build_loader",
     "build_split",
     "dataset_classes_of",
@@ -237,26 +238,45 @@ def subset_base_indices(dataset: Dataset) -> tuple[Dataset, list[int]] | None:
     """
     indices: list[int] | None = None
     while isinstance(dataset, Subset):
-        own = [int(i) for i in dataset.indices]
+        n = len(dataset.dataset)  # type: ignore[arg-type]
+        own = [int(i) % n if n else int(i) for i in dataset.indices]  # Subset([-1, ...])
         indices = own if indices is None else [own[i] for i in indices]
         dataset = dataset.dataset
     return (dataset, indices) if indices is not None else None
 
 
-def subset_positions(dataset: Dataset) -> dict[int, int] | None:
-    """Base-dataset index -> position in ``dataset``, for a (nested) ``Subset``, else ``None``.
+class SubsetIndex:
+    """Turns the ``"index"`` of a sample read through a (nested) ``Subset`` into the
+    subset's own numbering.
 
-    A sample's ``"index"`` is its index in the dataset that read it (the one under the
-    subset); this turns it into the subset's own numbering. Base items the subset does
-    not hold are absent (a broken item's replacement may be one of them).
+    A :class:`~cefl_zoo.data.VideoDataset` names in ``"index"`` the item it returned:
+    the one asked for, or, for a broken one, the next item that loads, which may lie
+    outside the subset.
+
+    Args:
+        dataset: The subset.
     """
-    resolved = subset_base_indices(dataset)
-    if resolved is None:
-        return None
-    positions: dict[int, int] = {}
-    for pos, base in enumerate(resolved[1]):
-        positions.setdefault(base, pos)
-    return positions
+
+    def __init__(self, dataset: Dataset) -> None:
+        from ..data.base import VideoDataset
+
+        resolved = subset_base_indices(dataset)
+        if resolved is None:
+            raise TypeError(f"{type(dataset).__name__} is not a torch Subset")
+        self.base, self.indices = resolved
+        #: Whether the dataset under the subset puts its own item index in "index"
+        #: (and replaces broken items); other datasets' "index" is left alone.
+        self.replaces = isinstance(self.base, VideoDataset)
+        self.first_position: dict[int, int] = {}
+        for pos, base in enumerate(self.indices):
+            self.first_position.setdefault(base, pos)
+
+    def position(self, got: int, asked: int | None) -> int | None:
+        """Position of a sample whose ``"index"`` is ``got``, read for position ``asked``
+        (``None``: unknown); ``None`` for an item from outside the subset."""
+        if asked is not None and 0 <= asked < len(self.indices) and self.indices[asked] == got:
+            return asked  # (also right for a subset that holds an item twice)
+        return self.first_position.get(got)
 
 
 class EpochAwareDataset(Dataset):
@@ -274,9 +294,8 @@ class EpochAwareDataset(Dataset):
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
-        resolved = subset_base_indices(dataset)
-        self._epoch_target = resolved[0] if resolved is not None else dataset
-        self._positions = subset_positions(dataset)
+        self._subset = SubsetIndex(dataset) if isinstance(dataset, Subset) else None
+        self._epoch_target = self._subset.base if self._subset is not None else dataset
         self._epoch: int | None = None
 
     def __len__(self) -> int:
@@ -290,21 +309,24 @@ class EpochAwareDataset(Dataset):
         sample = self.dataset[index]
         if not isinstance(sample, dict):
             return sample
-        if self._positions is None or "index" not in sample:
+        subset = self._subset
+        if subset is None or not subset.replaces or "index" not in sample:
             sample.setdefault("index", index)
             return sample
         n = len(self)
+        asked = index % n if n else index
         for step in range(1, n + 1):
-            pos = self._positions.get(int(sample["index"]))
+            pos = subset.position(int(sample["index"]), asked)
             if pos is not None:
                 sample["index"] = pos
                 return sample
             # The dataset under the subset replaced a broken item by one outside the
             # subset: ask for the subset's next item instead.
-            sample = self.dataset[(index + step) % n]
+            asked = (index + step) % n
+            sample = self.dataset[asked]
         raise RuntimeError(
-            f"no item of this {type(self.dataset).__name__} of {n} items could be read; "
-            "every replacement the dataset under it offered lies outside the subset"
+            f"every item of this {type(self.dataset).__name__} of {n} items failed to load "
+            "(each was replaced by an item outside the subset); see the warnings above"
         )
 
 

@@ -77,7 +77,7 @@ def build_scheduler(
     lambdas = []
     for group in optimizer.param_groups:
         peak = float(group["lr"])
-        if min_lr > peak:
+        if kind == "cosine" and peak > 0 and min_lr > peak:
             raise ValueError(
                 f"min_lr={min_lr} exceeds the lr={peak} of a parameter group: the cosine "
                 "would climb instead of fall; pass a min_lr no larger than every group's lr"

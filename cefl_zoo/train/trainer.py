@@ -450,6 +450,15 @@ class Trainer:
         cfg = self.cfg
         data_classes = dataset_classes_of(self.train_dataset, cfg.classes)
         model = self.model
+        start_cfg = getattr(model, "pretrained_cfg", None)  # (before any new head)
+        if start_cfg is not None and start_cfg.has_provenance:
+            origin = start_cfg.name
+        elif cfg.init_from:
+            origin = str(cfg.init_from)
+        elif cfg.pretrained_backbone:
+            origin = "an ImageNet backbone"
+        else:
+            origin = "random weights"
         if cfg.classes:
             classes = list(cfg.classes)
         else:
@@ -481,11 +490,12 @@ class Trainer:
             model.reset_classifier(len(classes))
         if hasattr(model, "pretrained_cfg"):
             start = model.pretrained_cfg
-            if start.has_provenance:
-                # The trained weights are new ones: not the tag, scores or data of the
-                # weights training started from.
-                model.pretrained_cfg = start.derived(f"fine-tuned from {start.name}")
+            notes = f"trained with cefl-zoo's Trainer, starting from {origin}"
+            # The trained weights are new ones: not the tag, scores or data of the weights
+            # training started from.
+            model.pretrained_cfg = start.derived(notes) if start.has_provenance else start
             changes: dict[str, Any] = {
+                "notes": notes,
                 "label_names": tuple(classes),
                 "num_clips": cfg.num_clips,
                 "frames_per_clip": cfg.frames_per_clip,
