@@ -401,6 +401,11 @@ def device_info(device: str | torch.device) -> dict[str, Any]:
     """Name and properties of ``device`` (and of the GPU's bf16 roof where known)."""
     dev = torch.device(device)
     if dev.type == "cuda":
+        if not torch.cuda.is_available():  # every script asks here first: one clear line
+            raise SystemExit(
+                f"--device {device}: no CUDA device is visible to PyTorch; run on a GPU "
+                "machine or pass --device cpu"
+            )
         index = dev.index if dev.index is not None else torch.cuda.current_device()
         props = torch.cuda.get_device_properties(index)
         name = torch.cuda.get_device_name(index)

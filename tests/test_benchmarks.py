@@ -937,3 +937,24 @@ def test_update_places_the_blocks_of_a_new_device_after_the_cpu_ones(tmp_path: P
     assert blocks["throughput-nvidia-h200"].strip() in text
     assert tables.check_file(doc, blocks) == []  # placed once, then up to date
     assert tables.update_file(doc, blocks) == []
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message on a machine without CUDA"
+)
+@pytest.mark.parametrize(
+    "script, argv",
+    [
+        ("data", ["--quick", "--device", "cuda"]),
+        ("train_speed", ["--quick", "--device", "cuda"]),
+        ("predict_speed", ["--device", "cuda"]),
+    ],
+)
+def test_cuda_scripts_on_a_machine_without_cuda_say_so_in_one_line(script, argv, tmp_path):
+    import importlib
+
+    module = importlib.import_module(script)
+    out = ["--out" if script == "train_speed" else "--output", str(tmp_path / "x.json")]
+    with pytest.raises(SystemExit, match="--device cuda: no CUDA device is visible to PyTorch"):
+        module.main([*argv, *out])
+    assert not (tmp_path / "x.json").exists()
