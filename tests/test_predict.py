@@ -55,6 +55,42 @@ def predictor():
     return Predictor(BrightnessModel(), device="cpu", num_workers=0)
 
 
+def test_seconds_of_a_variable_frame_rate_video_come_from_its_timestamps(tmp_path, predictor):
+    # 50 frames at 10 fps, then 100 at 50 fps: frame / fps (25 on average) is wrong by
+    # seconds; every reported time must be the video's own.
+    from fractions import Fraction
+
+    from cefl_zoo.video import open_video
+
+    pts = [100 * i for i in range(50)] + [5000 + 20 * i for i in range(100)]
+    path = write_video(
+        tmp_path / "vfr.mkv",
+        flash_frames(150, (60, 70), size=32),
+        pts=pts,
+        time_base=Fraction(1, 1000),
+    )
+    with open_video(path) as video:
+        times, duration = video.frame_times(), video.info.duration
+    p = predictor.predict(path)
+    assert p.duration == pytest.approx(duration, abs=1e-4) and duration > 6.9
+    for n in range(7):
+        first, last = p.clip_frames(n)
+        end = float(times[last + 1]) if last + 1 < 150 else duration
+        assert p.clip_seconds(n) == pytest.approx((float(times[first]), end), abs=1e-4)
+    again = Prediction.from_dict(json.loads(p.to_json()))
+    assert [again.clip_seconds(n) for n in range(7)] == [p.clip_seconds(n) for n in range(7)]
+    assert again.duration == p.duration
+    timeline = predictor.predict_timeline(path, window=105, stride=15)
+    last = timeline.to_dict()["windows"][-1]
+    assert last["end_s"] == pytest.approx(duration, abs=1e-4)
+    assert last["start_s"] == pytest.approx(float(times[last["first_frame"]]), abs=1e-4)
+    segs = timeline.segments()
+    assert segs[0]["start_s"] == 0.0 and segs[-1]["end_s"] == pytest.approx(duration, abs=1e-4)
+    from cefl_zoo.predict import Timeline
+
+    assert Timeline.from_dict(timeline.to_dict()).to_dict() == timeline.to_dict()
+
+
 # -- one video, explained ---------------------------------------------------------------
 def test_predict_video_file_reports_the_flash_clip(videos, predictor):
     p = predictor.predict(videos["flash"])

@@ -227,14 +227,20 @@ def timeline_edges(timeline: Timeline) -> np.ndarray:
         ([5.0, 10.0, 11.0], [0.0, 7.5, 10.5, 16.0])
     """
     centres = timeline.times.numpy().astype(np.float64)
-    scale = float(timeline.fps) if timeline.fps else 1.0
-    first = float(timeline.starts[0]) / scale
-    last = float(timeline.ends[-1] + 1) / scale
+    if timeline.window_times is not None:  # the video's own timestamps
+        first = float(timeline.window_times[0, 0])
+        last = float(timeline.window_times[-1, 1])
+        end = timeline.duration
+    else:
+        scale = float(timeline.fps) if timeline.fps else 1.0
+        first = float(timeline.starts[0]) / scale
+        last = float(timeline.ends[-1] + 1) / scale
+        end = timeline.num_frames / scale if timeline.num_frames else None
     edges = np.empty(len(centres) + 1, dtype=np.float64)
     edges[1:-1] = (centres[:-1] + centres[1:]) / 2
     edges[0], edges[-1] = min(first, centres[0]), max(last, centres[-1])
-    if timeline.num_frames:
-        edges = np.clip(edges, 0.0, timeline.num_frames / scale)
+    if end:
+        edges = np.clip(edges, 0.0, end)
     return edges
 
 

@@ -51,7 +51,7 @@ from torch import nn
 
 from ..video.io import TensorVideoReader, VideoReader, open_video
 from ..video.sampling import ClipSampler, VideoTooShortError
-from .result import Prediction, PredictionFailure
+from .result import Prediction, PredictionFailure, span_seconds
 from .timeline import Timeline, parse_span, window_starts
 
 __all__ = [
@@ -219,6 +219,21 @@ class _Prepared:
     fps: float | None
     num_frames: int | None
     thumbnails: torch.Tensor | None
+    clip_times: torch.Tensor | None = None  # float64 (N, 2) seconds, from the timestamps
+    duration: float | None = None
+
+
+def _frame_times(reader: VideoReader) -> tuple[torch.Tensor, float] | None:
+    """The presentation time of every frame and the video's length in seconds, or ``None``
+    when the reader cannot say (seconds are then ``frame / fps``)."""
+    try:
+        info = reader.info
+        times = reader.frame_times()
+    except (ValueError, ZeroDivisionError, AttributeError, NotImplementedError):
+        return None
+    if int(times.numel()) != int(info.num_frames) or not bool(torch.isfinite(times).all()):
+        return None
+    return times, float(info.duration)
 
 
 def _source_name(item: Any) -> str:
@@ -557,6 +572,7 @@ class Predictor:
                     raise self._too_short(source, err) from None
                 n, k = sample.indices.shape
                 frames = reader.read(sample.indices.reshape(-1))
+                timing = _frame_times(reader)
             self._count(frames=n * k)
         finally:
             if own:
@@ -570,6 +586,8 @@ class Predictor:
             float(info.fps),
             int(info.num_frames),
             thumbs,
+            clip_times=None if timing is None else span_seconds(sample.windows, *timing),
+            duration=None if timing is None else timing[1],
         )
 
     def _prepare_sampled(self, video: torch.Tensor) -> _Prepared:
@@ -665,6 +683,8 @@ class Predictor:
                     num_frames=p.num_frames,
                     model=self.model_name,
                     thumbnails=p.thumbnails,
+                    clip_times=p.clip_times,
+                    video_duration=p.duration,
                 )
             )
         self._count(videos=len(prepared))
@@ -919,13 +939,25 @@ class Predictor:
             finally:
                 bar.close()
             starts_t = torch.tensor(starts)
+            rich_frames = torch.cat(rich_all) if rich_all else None
+            timing = _frame_times(reader)
+            window_times = rich_times = None
+            if timing is not None:
+                window_times = span_seconds(
+                    torch.stack([starts_t, starts_t + win_len - 1], 1), *timing
+                )
+                if rich_frames is not None:
+                    rich_times = span_seconds(rich_frames, *timing)
             return Timeline(
+                window_times=window_times,
+                rich_clip_times=rich_times,
+                video_duration=None if timing is None else timing[1],
                 source=source,
                 label_names=self.label_names,
                 starts=starts_t,
                 ends=starts_t + win_len - 1,
                 probs=torch.cat(probs_all),
-                rich_clip_frames=torch.cat(rich_all) if rich_all else None,
+                rich_clip_frames=rich_frames,
                 fps=rate,
                 num_frames=int(info.num_frames),
                 window=length,

@@ -40,7 +40,7 @@ import torch
 
 from ..hub_mixin import atomic_write
 
-__all__ = ["Prediction", "PredictionFailure"]
+__all__ = ["Prediction", "PredictionFailure", "span_seconds"]
 
 
 def _round(x: float, digits: int = 6) -> float:
@@ -52,6 +52,41 @@ def _seconds(first: int, last: int, fps: float | None) -> tuple[float, float] | 
     if not fps or not math.isfinite(fps) or fps <= 0:
         return None
     return (_round(first / fps, 4), _round((last + 1) / fps, 4))
+
+
+def span_seconds(
+    spans: torch.Tensor, frame_times: torch.Tensor, duration: float | None = None
+) -> torch.Tensor:
+    """Frame spans to seconds from the video's own frame timestamps (exact for a video
+    of variable frame rate, where ``frame / fps`` is not the time).
+
+    Args:
+        spans: ``(M, 2)`` first and last frame (inclusive).
+        frame_times: ``(T,)`` presentation time of every frame in seconds
+            (:meth:`~cefl_zoo.video.VideoReader.frame_times`).
+        duration: Length of the video in seconds: where the last frame ends.
+
+    Returns:
+        ``float64 (M, 2)``: the start of each first frame and the start of the frame after
+        each last one (the video's end after its last frame), so the end is exclusive.
+
+    Example:
+        >>> times = torch.tensor([0.0, 0.1, 0.2, 0.22, 0.24], dtype=torch.float64)  # 10, 50 fps
+        >>> span_seconds(torch.tensor([[0, 2], [3, 4]]), times, duration=0.26).tolist()
+        [[0.0, 0.22], [0.22, 0.26]]
+    """
+    times = torch.as_tensor(frame_times, dtype=torch.float64).reshape(-1)
+    t = int(times.numel())
+    spans = torch.as_tensor(spans, dtype=torch.long).reshape(-1, 2)
+    if t == 0:
+        raise ValueError("a video without frames has no frame times")
+    if duration is None or not math.isfinite(duration) or duration <= float(times[-1]):
+        step = float(times[-1] - times[-2]) if t > 1 else 0.0
+        duration = float(times[-1]) + step
+    ends = torch.cat([times[1:], torch.tensor([float(duration)], dtype=torch.float64)])
+    first = spans[:, 0].clamp(0, t - 1)
+    last = spans[:, 1].clamp(0, t - 1)
+    return torch.stack([times[first], ends[last]], 1)
 
 
 def dump_json(data: Any, path: str | os.PathLike | None = None, indent: int | None = 2) -> str:
@@ -84,8 +119,14 @@ class Prediction:
             ``None`` for an input that was already sampled.
         clip_windows: First and last original frame (inclusive) of each clip's
             sub-video, ``(N, 2)`` long; ``None`` for an already sampled input.
-        fps: Frame rate of the video (``None`` when unknown).
+        fps: Frame rate of the video (``None`` when unknown): its average rate for a
+            video of variable frame rate.
         num_frames: Frames in the video (``None`` when unknown).
+        clip_times: Start and end in seconds (end exclusive) of each clip's sub-video,
+            ``(N, 2)`` float64, from the video's frame timestamps (:func:`span_seconds`);
+            ``None``: seconds are ``frame / fps``.
+        video_duration: Length of the video in seconds as its container says;
+            ``None``: ``num_frames / fps``.
         model: Name of the model that made the prediction.
         thumbnails: One RGB thumbnail per clip (its middle sampled frame, face-cropped
             when a face detector was used), ``uint8 (N, 3, h, w)``; kept for
@@ -103,6 +144,8 @@ class Prediction:
     num_frames: int | None = None
     model: str | None = None
     thumbnails: torch.Tensor | None = field(default=None, repr=False)
+    clip_times: torch.Tensor | None = None
+    video_duration: float | None = None
 
     #: Always ``True``; :class:`PredictionFailure` has ``ok = False``.
     ok = True
@@ -130,6 +173,8 @@ class Prediction:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, torch.as_tensor(value, dtype=torch.long))
+        if self.clip_times is not None:
+            self.clip_times = torch.as_tensor(self.clip_times, dtype=torch.float64).reshape(-1, 2)
 
     # -- the answer ------------------------------------------------------------------
     @property
@@ -185,6 +230,9 @@ class Prediction:
 
     def clip_seconds(self, clip: int) -> tuple[float, float] | None:
         """Start and end time in seconds of clip ``clip`` (end exclusive)."""
+        if self.clip_times is not None:
+            start, end = self.clip_times[clip].tolist()
+            return (_round(start, 4), _round(end, 4))
         frames = self.clip_frames(clip)
         return None if frames is None else _seconds(*frames, self.fps)
 
@@ -200,7 +248,10 @@ class Prediction:
 
     @property
     def duration(self) -> float | None:
-        """Length of the video in seconds (``num_frames / fps``), when known."""
+        """Length of the video in seconds (its container's, else ``num_frames / fps``),
+        when known."""
+        if self.video_duration is not None:
+            return _round(self.video_duration, 4)
         if self.num_frames is None or not self.fps:
             return None
         return _round(self.num_frames / self.fps, 4)
@@ -211,7 +262,7 @@ class Prediction:
         frames = self.clip_frames(n)
         if frames is not None:
             entry["first_frame"], entry["last_frame"] = frames
-            seconds = _seconds(*frames, self.fps)
+            seconds = self.clip_seconds(n)
             if seconds is not None:
                 entry["start_s"], entry["end_s"] = seconds
         if self.frame_indices is not None:
@@ -277,6 +328,9 @@ class Prediction:
         windows = None
         if clips and all("first_frame" in c for c in clips):
             windows = [[c["first_frame"], c["last_frame"]] for c in clips]
+        times = None
+        if clips and all("start_s" in c for c in clips):
+            times = [[c["start_s"], c["end_s"]] for c in clips]
         video = data.get("video") or {}
         return cls(
             source=data["source"],
@@ -293,6 +347,8 @@ class Prediction:
             fps=video.get("fps"),
             num_frames=video.get("num_frames"),
             model=data.get("model"),
+            clip_times=None if times is None else torch.tensor(times, dtype=torch.float64),
+            video_duration=video.get("duration"),
         )
 
     def plot(self, path: str | os.PathLike, all_classes: bool = True) -> Path:

@@ -122,13 +122,18 @@ class Timeline:
         probs: Class probabilities of each window, ``(W, C)``.
         rich_clip_frames: First and last frame of each window's emotion-rich clip,
             ``(W, 2)`` long; ``None`` for models without clip scores.
-        fps: Frame rate of the video.
+        fps: Frame rate of the video (its average rate for a variable frame rate).
         num_frames: Frames in the video.
         window: Window length in frames, as used: when every window has the same length
             (``ends - starts + 1``), that length, so a video shorter than the requested
             window records its own length.
         stride: Frames between window starts.
         model: Name of the model.
+        window_times: Start and end in seconds (end exclusive) of each window,
+            ``(W, 2)`` float64, from the video's frame timestamps (exact for a variable
+            frame rate); ``None``: ``frame / fps``.
+        rich_clip_times: The same for each window's emotion-rich clip, ``(W, 2)``.
+        video_duration: Length of the video in seconds; ``None``: ``num_frames / fps``.
     """
 
     source: str
@@ -142,6 +147,9 @@ class Timeline:
     window: int | None = None
     stride: int | None = None
     model: str | None = None
+    window_times: torch.Tensor | None = None
+    rich_clip_times: torch.Tensor | None = None
+    video_duration: float | None = None
 
     #: Always ``True`` (a failed video gives a :class:`~cefl_zoo.predict.PredictionFailure`).
     ok = True
@@ -155,6 +163,10 @@ class Timeline:
         )
         if self.rich_clip_frames is not None:
             self.rich_clip_frames = torch.as_tensor(self.rich_clip_frames, dtype=torch.long)
+        for name in ("window_times", "rich_clip_times"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, torch.as_tensor(value, dtype=torch.float64).reshape(-1, 2))
         lengths = (self.ends - self.starts + 1).unique()
         if lengths.numel() == 1:  # the length used: a short video's window is the video
             self.window = int(lengths)
@@ -170,8 +182,39 @@ class Timeline:
     @property
     def times(self) -> torch.Tensor:
         """Centre of each window in seconds, ``(W,)`` (frames when the fps is unknown)."""
+        if self.window_times is not None:
+            return self.window_times.mean(1)
         centre = (self.starts + self.ends + 1).double() / 2
         return centre / self.fps if self.fps else centre
+
+    def _window_seconds(self, w: int) -> tuple[float, float] | None:
+        if self.window_times is not None:
+            a, b = self.window_times[w].tolist()
+            return (round(a, 4), round(b, 4))
+        if not self.fps:
+            return None
+        return (
+            round(int(self.starts[w]) / self.fps, 4),
+            round((int(self.ends[w]) + 1) / self.fps, 4),
+        )
+
+    def _rich_seconds(self, w: int) -> tuple[float, float] | None:
+        if self.rich_clip_times is not None:
+            a, b = self.rich_clip_times[w].tolist()
+            return (round(a, 4), round(b, 4))
+        if not self.fps or self.rich_clip_frames is None:
+            return None
+        a, b = (int(v) for v in self.rich_clip_frames[w].tolist())
+        return (round(a / self.fps, 4), round((b + 1) / self.fps, 4))
+
+    @property
+    def duration(self) -> float | None:
+        """Length of the video in seconds, when known."""
+        if self.video_duration is not None:
+            return round(float(self.video_duration), 4)
+        if self.num_frames and self.fps:
+            return round(self.num_frames / self.fps, 4)
+        return None
 
     @property
     def mean_probs(self) -> torch.Tensor:
@@ -191,9 +234,11 @@ class Timeline:
             frames are those of the first and last window of the run.
         """
         out: list[dict[str, Any]] = []
+        span: list[list[int]] = []  # first and last window of each run
         for w, label in enumerate(self.labels):
             if out and out[-1]["label"] == label:
                 out[-1]["last_frame"] = int(self.ends[w])
+                span[-1][1] = w
             else:
                 out.append(
                     {
@@ -202,10 +247,11 @@ class Timeline:
                         "last_frame": int(self.ends[w]),
                     }
                 )
-        if self.fps:
-            for seg in out:
-                seg["start_s"] = round(seg["first_frame"] / self.fps, 4)
-                seg["end_s"] = round((seg["last_frame"] + 1) / self.fps, 4)
+                span.append([w, w])
+        for seg, (a, b) in zip(out, span):
+            first, last = self._window_seconds(a), self._window_seconds(b)
+            if first is not None and last is not None:
+                seg["start_s"], seg["end_s"] = first[0], last[1]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,9 +268,9 @@ class Timeline:
         for w in range(len(self)):
             first, last = int(self.starts[w]), int(self.ends[w])
             entry: dict[str, Any] = {"index": w, "first_frame": first, "last_frame": last}
-            if self.fps:
-                entry["start_s"] = round(first / self.fps, 4)
-                entry["end_s"] = round((last + 1) / self.fps, 4)
+            seconds = self._window_seconds(w)
+            if seconds is not None:
+                entry["start_s"], entry["end_s"] = seconds
             row = self.probs[w]
             entry["label"] = self.label_names[int(row.argmax())]
             entry["probabilities"] = {
@@ -233,14 +279,12 @@ class Timeline:
             if self.rich_clip_frames is not None:
                 a, b = (int(v) for v in self.rich_clip_frames[w].tolist())
                 rich: dict[str, Any] = {"first_frame": a, "last_frame": b}
-                if self.fps:
-                    rich["start_s"], rich["end_s"] = (
-                        round(a / self.fps, 4),
-                        round((b + 1) / self.fps, 4),
-                    )
+                rich_s = self._rich_seconds(w)
+                if rich_s is not None:
+                    rich["start_s"], rich["end_s"] = rich_s
                 entry["emotion_rich_clip"] = rich
             windows.append(entry)
-        duration = round(self.num_frames / self.fps, 4) if self.num_frames and self.fps else None
+        duration = self.duration
         return {
             "source": self.source,
             "model": self.model,
@@ -271,7 +315,18 @@ class Timeline:
                 for w in windows
             ]
         video = data.get("video") or {}
+        times = rich_times = None
+        if windows and all("start_s" in w for w in windows):
+            times = [[w["start_s"], w["end_s"]] for w in windows]
+        if rich is not None and all("start_s" in w["emotion_rich_clip"] for w in windows):
+            rich_times = [
+                [w["emotion_rich_clip"]["start_s"], w["emotion_rich_clip"]["end_s"]]
+                for w in windows
+            ]
         return cls(
+            window_times=times,
+            rich_clip_times=rich_times,
+            video_duration=video.get("duration"),
             source=data["source"],
             label_names=names,
             starts=[w["first_frame"] for w in windows],
