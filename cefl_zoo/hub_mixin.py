@@ -94,10 +94,36 @@ def _atomic_save_safetensors(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        _sort_safetensors_metadata(tmp)
         _publish_tmp(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _sort_safetensors_metadata(path: str | os.PathLike[str]) -> None:
+    """Write the ``__metadata__`` of a safetensors file in sorted key order, in place.
+
+    safetensors keeps the metadata in a hash map, so its keys come out in a different
+    order in every process: the same weights would get another file, and another
+    sha256, each time they are saved. The header keeps its length (the same keys and
+    values, reordered), so nothing else in the file moves.
+    """
+    import struct
+
+    with open(path, "r+b") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        raw = fh.read(n)
+        header = json.loads(raw)
+        meta = header.get("__metadata__")
+        if not isinstance(meta, dict) or len(meta) < 2:
+            return
+        header["__metadata__"] = dict(sorted(meta.items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > n or len(text) != len(raw.rstrip(b" ")):
+            return  # not the layout this expects: leave the file as it is
+        fh.seek(8)
+        fh.write(text.ljust(n, b" "))
 
 
 def _state_for_safetensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -100,6 +100,27 @@ def test_saved_folder_records_labels_preprocessing_and_provenance(saved):
     assert loaded.pretrained_cfg.metrics == {"war": 0.5}
 
 
+def test_saving_the_same_weights_again_gives_the_same_file(tmp_path):
+    # safetensors writes its metadata in hash-map order, which differs every time: the
+    # sha256 recorded for a weight set must not depend on it.
+    import json as _json
+    import struct
+
+    from safetensors import safe_open
+
+    from cefl_zoo.hub import sha256sum
+
+    model = cefl_zoo.create_model("ceflnet_tiny")
+    files = [model.save_pretrained(tmp_path / f"m{i}") / "model.safetensors" for i in range(4)]
+    assert len({sha256sum(f) for f in files}) == 1
+    raw = files[0].read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    meta = _json.loads(raw[8 : 8 + n])["__metadata__"]
+    assert list(meta) == sorted(meta) and meta["format"] == "pt"
+    with safe_open(str(files[0]), "pt") as fh:
+        assert fh.metadata() == meta and set(fh.keys()) == set(model.state_dict())
+
+
 def test_save_leaves_no_temporary_files_and_overwrites_atomically(saved, tmp_path):
     model, folder = saved
     before = sha256sum(folder / "model.safetensors")
