@@ -92,7 +92,7 @@ LIBRARY_NAME = "cefl-zoo"
 #: ``--torch-export``). ``config.json`` records the sha256 of those it wrote under
 #: :data:`ARTIFACTS_KEY`; ``check_folder`` and ``push`` refuse any that is not recorded.
 ARTIFACT_NAMES = ("model.onnx", "model.onnx.data", "model.pt2")
-#: ``config.json`` key: ``{file name: sha256}`` of the exported extra files.
+#: The ``config.json`` key of the exported extra files (``{file name: sha256}``).
 ARTIFACTS_KEY = "artifacts"
 
 #: ``config.json`` keys that are not constructor arguments.
@@ -230,7 +230,7 @@ class WeightsSource:
 
     @property
     def name(self) -> str:
-        """``"hf-hub:org/repo[@rev]"`` or the directory path: what ``create_model`` takes."""
+        """The name ``create_model`` takes (``"hf-hub:org/repo[@rev]"`` or the directory)."""
         if self.is_local:
             return self.location
         return f"hf-hub:{self.location}" + (f"@{self.revision}" if self.revision else "")
@@ -242,7 +242,7 @@ class WeightsSource:
         return f"Hugging Face repo {self.location!r}{rev}"
 
 
-#: Prefixes of a Hub repository: ours (open_clip's) and timm's spelling.
+#: Prefixes of a Hub repository (ours, open_clip's, and timm's spelling).
 HUB_PREFIXES = ("hf-hub:", "hf_hub:")
 #: Prefix of a local directory (timm's spelling); a plain path works as well.
 LOCAL_PREFIX = "local-dir:"
@@ -323,8 +323,10 @@ def _check_repo_id(repo: str, name: str) -> None:
 
 def _offline() -> bool:
     import huggingface_hub
+    from huggingface_hub import constants
 
-    return bool(huggingface_hub.is_offline_mode())
+    is_offline = getattr(huggingface_hub, "is_offline_mode", None)  # (newer releases)
+    return bool(is_offline() if is_offline is not None else constants.HF_HUB_OFFLINE)
 
 
 def resolve_file(

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import cefl_zoo
 from cefl_zoo.data import VideoDataset, VideoFolderDataset
-from cefl_zoo.train import ConfigError, TrainConfig, Trainer, format_metrics
+from cefl_zoo.train import CheckpointError, ConfigError, TrainConfig, Trainer, format_metrics
 from cefl_zoo.video import ClipSampler
 
 
@@ -93,7 +93,23 @@ def main(argv=None):
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if not 0 <= args.val_fraction < 1:
+        parser.error(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
+    try:
+        trainer = build_trainer(args)
+    except (FileNotFoundError, ValueError, CheckpointError) as err:  # a wrong path or name
+        parser.error(" ".join(str(err).split()))
+    try:
+        summary = trainer.fit(resume="auto" if args.resume else None)  # a new head: your classes
+    except ConfigError as err:  # e.g. --output holds a run: --resume or --overwrite
+        trainer.close()
+        parser.error(str(err))
 
+    return finish(args, trainer, summary)
+
+
+def build_trainer(args):
+    """Model, data and recipe from the command line: the :class:`Trainer` to run."""
     # 1. The model, and the preprocessing that matches it.
     extra = (
         {"pretrained_backbone": True} if args.pretrained_backbone and not args.pretrained else {}
@@ -140,12 +156,12 @@ def main(argv=None):
         seed=args.seed,
         warmup_epochs=min(2.0, args.epochs / 4),
     )
-    trainer = Trainer(config, model=model, train_dataset=train_set, val_dataset=val_set)
-    try:
-        summary = trainer.fit(resume="auto" if args.resume else None)  # a new head: your classes
-    except ConfigError as err:  # e.g. --output holds a run: --resume or --overwrite
-        trainer.close()
-        parser.error(str(err))
+    return Trainer(config, model=model, train_dataset=train_set, val_dataset=val_set)
+
+
+def finish(args, trainer, summary):
+    """Report the run and save the fine-tuned model; returns the exit code."""
+    is_main = trainer.info.is_main
     if summary["status"] != "completed":  # stopped by SIGTERM / Ctrl-C after saving last.pt
         trainer.close()
         if is_main:

@@ -96,3 +96,22 @@ def test_finetune_example_reruns_into_the_same_folder(tmp_path):
     assert ddp.stdout.count("WAR") == 1, ddp.stdout
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["world_size"] == 2 and ckpt["global_step"] == 3  # 9 videos / (2 x 2) per step
+
+
+def test_finetune_example_reports_ordinary_mistakes_as_usage_errors(tmp_path):
+    cases = [
+        (["--val-fraction", "1.0"], "--val-fraction must lie in [0, 1), got 1.0"),
+        (["--model", "nosuch_model"], "unknown model 'nosuch_model'"),
+    ]
+    (tmp_path / "videos").mkdir()
+    for extra, message in cases:
+        proc = _finetune(tmp_path, *extra)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(tmp_path / "nothere"), "--model", "ceflnet_tiny"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 2 and "nothere: dataset folder does not exist" in proc.stderr

@@ -49,7 +49,7 @@ __all__ = [
     "warn",
 ]
 
-#: Exit codes: success, some inputs failed (the others have results), bad usage/input.
+#: Exit codes (success, some inputs failed with the others done, bad usage or input).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 #: The exit codes, as the help epilogs state them (lines for a raw epilog).
@@ -170,12 +170,12 @@ def check_inputs(paths: Sequence[str], expanded: Sequence[str]) -> None:
         )
 
 
-#: What building or loading a model raises for bad input: an unknown name
+#: What building or loading a model raises for bad input (an unknown name
 #: (``UnknownModelError``, a ``ValueError``), weights that are not trained, missing or
 #: corrupt (``PretrainedWeightsError``, a ``RuntimeError``; "no weight set registered"
 #: is a plain ``RuntimeError``), bad model arguments (``ValueError`` such as an unknown
 #: timm backbone, ``TypeError`` for an unexpected keyword), missing files (``OSError``)
-#: and missing extras (``ImportError``).
+#: and missing extras (``ImportError``)).
 MODEL_ERRORS: tuple[type[BaseException], ...] = (
     ImportError,
     ValueError,

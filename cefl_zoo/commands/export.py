@@ -46,7 +46,7 @@ __all__ = [
     "write_artifacts",
 ]
 
-#: The sub-command name: ``cefl-zoo export``.
+#: The sub-command name (``cefl-zoo export``).
 NAME = "export"
 #: One-line help of the sub-command.
 HELP = "write a publishable weights folder (safetensors + config + model card) from a run"

@@ -19,7 +19,7 @@ import sys
 
 __all__ = ["HELP", "NAME", "add_arguments", "registry_snippet", "run"]
 
-#: The sub-command name: ``cefl-zoo push``.
+#: The sub-command name (``cefl-zoo push``).
 NAME = "push"
 #: One-line help of the sub-command.
 HELP = "upload an exported weights folder to the Hugging Face Hub"

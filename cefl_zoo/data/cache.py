@@ -777,7 +777,7 @@ def _decode_stream(device: torch.device) -> Any:
     return _DECODE_STREAMS[index]
 
 
-#: Normalisation constants already on a device, by (device, dtype, mean, std): reused so
+#: Normalisation constants already on a device, by (device, dtype, mean, std), reused so
 #: that a batch needs no host-to-device copy (each such copy of a Python list waits for
 #: the device) besides its frames.
 _NORM_CONSTANTS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -375,7 +375,8 @@ class VideoClassifier(HubMixin, nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        """JSON-serialisable description: ``architecture`` plus the constructor arguments."""
+        """The JSON-serialisable description of the model (``architecture`` plus the
+        constructor arguments)."""
         return {"architecture": self.architecture, **self.init_kwargs}
 
 

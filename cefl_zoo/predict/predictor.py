@@ -65,8 +65,8 @@ __all__ = [
     "weights_frames",
 ]
 
-#: The model the CLI uses when none is named: ``ceflnet_tiny`` trained on the built-in
-#: synthetic videos, shipped inside the package (no download).
+#: The model the CLI uses when none is named (``ceflnet_tiny`` trained on the built-in
+#: synthetic videos, shipped inside the package; no download).
 DEFAULT_MODEL = "ceflnet_tiny.synthetic"
 
 #: File endings of still images, refused with a clear message when passed as a video.
@@ -277,7 +277,7 @@ def _resolve_amp(amp: str, device: torch.device) -> str:
     return amp
 
 
-#: Face detector names ``face_detector=`` (CLI: ``--faces NAME``) accepts.
+#: Face detector names that ``face_detector=`` (and the CLI's ``--faces NAME``) accepts.
 FACE_DETECTORS: tuple[str, ...] = ("retinaface",)
 
 

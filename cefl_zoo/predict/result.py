@@ -212,7 +212,7 @@ class Prediction:
 
     @property
     def intensity(self) -> torch.Tensor | None:
-        """Emotion-intensity of each clip for the predicted class, ``(N,)``: the
+        """The emotion-intensity of each clip for the predicted class, ``(N,)``, the
         emotional activation map of the video (paper Fig. 3)."""
         return None if self.clip_scores is None else self.clip_scores[self.label_index]
 

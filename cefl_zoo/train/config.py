@@ -334,8 +334,8 @@ class TrainConfig:
         return parse_data_spec(self.data) if self.data else None
 
 
-#: Fields that control how a run is carried out, not what it computes: where it writes,
-#: whether it may replace or resume a run, loader and logging settings, the device.
+#: Fields that control how a run is carried out, not what it computes (where it writes,
+#: whether it may replace or resume a run, loader and logging settings, the device).
 #: Resuming with other values is no change of the recipe, and :func:`config_differences`
 #: ignores them.
 RUN_CONTROL_FIELDS: frozenset[str] = frozenset(

@@ -69,7 +69,7 @@ class DistInfo:
 
     @property
     def is_main(self) -> bool:
-        """Rank 0: the process that writes files and logs."""
+        """Whether this is rank 0, the process that writes files and logs."""
         return self.rank == 0
 
     @property

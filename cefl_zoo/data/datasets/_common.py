@@ -142,7 +142,7 @@ class BenchmarkDataset(VideoDataset):
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     #: Other spellings of the splits.
     split_aliases: ClassVar[dict[str, str]] = {}
-    #: Number of folds (``None``: the dataset has one fixed split).
+    #: Number of folds, or ``None`` for a dataset with one fixed split.
     num_folds: ClassVar[int | None] = None
 
     def __init__(

@@ -23,7 +23,7 @@ from ._common import BenchmarkDataset, ListedVideo, SubjectFoldsMixin, sorted_di
 
 __all__ = ["BU3DFE"]
 
-#: Subject folders: F001..F058 (female) and M001..M043 (male).
+#: Subject folders (F001..F058 female, M001..M043 male).
 _SUBJECT = re.compile(r"^[FM]\d{3,4}$")
 
 
