@@ -129,6 +129,63 @@ def run(repeats: int = 3) -> dict[str, Any]:
     return result
 
 
+def tables(result: dict[str, Any]) -> dict[str, Any]:
+    """The ``faces-cpu`` table of a :func:`run` result (rendered by ``tables.py``)."""
+    rows: list[list[Any]] = []
+    for e in result["detect"]:
+        rows.append(
+            [
+                "RetinaFace detect",
+                (
+                    f"{e['size']} px frames, {e['threads']} "
+                    f"thread{'s' if e['threads'] != 1 else ''}, batch {e['batch']}"
+                ),
+                round(e["frames_per_s"], 1),
+                "-",
+            ]
+        )
+    for e in result["cropper"]:
+        rows.append(
+            [
+                "FaceCropper (detect + track + crop)",
+                (
+                    f"{e['frames']} frames of {e['frame_size']} px -> {e['crop_size']} px, "
+                    f"detection stride {e['stride']}"
+                ),
+                round(e["frames_per_s"], 1),
+                round(e["videos_per_s"], 3),
+            ]
+        )
+    for e in result["crop_only"]:
+        rows.append(
+            [
+                "crop only (crop_boxes)",
+                f"{e['frames']} frames -> {e['crop_size']} px",
+                round(e["frames_per_s"], 1),
+                "-",
+            ]
+        )
+    for e in result["precompute"]:
+        rows.append(
+            [
+                "precompute_face_crops (mp4 -> JPEG folder)",
+                f"{e['frames']} frames of {e['frame_size']} px, stride {e['stride']}",
+                round(e["frames_per_s"], 1),
+                round(e["videos_per_s"], 3),
+            ]
+        )
+    return {
+        "faces-cpu": {
+            "columns": ["step", "setting", "frames/s", "videos/s"],
+            "align": "llrr",
+            "rows": rows,
+            "caption": "Face detection and cropping on the CPU (onnxruntime CPU provider), "
+            "best of the repeats; frames above 640 px are downscaled before detection. "
+            "Crops are computed once per video (`cefl-zoo faces`), not per epoch.",
+        }
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -143,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         **run(args.repeats),
         "load_average_after": os.getloadavg()[0],
     }
+    payload["tables"] = tables(payload)
     out = write_json(args.output or result_path("faces_cpu"), payload)
     print(f"wrote {out}")
     return 0
