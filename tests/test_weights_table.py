@@ -181,3 +181,21 @@ def test_packaged_folder_with_a_foreign_config_is_not_available(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     cfg = weights.packaged_cfg(_base(), tmp_path)
     assert cfg.status == "not-trained" and "not a cefl-zoo config" in cfg.notes
+
+
+def test_a_broken_shipped_weight_set_gives_its_real_recipe(tmp_path):
+    # The recipe in the message is the one that made the shipped weights (K=2, 32 px),
+    # and the folder to load is named, not '<out_dir>'.
+    shipped = weights._PACKAGE_ROOT / weights.PACKAGE_WEIGHTS_DIR / "ceflnet_tiny.synthetic"
+    recorded = json.loads((shipped / "config.json").read_text())["pretrained_cfg"]
+    assert weights.SYNTHETIC_TRAIN_COMMAND == recorded["train_command"]
+    folder = tmp_path / "ceflnet_tiny.synthetic"
+    folder.mkdir()
+    (folder / "config.json").write_text((shipped / "config.json").read_text())
+    (folder / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n")
+    cfg = weights.packaged_cfg(weights._synthetic_base(), folder)
+    assert cfg.status == "not-trained" and "git-lfs" in cfg.notes
+    assert (cfg.frames_per_clip, cfg.input_size) == (recorded["frames_per_clip"], (3, 32, 32))
+    text = weights.not_trained_message(cfg)
+    assert recorded["train_command"] in text and "<out_dir>" not in text
+    assert "create_model('cefl_zoo/weights/ceflnet_tiny.synthetic')" in text

@@ -268,24 +268,28 @@ def packaged_cfg(base: PretrainedCfg, directory: str | Path) -> PretrainedCfg:
     )
 
 
+#: The command that trained the shipped ``ceflnet_tiny.synthetic`` weights (as their
+#: ``config.json`` records it; a test keeps the two equal). It is what the error message
+#: gives when the shipped file is missing or broken.
+SYNTHETIC_TRAIN_COMMAND = (
+    "cefl-zoo train --model ceflnet_tiny --data synthetic:data/synthetic --batch-size 16 "
+    "--epochs 30 --frames-per-clip 2 --img-size 32 --lr 0.003 --num-workers 0 --optimizer adamw "
+    "--output-dir runs/ceflnet_tiny.synthetic --no-progress --seed 0 --warmup-epochs 1.0"
+)
+
+
 def _synthetic_base() -> PretrainedCfg:
     arch, tag = "ceflnet_tiny", "synthetic"
     base = get_pretrained_cfg(arch)
     assert base is not None
-    cmds = _commands(
-        arch,
-        tag,
-        "synthetic:data/synthetic",
-        "",
-        f"cefl_zoo/{PACKAGE_WEIGHTS_DIR}/{arch}.{tag}",
-        "",
-    )
     return base.replace(
         tag=tag,
         label_names=DATASET_CLASSES["synthetic"],
         dataset="synthetic",
         fold="built-in synthetic validation split",
-        train_command=cmds["train"],
+        frames_per_clip=2,  # the recipe's --frames-per-clip 2 --img-size 32
+        input_size=(3, 32, 32),
+        train_command=SYNTHETIC_TRAIN_COMMAND,
         license="mit",
         notes="ships inside the cefl-zoo package; trained on the built-in synthetic data (CPU demo model)",
     )
@@ -343,7 +347,11 @@ def not_trained_message(cfg: PretrainedCfg) -> str:
         )
     else:
         what = f"this installation does not contain them ({cfg.notes})"
-        then = "then reinstall or load the folder directly: create_model('<out_dir>')."
+        folder = f"cefl_zoo/{PACKAGE_WEIGHTS_DIR}/{cfg.name}"
+        then = (
+            f"then reinstall cefl-zoo, or load the exported folder directly: "
+            f"create_model('{folder}')."
+        )
     return (
         f"pretrained weights {cfg.name!r} are not available: {what}. Nothing was loaded (no "
         f"random weights were returned). To produce them where the data is:\n{steps}\n{then} "
