@@ -34,7 +34,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -874,6 +874,27 @@ def _init_parameters(klass: type) -> set[str] | None:
     return {p.name for p in params if p.kind in kinds}
 
 
+def check_keywords(klass: type, names: Iterable[str], what: str) -> None:
+    """Raise a :class:`TypeError` for keywords ``klass(...)`` does not take, naming each
+    and its close matches (``num_class``: did you mean ``num_classes``?).
+
+    Args:
+        klass: The class to be built.
+        names: The keyword arguments to be passed.
+        what: How the message names the model, e.g. ``"ceflnet_tiny (CEFLNet)"``.
+    """
+    accepted = _init_parameters(klass)
+    if accepted is None:  # it takes **kwargs
+        return
+    typos = [k for k in names if k not in accepted]
+    if typos:
+        raise TypeError(
+            f"unknown argument{'s' if len(typos) > 1 else ''} {', '.join(map(repr, typos))} "
+            f"for {what}{_close_matches(typos, accepted)}. {klass.__name__} takes: "
+            f"{', '.join(sorted(accepted))}."
+        )
+
+
 def _close_matches(names: list[str], candidates: set[str]) -> str:
     import difflib
 
@@ -924,16 +945,9 @@ def build_from_config(
             f"Fix: call {class_name}.from_pretrained(...), or create_model({getattr(source, 'name', source)!r})."
         )
     saved_args = {k: v for k, v in config.items() if k not in META_KEYS and not k.startswith("_")}
+    check_keywords(klass, overrides, f"{class_name} ({arch}) loaded from {source}")
     accepted = _init_parameters(klass)
     if accepted is not None:
-        typos = [k for k in overrides if k not in accepted]
-        if typos:
-            raise TypeError(
-                f"unknown argument{'s' if len(typos) > 1 else ''} "
-                f"{', '.join(map(repr, typos))} for {class_name} ({arch}) loaded from {source}"
-                f"{_close_matches(typos, accepted)}. {class_name} takes: "
-                f"{', '.join(sorted(accepted))}."
-            )
         foreign = [k for k in saved_args if k not in accepted]
         if foreign:
             raise ConfigMismatchError(

@@ -144,22 +144,6 @@ def adapt_channels(cfg: PretrainedCfg, in_chans: int) -> PretrainedCfg:
     return cfg.replace(**changes) if changes else cfg
 
 
-def _check_kwargs(variant: str, model_cls: type, args: dict[str, Any]) -> None:
-    """A keyword the model does not take is a TypeError naming it and its close matches."""
-    from ..hub import _close_matches, _init_parameters
-
-    known = _init_parameters(model_cls)
-    if known is None:  # takes **kwargs
-        return
-    unknown = [k for k in args if k not in known]
-    if unknown:
-        raise TypeError(
-            f"{variant} ({model_cls.__name__}) got unexpected keyword argument(s) "
-            f"{', '.join(map(repr, unknown))}{_close_matches(unknown, known)}; it takes: "
-            f"{', '.join(sorted(known))}"
-        )
-
-
 def _check_num_classes(num_classes: int) -> None:
     if int(num_classes) < 1:
         raise ValueError(
@@ -429,7 +413,9 @@ def build_model(
         args["backbone_kwargs"] = {**backbone_rates, **(args.get("backbone_kwargs") or {})}
     if args.get("num_classes") is None:
         args["num_classes"] = len(cfg.label_names) if cfg and cfg.label_names else 7
-    _check_kwargs(variant, model_cls, args)
+    from ..hub import check_keywords
+
+    check_keywords(model_cls, args, f"{variant} ({model_cls.__name__})")
     model = model_cls(**args)
     model.architecture = variant
     swapped_backbone = "backbone" in kwargs and kwargs["backbone"] != (default_args or {}).get(
