@@ -88,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _stdout_is_broken() -> bool:
     """Whether writing to stdout fails because its reader has gone."""
+    if sys.stdout is None:  # no stdout at all (started with it closed)
+        return False
     try:
         sys.stdout.flush()
     except (BrokenPipeError, ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pickle
@@ -167,6 +168,15 @@ def test_smoothing_removes_jitter_and_keeps_steady_motion():
     steady = torch.stack([2 * t - 20, 10 + 0 * t, 2 * t + 20, 50 + 0 * t], 1)
     assert (smooth_track(steady, sigma=2.0) - steady).abs().max() < 1e-3
     assert (centre[[0, -1]] - 2 * t[[0, -1]]).abs().max() < 2.0  # within the jitter
+    # a face that shrinks fast at a track's end: sizes and centres stay within what was seen
+    sizes = torch.tensor([100.0, 60.0, 36.0, 22.0])
+    shrinking = torch.stack([50 - sizes / 2, 50 - sizes / 2, 50 + sizes / 2, 50 + sizes / 2], 1)
+    shrinking[:, [0, 2]] += torch.tensor([0.0, 3.0, 9.0, 20.0])[:, None]
+    out = smooth_track(shrinking, sigma=2.0)
+    width = out[:, 2] - out[:, 0]
+    cx, seen = (out[:, 0] + out[:, 2]) / 2, (shrinking[:, 0] + shrinking[:, 2]) / 2
+    assert ((width >= 22 - 1e-4) & (width <= 100 + 1e-4)).all(), width
+    assert ((cx >= seen.min() - 1e-4) & (cx <= seen.max() + 1e-4)).all(), cx
     assert (smooth[:, 2] - smooth[:, 0]).sub(40).abs().max() < 1e-4
     assert torch.equal(smooth_track(boxes, 0.0), boxes)
 
@@ -376,6 +386,12 @@ def test_precomputed_crops_are_reused_until_source_or_settings_change(tmp_path):
     calls = det.calls
     precompute_face_crops(src, tmp_path / "crops", FaceCropper(det, size=24), quality=20)
     assert det.calls > calls and load_face_track(out)["quality"] == 20  # other JPEGs
+    # a folder an older cefl-zoo wrote (format 1: smoothing across scene cuts) is redone
+    meta = load_face_track(out)
+    (out / FACES_JSON).write_text(json.dumps({**meta, "format": 1}))
+    calls = det.calls
+    precompute_face_crops(src, tmp_path / "crops", FaceCropper(det, size=24), quality=20)
+    assert det.calls > calls and load_face_track(out)["format"] == 2
     assert _hidden(tmp_path / "crops") == []
 
 

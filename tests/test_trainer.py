@@ -311,6 +311,19 @@ def test_evaluate_refuses_a_model_with_other_outputs_before_it_runs(monkeypatch)
     assert calls == []
 
 
+def test_evaluate_numbers_a_subset_of_any_dataset_by_its_own_positions():
+    # ToyVideos puts its own item index in "index", as VideoDataset does
+    from torch.utils.data import DataLoader, Subset
+
+    model = cefl_zoo.create_model("ceflnet_tiny", num_classes=3)
+    for data in (
+        Subset(ToyVideos(12), [9, 10, 11]),
+        DataLoader(Subset(ToyVideos(12), [9, 9, 10]), batch_size=2),
+    ):
+        result = evaluate(model, data, batch_size=2)
+        assert result.indices.tolist() == [0, 1, 2] and "skipped" not in result.metrics
+
+
 def test_fine_tune_from_checkpoint_with_new_classes(tmp_path):
     first = tmp_path / "first"
     Trainer(toy_config(first, epochs=1), train_dataset=ToyVideos(8)).fit()
@@ -888,6 +901,15 @@ def test_fine_tuning_drops_the_scores_and_tag_of_the_starting_weights(tmp_path):
         "trained with cefl-zoo's Trainer, starting from random weights"
     )  # not the untrained architecture's "untrained architecture; ..." note
     scratch.close()
+    given = Trainer(
+        toy_config(tmp_path / "given"),
+        model=cefl_zoo.create_model("ceflnet_tiny"),
+        train_dataset=ToyVideos(8),
+    )
+    assert given.model.pretrained_cfg.notes.endswith(
+        "starting from the ceflnet_tiny model it was given"
+    )
+    given.close()
 
 
 def test_clip_grad_norm_zero_means_no_clipping(tmp_path):

@@ -12,7 +12,7 @@ renamed when complete, so an interrupted run never leaves half a video behind, a
 parallel runs do not trip over each other. Crops are recomputed when the source video or
 the cropper settings changed. Nothing is ever written inside a dataset's own directory.
 
-``faces.json`` holds: ``format`` (1), ``source`` (the video path), ``source_signature``,
+``faces.json`` holds: ``format`` (2), ``source`` (the video path), ``source_signature``,
 ``num_frames``, ``fps``, ``width``/``height`` of the video, ``cropper`` (the settings),
 ``quality`` (of the JPEGs), and ``frames``: per frame ``file``, ``box`` (smoothed face box), ``crop_box`` (the square
 region cut), ``detected`` (bool) and ``score`` (or ``null``).
@@ -51,7 +51,9 @@ __all__ = [
 
 #: Name of the boxes file in a crops folder.
 FACES_JSON = "faces.json"
-_FORMAT = 1
+#: 2: boxes filled and smoothed per face segment (a scene cut is no blend of two faces),
+#: by a local linear fit of the centres; folders of format 1 are recomputed.
+_FORMAT = 2
 
 
 def _source_signature(path: str) -> dict[str, Any]:
@@ -112,6 +114,8 @@ def crop_folder_names(videos: list[str]) -> list[str]:
     Example:
         >>> crop_folder_names(["x/a.mp4", "x/a.avi", "x/b.mp4", "x/frames"])
         ['a_mp4', 'a_avi', 'b', 'frames']
+        >>> crop_folder_names(["x/a.mp4", "x/a.avi", "x/a_mp4.mkv"])
+        ['a_mp4', 'a_avi', 'a_mp4-2']
     """
     stems = [_video_stem(v) for v in videos]
     counts: dict[str, int] = {}
@@ -122,6 +126,13 @@ def crop_folder_names(videos: list[str]) -> list[str]:
         suffix = os.path.splitext(os.path.basename(os.path.normpath(video)))[1]
         clash = counts[stem] > 1 and suffix and not os.path.isdir(video)
         names.append(f"{stem}_{suffix[1:]}" if clash else stem)
+    taken: set[str] = set()
+    for i, name in enumerate(names):  # a_mp4.mkv beside a.mp4 and a.avi: a_mp4-2
+        unique, k = name, 2
+        while unique in taken:
+            unique, k = f"{name}-{k}", k + 1
+        taken.add(unique)
+        names[i] = unique
     return names
 
 

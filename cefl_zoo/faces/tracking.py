@@ -280,10 +280,12 @@ def smooth_track(
 ) -> torch.Tensor:
     """Gaussian smoothing over time of the box centres and sizes.
 
-    Each frame's value is a local linear fit with Gaussian weights (degree-1 LOESS): in
-    the middle of a track that is the Gaussian-weighted mean, and at the first and last
+    Each box centre is a local linear fit with Gaussian weights (degree-1 LOESS): in the
+    middle of a track that is the Gaussian-weighted mean, and at the first and last
     frames, where the window is cut off, a face in steady motion is still followed
-    exactly instead of being pulled back toward the middle of the track.
+    exactly instead of being pulled back toward the middle of the track; a centre never
+    leaves the range of the centres given. The box size is the Gaussian-weighted mean, so
+    it stays within the sizes given.
 
     Args:
         boxes: ``(T, 4)`` boxes (no ``nan``).
@@ -317,9 +319,15 @@ def smooth_track(
         linear = (s2 * sy - s1 * sxy) / det.clamp(min=1e-300)
         # Where the fit is degenerate (all weight on one frame), the weighted mean.
         ok = det > 1e-9 * s0 * s0
-        out[start : start + 1024] = torch.where(ok, linear, sy / s0)
+        mean = sy / s0
+        fit = torch.where(ok, linear, mean)
+        out[start : start + 1024, :2] = fit[:, :2]  # centres: the linear fit
+        out[start : start + 1024, 2:] = mean[:, 2:]  # sizes: the weighted mean
+    # A fit never leaves the centres that were seen (noise at a track's end extrapolated).
+    out[:, :2] = torch.maximum(
+        torch.minimum(out[:, :2], params[:, :2].max(0).values), params[:, :2].min(0).values
+    )
     cx, cy, w_, h_ = out.unbind(1)
-    w_, h_ = w_.clamp(min=1.0), h_.clamp(min=1.0)
     return torch.stack([cx - w_ / 2, cy - h_ / 2, cx + w_ / 2, cy + h_ / 2], 1).float()
 
 

@@ -188,7 +188,6 @@ def evaluate(
         sampler = getattr(loader.sampler, "sampler", None)
         if not wrapped and isinstance(dataset, Subset):
             subset = SubsetIndex(dataset)
-            subset = subset if subset.replaces else None
             sequential = isinstance(loader.sampler, SequentialSampler)
     else:
         dataset = data
@@ -241,10 +240,15 @@ def evaluate(
         b = len(labels)
         if "index" in batch:
             idx = torch.as_tensor(batch["index"]).tolist()
-            if subset is not None:  # -1: a replacement from outside the subset
+            if subset is not None:
                 asked = [seen + j if sequential else None for j in range(len(idx))]
-                idx = [subset.position(int(i), a) for i, a in zip(idx, asked)]
-                idx = [-1 if i is None else i for i in idx]
+                pos = [subset.position(int(i), a) for i, a in zip(idx, asked)]
+                # None: a VideoDataset's replacement from outside the subset (-1: dropped),
+                # or an id of another dataset's own (kept as it is)
+                idx = [
+                    p if p is not None else (-1 if subset.replaces else int(i))
+                    for p, i in zip(pos, idx)
+                ]
             own_index = True
         elif order is not None:
             idx = order[seen : seen + b]

@@ -273,7 +273,9 @@ class SubsetIndex:
 
     def position(self, got: int, asked: int | None) -> int | None:
         """Position of a sample whose ``"index"`` is ``got``, read for position ``asked``
-        (``None``: unknown); ``None`` for an item from outside the subset."""
+        (``None``: unknown); ``None`` when ``got`` is no item of the subset (a broken
+        item's replacement from outside it, or an ``"index"`` that is an id of the
+        dataset's own)."""
         if asked is not None and 0 <= asked < len(self.indices) and self.indices[asked] == got:
             return asked  # (also right for a subset that holds an item twice)
         return self.first_position.get(got)
@@ -310,8 +312,12 @@ class EpochAwareDataset(Dataset):
         if not isinstance(sample, dict):
             return sample
         subset = self._subset
-        if subset is None or not subset.replaces or "index" not in sample:
+        if subset is None or "index" not in sample:
             sample.setdefault("index", index)
+            return sample
+        try:
+            int(sample["index"])
+        except (TypeError, ValueError):  # not a number: nothing to translate
             return sample
         n = len(self)
         asked = index % n if n else index
@@ -319,6 +325,8 @@ class EpochAwareDataset(Dataset):
             pos = subset.position(int(sample["index"]), asked)
             if pos is not None:
                 sample["index"] = pos
+                return sample
+            if not subset.replaces:  # an id of the dataset's own: leave it
                 return sample
             # The dataset under the subset replaced a broken item by one outside the
             # subset: ask for the subset's next item instead.

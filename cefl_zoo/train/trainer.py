@@ -361,6 +361,7 @@ class Trainer:
         from ..registry import create_model, is_model
 
         cfg = self.cfg
+        given = model is not None
         if model is None:
             kwargs = dict(cfg.model_kwargs)
             if cfg.classes:
@@ -386,6 +387,20 @@ class Trainer:
                     cfg.model,
                     backbone,
                 )
+        # Where the weights that training starts from came from, for the model's notes.
+        start = getattr(model, "pretrained_cfg", None)
+        if cfg.init_from:
+            self._weights_origin = str(cfg.init_from)
+        elif start is not None and start.tag:
+            self._weights_origin = start.name  # a registered weight set
+        elif given:
+            self._weights_origin = f"the {getattr(model, 'architecture', None) or type(model).__name__} model it was given"
+        elif not is_model(cfg.model):
+            self._weights_origin = str(cfg.model)  # a saved folder or hf-hub: repo
+        elif cfg.pretrained_backbone:
+            self._weights_origin = "an ImageNet backbone"
+        else:
+            self._weights_origin = "random weights"
         if cfg.init_from:
             self._init_weights_from(model, cfg.init_from)
         return model
@@ -450,15 +465,7 @@ class Trainer:
         cfg = self.cfg
         data_classes = dataset_classes_of(self.train_dataset, cfg.classes)
         model = self.model
-        start_cfg = getattr(model, "pretrained_cfg", None)  # (before any new head)
-        if start_cfg is not None and start_cfg.has_provenance:
-            origin = start_cfg.name
-        elif cfg.init_from:
-            origin = str(cfg.init_from)
-        elif cfg.pretrained_backbone:
-            origin = "an ImageNet backbone"
-        else:
-            origin = "random weights"
+        origin = getattr(self, "_weights_origin", "random weights")
         if cfg.classes:
             classes = list(cfg.classes)
         else:
