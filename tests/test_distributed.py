@@ -176,3 +176,8 @@ def test_training_statistics_leave_out_the_sampler_padding(tmp_path):
     # the last step's loss: one video on rank 0, only padding on rank 1
     last_one = json.loads((tmp_path / "one" / "steps.jsonl").read_text().splitlines()[-1])
     assert steps[-1]["loss"] == pytest.approx(last_one["loss"], rel=1e-3)
+    # ... and the repeat is left out of the gradient as well: the same weights
+    wa = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
+    wb = load_checkpoint(two / "last.pt")["model"]
+    for key in wa:
+        torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=1e-5, msg=key)

@@ -937,13 +937,26 @@ class Trainer:
             if info.distributed and not group_end:
                 inner = getattr(self._train_model, "_orig_mod", self._train_model)
                 sync = inner.no_sync() if hasattr(inner, "no_sync") else sync
+            b = labels.shape[0]
+            real = self._real_videos(position, b)
             with sync:
                 with autocast_context(self.device, self.amp):
                     logits = self._train_model(video)
                 loss = self.loss_fn(logits.float(), targets)
-                self.scaler.scale(loss / group_size).backward()
-            b = labels.shape[0]
-            real = self._real_videos(position, b)
+                train_loss = loss
+                padded = self._global_videos(position, position + b)
+                if padded < b * info.world_size:
+                    # DistributedSampler padded a share with repeats: leave them out of
+                    # the gradient too. Each rank's loss is its real videos' sum over all
+                    # ranks' real videos (x world size: DDP averages the ranks), so the
+                    # step is the mean over the real videos, as in one process.
+                    part = (
+                        self.loss_fn(logits[:real].float(), targets[:real]) * real
+                        if real
+                        else logits.float().sum() * 0.0  # keeps every rank in the backward
+                    )
+                    train_loss = part * info.world_size / max(padded, 1)
+                self.scaler.scale(train_loss / group_size).backward()
             position += b
             with torch.no_grad():
                 out, seen_labels, batch_loss = logits.detach(), labels, loss.detach()
