@@ -37,7 +37,14 @@ from pathlib import Path
 
 import cefl_zoo
 from cefl_zoo.data import VideoDataset, VideoFolderDataset
-from cefl_zoo.train import CheckpointError, ConfigError, TrainConfig, Trainer, format_metrics
+from cefl_zoo.train import (
+    CheckpointError,
+    ConfigError,
+    TrainConfig,
+    Trainer,
+    format_metrics,
+    seed_everything,
+)
 from cefl_zoo.video import ClipSampler
 
 
@@ -110,7 +117,9 @@ def main(argv=None):
 
 def build_trainer(args):
     """Model, data and recipe from the command line: the :class:`Trainer` to run."""
-    # 1. The model, and the preprocessing that matches it.
+    # 1. The model, and the preprocessing that matches it (seeded: a new head's initial
+    #    weights are part of what --seed makes repeatable).
+    seed_everything(args.seed)
     extra = (
         {"pretrained_backbone": True} if args.pretrained_backbone and not args.pretrained else {}
     )

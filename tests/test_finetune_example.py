@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "finetune.py"
 
@@ -77,6 +79,7 @@ def test_finetune_example_reruns_into_the_same_folder(tmp_path):
     out = tmp_path / "run"
     first = _finetune(tmp_path, "--epochs", "1")
     assert first.returncode == 0, first.stdout + first.stderr
+    first_weights = load_checkpoint(out / "last.pt")["model"]
     # again without a flag: a usage error naming the script's own flags, no traceback
     again = _finetune(tmp_path, "--epochs", "1")
     assert again.returncode == 2 and "Traceback" not in again.stderr
@@ -96,6 +99,10 @@ def test_finetune_example_reruns_into_the_same_folder(tmp_path):
     assert ddp.stdout.count("WAR") == 1, ddp.stdout
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["world_size"] == 2 and ckpt["global_step"] == 3  # 9 videos / (2 x 2) per step
+    # --seed makes the run repeatable (the new head is drawn after seeding), and 2 x 2
+    # videos per step reach the weights of 1 x 4 (the sampler's padding left out)
+    for key, value in first_weights.items():
+        torch.testing.assert_close(ckpt["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
 def test_finetune_example_reports_ordinary_mistakes_as_usage_errors(tmp_path):

@@ -399,6 +399,8 @@ def test_a_new_run_does_not_silently_replace_an_earlier_one(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         Trainer(toy_config(tmp_path / "afile"), train_dataset=ToyVideos(8)).fit()
+    with pytest.raises(ConfigError, match=r"lies under .*afile, which is a file, not a folder"):
+        Trainer(toy_config(tmp_path / "afile" / "out"), train_dataset=ToyVideos(8)).fit()
 
 
 def test_stale_temp_cleanup_spares_folders_and_live_writers(tmp_path):
@@ -955,4 +957,33 @@ def test_resume_warns_only_about_options_that_change_the_run(tmp_path, caplog):
         cfg = toy_config(out, epochs=2, log_every_steps=3, checkpoint_every_steps=0)
         Trainer(cfg, train_dataset=ToyVideos(8)).fit(resume="auto")
     changed = [r.getMessage() for r in caplog.records if "changed options" in r.getMessage()]
-    assert changed == ["resuming with changed options: epochs 1 -> 2"]
+    assert changed == ["resuming with changed options (they apply from here on): epochs 1 -> 2"]
+
+
+def test_a_resumed_run_applies_a_changed_lr_and_weight_decay(tmp_path):
+    # The saved optimizer and scheduler state used to bring the old values back while
+    # config.json recorded the new ones.
+    out = tmp_path / "run"
+    first = Trainer(
+        toy_config(out, epochs=2, lr=1e-3, weight_decay=0.0), train_dataset=ToyVideos(8)
+    )
+    first.request_stop()
+    first.fit()
+    first.close()
+    same = Trainer(toy_config(out, epochs=2, lr=1e-3, weight_decay=0.0), train_dataset=ToyVideos(8))
+    same.load_state(out / "last.pt")
+    changed = Trainer(
+        toy_config(out, epochs=2, lr=1e-2, weight_decay=0.05), train_dataset=ToyVideos(8)
+    )
+    changed.load_state(out / "last.pt")
+    a, b = same.optimizer.param_groups[0], changed.optimizer.param_groups[0]
+    assert b["lr"] == pytest.approx(10 * a["lr"]) and a["lr"] > 0
+    assert b["weight_decay"] == 0.05 and a["weight_decay"] == 0.0
+    assert changed.scheduler.base_lrs == pytest.approx([10 * x for x in same.scheduler.base_lrs])
+    changed.optimizer.step()
+    changed.scheduler.step()
+    same.optimizer.step()
+    same.scheduler.step()
+    assert b["lr"] == pytest.approx(10 * a["lr"])  # the schedule goes on from the new peak
+    same.close()
+    changed.close()

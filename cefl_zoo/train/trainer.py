@@ -535,16 +535,25 @@ class Trainer:
             fused_devices=self._fused_optimizer_devices,
         )
 
-    def _load_optimizer_state(self, state: dict[str, Any]) -> None:
-        """Load an optimizer state saved by a run that may have (not) used the fused kernel.
+    def _load_optimizer_state(self, state: dict[str, Any], lr_ratio: float = 1.0) -> None:
+        """Load a saved optimizer state (its moments and step counters) under this run's
+        hyper-parameters.
 
-        ``load_state_dict`` takes every hyper-parameter from the checkpoint, ``fused`` and
-        ``foreach`` included, and places the step counters by them; this run's choice
-        (fused on CUDA, PyTorch's default elsewhere) is kept instead.
+        ``load_state_dict`` takes every hyper-parameter from the checkpoint: a resumed run
+        with another ``--weight-decay`` or ``--momentum`` would silently keep the old one,
+        and ``fused`` / ``foreach`` place the step counters. This run's values are kept
+        instead (fused on CUDA, PyTorch's default elsewhere); the learning rate, which
+        the schedule moves, is the saved one times ``lr_ratio`` (new ``--lr`` / old).
         """
         own = self.optimizer.param_groups[0]
-        flags = {k: own[k] for k in ("fused", "foreach") if k in own}
-        groups = [{**g, **flags} for g in state.get("param_groups", [])]
+        keep = {k: v for k, v in own.items() if k not in ("params", "lr", "initial_lr")}
+        groups = []
+        for saved in state.get("param_groups", []):
+            group = {**saved, **keep}
+            for key in ("lr", "initial_lr"):
+                if key in group:
+                    group[key] = group[key] * lr_ratio
+            groups.append(group)
         self.optimizer.load_state_dict({**state, "param_groups": groups})
 
     def _set_frozen(self, frozen: bool) -> None:
@@ -633,8 +642,15 @@ class Trainer:
                 f"has {self.classes}; resume with the same data and --classes"
             )
         load_model_weights(self.model, ckpt["model"])
-        self._load_optimizer_state(ckpt["optimizer"])
+        # A changed --lr applies from here on, as a changed schedule does: the saved state
+        # would bring the old one back (scheduler base_lrs, the groups' lr).
+        saved_lr = (ckpt.get("config") or {}).get("lr")
+        ratio = float(self.cfg.lr) / float(saved_lr) if saved_lr else 1.0
+        self._load_optimizer_state(ckpt["optimizer"], lr_ratio=ratio)
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ratio != 1.0:
+            self.scheduler.base_lrs = [b * ratio for b in self.scheduler.base_lrs]
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         self.scaler.load_state_dict(ckpt["scaler"])
         if ckpt.get("steps_per_epoch") not in (None, self.steps_per_epoch):
             log.warning(
@@ -659,7 +675,7 @@ class Trainer:
             changed = config_differences(ckpt.get("config") or {}, self.cfg)
             if changed and ckpt.get("config"):
                 log.warning(
-                    "resuming with changed options: %s",
+                    "resuming with changed options (they apply from here on): %s",
                     ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
                 )
             log.info(
@@ -682,6 +698,12 @@ class Trainer:
             raise ConfigError(
                 f"output dir {self.output_dir} is a file, not a folder: choose another --output-dir"
             )
+        for parent in self.output_dir.absolute().parents:
+            if parent.exists() and not parent.is_dir():
+                raise ConfigError(
+                    f"output dir {self.output_dir} lies under {parent}, which is a file, not a "
+                    "folder: choose another --output-dir"
+                )
         if not self.output_dir.is_dir():
             return
         found = sorted(
