@@ -987,3 +987,21 @@ def test_a_resumed_run_applies_a_changed_lr_and_weight_decay(tmp_path):
     assert b["lr"] == pytest.approx(10 * a["lr"])  # the schedule goes on from the new peak
     same.close()
     changed.close()
+
+
+def test_resuming_with_another_number_of_processes_keeps_the_epoch_statistics(tmp_path):
+    # A checkpoint of 2 processes, resumed in 1: the epoch's sums so far used to be dropped
+    out = tmp_path / "run"
+    first = Trainer(toy_config(out, epochs=2), train_dataset=ToyVideos(8))
+    first.request_stop()
+    first.fit()
+    first.close()
+    ckpt = load_checkpoint(out / "last.pt")
+    ckpt.update(
+        world_size=2, rng=[ckpt["rng"][0]] * 2, epoch_stats=[[3.0, 2.0, 1.0], [5.0, 2.0, 0.0]]
+    )
+    torch.save(ckpt, out / "two.pt")
+    resumed = Trainer(toy_config(out, epochs=2), train_dataset=ToyVideos(8))
+    resumed.load_state(out / "two.pt")
+    assert resumed._epoch_stats.tolist() == [8.0, 4.0, 1.0]
+    resumed.close()

@@ -671,6 +671,11 @@ class Trainer:
         restore_rng_state(rng[self.info.rank] if same_world else rng[0])
         if stats is not None and same_world:
             self._epoch_stats = torch.tensor(stats[self.info.rank], dtype=torch.float64)
+        elif stats is not None:
+            # Another number of processes: the epoch's sums so far (loss, videos, correct)
+            # are summed over the ranks at the epoch's end, so rank 0 carries them all.
+            total = torch.tensor(stats, dtype=torch.float64).reshape(-1, 3).sum(0)
+            self._epoch_stats = total if self.info.is_main else torch.zeros(3, dtype=torch.float64)
         if self.info.is_main:
             changed = config_differences(ckpt.get("config") or {}, self.cfg)
             if changed and ckpt.get("config"):
