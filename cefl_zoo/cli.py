@@ -100,8 +100,7 @@ def _stdout_is_broken() -> bool:
         fd = sys.stdout.fileno()
     except (OSError, ValueError):
         return False
-    try:
-        os.write(fd, b"")  # a zero-byte write says nothing on Linux pipes: poll instead
+    try:  # (a zero-byte write says nothing on a Linux pipe: poll for its error instead)
         import select
 
         poller = select.poll()

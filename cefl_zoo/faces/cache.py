@@ -33,6 +33,7 @@ import os
 import shutil
 import uuid
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +119,7 @@ def crop_folder_names(videos: list[str]) -> list[str]:
         ['a_mp4', 'a_avi', 'a_mp4-2']
     """
     stems = [_video_stem(v) for v in videos]
-    counts: dict[str, int] = {}
-    for stem in stems:
-        counts[stem] = counts.get(stem, 0) + 1
+    counts = Counter(stems)
     names = []
     for video, stem in zip(videos, stems):
         suffix = os.path.splitext(os.path.basename(os.path.normpath(video)))[1]

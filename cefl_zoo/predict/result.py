@@ -54,6 +54,28 @@ def _seconds(first: int, last: int, fps: float | None) -> tuple[float, float] | 
     return (_round(first / fps, 4), _round((last + 1) / fps, 4))
 
 
+def _row_seconds(
+    times: torch.Tensor | None, row: int, frames: tuple[int, int] | None, fps: float | None
+) -> tuple[float, float] | None:
+    """Seconds of span ``row``: from ``times`` (``(M, 2)``, the video's timestamps) when
+    known, else ``frames`` (first, last) at ``fps``; rounded as the JSON has them."""
+    if times is not None:
+        start, end = times[row].tolist()
+        return (_round(start, 4), _round(end, 4))
+    return None if frames is None else _seconds(*frames, fps)
+
+
+def _duration(
+    video_duration: float | None, num_frames: int | None, fps: float | None
+) -> float | None:
+    """The video's length in seconds: its container's, else ``num_frames / fps``."""
+    if video_duration is not None:
+        return _round(video_duration, 4)
+    if num_frames is None or not fps:
+        return None
+    return _round(num_frames / fps, 4)
+
+
 def span_seconds(
     spans: torch.Tensor, frame_times: torch.Tensor, duration: float | None = None
 ) -> torch.Tensor:
@@ -230,11 +252,7 @@ class Prediction:
 
     def clip_seconds(self, clip: int) -> tuple[float, float] | None:
         """Start and end time in seconds of clip ``clip`` (end exclusive)."""
-        if self.clip_times is not None:
-            start, end = self.clip_times[clip].tolist()
-            return (_round(start, 4), _round(end, 4))
-        frames = self.clip_frames(clip)
-        return None if frames is None else _seconds(*frames, self.fps)
+        return _row_seconds(self.clip_times, clip, self.clip_frames(clip), self.fps)
 
     @property
     def rich_clip_frames(self) -> tuple[int, int] | None:
@@ -250,11 +268,7 @@ class Prediction:
     def duration(self) -> float | None:
         """Length of the video in seconds (its container's, else ``num_frames / fps``),
         when known."""
-        if self.video_duration is not None:
-            return _round(self.video_duration, 4)
-        if self.num_frames is None or not self.fps:
-            return None
-        return _round(self.num_frames / self.fps, 4)
+        return _duration(self.video_duration, self.num_frames, self.fps)
 
     # -- serialisation ---------------------------------------------------------------
     def _clip_dict(self, n: int) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ..commands._common import plural
-from .result import dump_json
+from .result import _duration, _row_seconds, dump_json
 
 __all__ = ["Timeline", "parse_span", "window_starts"]
 
@@ -188,33 +188,18 @@ class Timeline:
         return centre / self.fps if self.fps else centre
 
     def _window_seconds(self, w: int) -> tuple[float, float] | None:
-        if self.window_times is not None:
-            a, b = self.window_times[w].tolist()
-            return (round(a, 4), round(b, 4))
-        if not self.fps:
-            return None
-        return (
-            round(int(self.starts[w]) / self.fps, 4),
-            round((int(self.ends[w]) + 1) / self.fps, 4),
-        )
+        frames = (int(self.starts[w]), int(self.ends[w]))
+        return _row_seconds(self.window_times, w, frames, self.fps)
 
     def _rich_seconds(self, w: int) -> tuple[float, float] | None:
-        if self.rich_clip_times is not None:
-            a, b = self.rich_clip_times[w].tolist()
-            return (round(a, 4), round(b, 4))
-        if not self.fps or self.rich_clip_frames is None:
-            return None
-        a, b = (int(v) for v in self.rich_clip_frames[w].tolist())
-        return (round(a / self.fps, 4), round((b + 1) / self.fps, 4))
+        frames = self.rich_clip_frames
+        first_last = None if frames is None else (int(frames[w, 0]), int(frames[w, 1]))
+        return _row_seconds(self.rich_clip_times, w, first_last, self.fps)
 
     @property
     def duration(self) -> float | None:
         """Length of the video in seconds, when known."""
-        if self.video_duration is not None:
-            return round(float(self.video_duration), 4)
-        if self.num_frames and self.fps:
-            return round(self.num_frames / self.fps, 4)
-        return None
+        return _duration(self.video_duration, self.num_frames, self.fps)
 
     @property
     def mean_probs(self) -> torch.Tensor:

@@ -465,7 +465,6 @@ class Trainer:
         cfg = self.cfg
         data_classes = dataset_classes_of(self.train_dataset, cfg.classes)
         model = self.model
-        origin = getattr(self, "_weights_origin", "random weights")
         if cfg.classes:
             classes = list(cfg.classes)
         else:
@@ -497,7 +496,7 @@ class Trainer:
             model.reset_classifier(len(classes))
         if hasattr(model, "pretrained_cfg"):
             start = model.pretrained_cfg
-            notes = f"trained with cefl-zoo's Trainer, starting from {origin}"
+            notes = f"trained with cefl-zoo's Trainer, starting from {self._weights_origin}"
             # The trained weights are new ones: not the tag, scores or data of the weights
             # training started from.
             model.pretrained_cfg = start.derived(notes) if start.has_provenance else start
@@ -971,8 +970,8 @@ class Trainer:
                     logits = self._train_model(video)
                 loss = self.loss_fn(logits.float(), targets)
                 train_loss = loss
-                padded = self._global_videos(position, position + b)
-                if padded < b * info.world_size:
+                real_everywhere = self._global_videos(position, position + b)
+                if real_everywhere < b * info.world_size:
                     # DistributedSampler padded a share with repeats: leave them out of
                     # the gradient too. Each rank's loss is its real videos' sum over all
                     # ranks' real videos (x world size: DDP averages the ranks), so the
@@ -982,7 +981,7 @@ class Trainer:
                         if real
                         else logits.float().sum() * 0.0  # keeps every rank in the backward
                     )
-                    train_loss = part * info.world_size / max(padded, 1)
+                    train_loss = part * info.world_size / max(real_everywhere, 1)
                 self.scaler.scale(train_loss / group_size).backward()
             position += b
             with torch.no_grad():
