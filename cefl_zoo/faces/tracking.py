@@ -216,10 +216,15 @@ def track_segments(ids: torch.Tensor, times: torch.Tensor | None = None) -> list
     if t == 0 or known.numel() == 0:
         return [slice(0, t)]
     times = torch.arange(t, dtype=torch.float64) if times is None else times.double()
-    nearest = (times[:, None] - times[known][None, :]).abs().argmin(1)  # first on a tie
-    owner = ids[known][nearest]
-    cuts = [0] + [i for i in range(1, t) if owner[i] != owner[i - 1]] + [t]
-    return [slice(a, b) for a, b in itertools.pairwise(cuts)]
+    # The nearest frame with a box, by a sorted search: O(T log K), not a T x K matrix
+    # (a whole video's frames are tracked at once).
+    known_t = times[known].contiguous()
+    right = torch.searchsorted(known_t, times).clamp(max=len(known_t) - 1)
+    left = (right - 1).clamp(min=0)
+    earlier = (times - known_t[left]).abs() <= (known_t[right] - times).abs()  # a tie: earlier
+    owner = ids[known][torch.where(earlier, left, right)]
+    changes = ((owner[1:] != owner[:-1]).nonzero().flatten() + 1).tolist()
+    return [slice(a, b) for a, b in itertools.pairwise([0, *changes, t])]
 
 
 def fill_track(
