@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -197,12 +198,106 @@ def test_timeline_to_dict_round_trip_and_segments(tmp_path):
         "end_s": 5.4,
     }
     assert [s["label"] for s in data["segments"]] == ["neutral", "happiness", "neutral"]
-    assert data["segments"][1]["first_frame"] == 100 and data["segments"][1]["last_frame"] == 254
+    # the runs meet where the shared frames of their windows are split between the centres
+    assert data["segments"] == [
+        {
+            "label": "neutral",
+            "first_frame": 0,
+            "last_frame": 127,
+            "start_s": 0.0,
+            "end_s": 5.12,
+            "first_window": 0,
+            "last_window": 1,
+        },
+        {
+            "label": "happiness",
+            "first_frame": 128,
+            "last_frame": 227,
+            "start_s": 5.12,
+            "end_s": 9.12,
+            "first_window": 2,
+            "last_window": 3,
+        },
+        {
+            "label": "neutral",
+            "first_frame": 228,
+            "last_frame": 304,
+            "start_s": 9.12,
+            "end_s": 12.2,
+            "first_window": 4,
+            "last_window": 4,
+        },
+    ]
     again = Timeline.from_dict(data)
     assert torch.allclose(again.probs, tl.probs)
     assert again.starts.tolist() == tl.starts.tolist() and again.ends.tolist() == tl.ends.tolist()
     assert again.rich_clip_frames.tolist() == tl.rich_clip_frames.tolist()
     assert "neutral" in tl.summary() and "3 segments" in tl.summary()
+
+
+@pytest.mark.parametrize(
+    "length,stride", [(105, 35), (105, 1), (105, 104), (20, 7), (9, 9), (4, 1)]
+)
+def test_timeline_segments_tile_the_video_without_overlap(length, stride):
+    """Whatever the labels, the segments cover every frame of the windows exactly once,
+    in order, and each frame goes to the run of the window whose centre is nearest."""
+    gen = torch.Generator().manual_seed(length * 1000 + stride)
+    num_frames = 400
+    starts = torch.tensor(window_starts(num_frames, length, stride))
+    probs = torch.rand(len(starts), 3, generator=gen)
+    probs[::3] = probs[::3].flip(1)  # plenty of label changes, some one-window runs
+    tl = Timeline("v.mp4", ("a", "b", "c"), starts, starts + length - 1, probs, fps=25.0)
+    segs = tl.segments()
+    assert segs[0]["first_frame"] == 0 and segs[-1]["last_frame"] == num_frames - 1
+    for seg, nxt in itertools.pairwise(segs):
+        assert nxt["first_frame"] == seg["last_frame"] + 1
+        assert nxt["start_s"] == seg["end_s"]
+        assert nxt["label"] != seg["label"] and nxt["first_window"] == seg["last_window"] + 1
+    centres = (tl.starts + tl.ends).double() / 2
+    for seg in segs:
+        assert seg["first_frame"] <= seg["last_frame"]
+        assert (seg["start_s"], seg["end_s"]) == (
+            seg["first_frame"] / 25,
+            (seg["last_frame"] + 1) / 25,
+        )
+        frames = torch.arange(seg["first_frame"], seg["last_frame"] + 1).double()
+        nearest = (frames[:, None] - centres[None]).abs()
+        # frames in the segment are nearer (or as near) to one of its windows' centres
+        # than to any window of another label
+        own = nearest[:, seg["first_window"] : seg["last_window"] + 1].min(1).values
+        assert (own <= nearest.min(1).values + 0.5).all()
+        assert {tl.labels[w] for w in range(seg["first_window"], seg["last_window"] + 1)} == {
+            seg["label"]
+        }
+
+
+def test_timeline_segments_leave_unscored_gaps_out():
+    """A stride longer than the window leaves frames no window saw: no segment has them."""
+    starts = torch.tensor([0, 100, 200])
+    probs = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.1, 0.9]])
+    tl = Timeline("v.mp4", ("a", "b"), starts, starts + 49, probs, fps=10.0)
+    assert [
+        (s["first_frame"], s["last_frame"], s["start_s"], s["end_s"]) for s in tl.segments()
+    ] == [
+        (0, 49, 0.0, 5.0),
+        (100, 249, 10.0, 25.0),
+    ]
+
+
+def test_timeline_segment_seconds_follow_the_window_timestamps():
+    """With the video's timestamps (variable frame rate), a cut inside a window is placed
+    within that window's own time span, and a segment's end is the next one's start."""
+    starts = torch.tensor([0, 10, 20])
+    probs = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.1, 0.9]])
+    # 20-frame windows: the first runs at 10 fps, the later ones at 20 fps
+    times = torch.tensor([[0.0, 2.0], [1.0, 1.5 + 0.5], [1.5, 2.5]], dtype=torch.float64)
+    tl = Timeline("v.mp4", ("a", "b"), starts, starts + 19, probs, fps=15.0, window_times=times)
+    first, second = tl.segments()
+    assert (first["first_frame"], first["last_frame"]) == (0, 14)
+    assert (second["first_frame"], second["last_frame"]) == (15, 39)
+    # frame 15 starts a quarter into window 1 (frames 10..29, 1.0 s .. 2.0 s)
+    assert first["end_s"] == second["start_s"] == 1.25
+    assert first["start_s"] == 0.0 and second["end_s"] == 2.5
 
 
 def test_timeline_plot_writes_a_png(tmp_path):

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 
 from ..commands._common import plural
-from .result import _duration, _row_seconds, dump_json
+from .result import _duration, _round, _row_seconds, dump_json
 
 __all__ = ["Timeline", "parse_span", "window_starts"]
 
@@ -211,32 +212,77 @@ class Timeline:
         """The class with the highest mean probability over the whole video."""
         return self.label_names[int(self.mean_probs.argmax())]
 
+    def _frame_start_seconds(self, frame: int, w: int) -> float | None:
+        """When frame ``frame`` starts, in seconds, for a frame in (or just after) window
+        ``w``: linear inside the window's own time span (exact for a constant frame rate;
+        to within a frame's share of the window for a variable one)."""
+        if self.window_times is None:
+            return _round(frame / self.fps, 4) if self.fps else None
+        t0, t1 = self.window_times[w].tolist()
+        first, last = int(self.starts[w]), int(self.ends[w])
+        return _round(t0 + (frame - first) * (t1 - t0) / (last - first + 1), 4)
+
     def segments(self) -> list[dict[str, Any]]:
-        """Runs of consecutive windows with the same label.
+        """Runs of consecutive windows with the same label, as non-overlapping parts of
+        the video.
+
+        Consecutive windows overlap when the stride is shorter than the window (the
+        default). Where two runs meet, the frames the two windows share are split at the
+        midpoint between the windows' centres, so every frame belongs to at most one
+        segment and the segments of a video that the windows cover tile it from the
+        first window's first frame to the last window's last frame. With a stride longer
+        than the window, the frames between windows were not scored and belong to no
+        segment.
 
         Returns:
-            ``[{"label", "first_frame", "last_frame", "start_s", "end_s"}, ...]``; the
-            frames are those of the first and last window of the run.
+            ``[{"label", "first_frame", "last_frame", "start_s", "end_s",
+            "first_window", "last_window"}, ...]``: frames inclusive, seconds end
+            exclusive (left out when neither timestamps nor the fps are known), and the
+            indices of the run's first and last window.
+
+        Example:
+            >>> import torch
+            >>> starts = torch.tensor([0, 50, 100])  # 105-frame windows, 50 apart
+            >>> tl = Timeline("v.mp4", ("calm", "happy"), starts, starts + 104,
+            ...               torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]]), fps=25.0)
+            >>> [(s["label"], s["first_frame"], s["last_frame"]) for s in tl.segments()]
+            [('calm', 0, 77), ('happy', 78, 204)]
         """
-        out: list[dict[str, Any]] = []
-        span: list[list[int]] = []  # first and last window of each run
-        for w, label in enumerate(self.labels):
-            if out and out[-1]["label"] == label:
-                out[-1]["last_frame"] = int(self.ends[w])
-                span[-1][1] = w
+        labels = self.labels
+        runs: list[list[int]] = []  # first and last window of each run
+        for w, label in enumerate(labels):
+            if runs and labels[runs[-1][0]] == label:
+                runs[-1][1] = w
             else:
-                out.append(
-                    {
-                        "label": label,
-                        "first_frame": int(self.starts[w]),
-                        "last_frame": int(self.ends[w]),
-                    }
-                )
-                span.append([w, w])
-        for seg, (a, b) in zip(out, span):
-            first, last = self._window_seconds(a), self._window_seconds(b)
-            if first is not None and last is not None:
-                seg["start_s"], seg["end_s"] = first[0], last[1]
+                runs.append([w, w])
+        if not runs:
+            return []
+        starts, ends = self.starts.tolist(), self.ends.tolist()
+        # (last frame of this run, first frame of the next) at each meeting point
+        cuts: list[tuple[int, int]] = []
+        for (_, b), (c, _) in itertools.pairwise(runs):
+            if starts[c] > ends[b] + 1:  # a gap of unscored frames between the windows
+                cuts.append((ends[b], starts[c]))
+                continue
+            centre_b, centre_c = starts[b] + ends[b], starts[c] + ends[c]  # doubled
+            last = (centre_b + centre_c) // 4  # the floor of the midpoint of the centres
+            last = min(max(last, starts[c] - 1), ends[b])
+            cuts.append((last, last + 1))
+        out: list[dict[str, Any]] = []
+        for i, (a, b) in enumerate(runs):
+            first = starts[a] if i == 0 else cuts[i - 1][1]
+            last = ends[b] if i == len(runs) - 1 else cuts[i][0]
+            seg: dict[str, Any] = {"label": labels[a], "first_frame": first, "last_frame": last}
+            start_s = self._frame_start_seconds(first, a)
+            end_s = (
+                self._frame_start_seconds(cuts[i][1], runs[i + 1][0])
+                if i < len(runs) - 1 and cuts[i][1] == last + 1
+                else self._frame_start_seconds(last + 1, b)
+            )
+            if start_s is not None and end_s is not None:
+                seg["start_s"], seg["end_s"] = start_s, end_s
+            seg["first_window"], seg["last_window"] = a, b
+            out.append(seg)
         return out
 
     def to_dict(self) -> dict[str, Any]:
