@@ -2,7 +2,7 @@
 
 Every module in :mod:`cefl_zoo.commands` that defines ``NAME``, ``HELP``,
 ``add_arguments`` and ``run`` becomes a sub-command. A command reports bad input by
-raising :class:`cefl_zoo.commands._common.CommandError`: one line on stderr, no traceback.
+raising ``CommandError`` (``cefl_zoo.commands._common``): one line on stderr, no traceback.
 
 A command module may also define ``prepare_argv(parser, argv) -> argv``, which rewrites
 its arguments before they are parsed (``predict`` uses it so that ``--faces clip.mp4``

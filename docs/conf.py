@@ -46,14 +46,18 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
     "cefl_docs",
+    "external_links",
 ]
-# No intersphinx: the build must work without network access.
+# No intersphinx: the build must work without network access. external_links links the
+# torch / numpy / standard-library / huggingface_hub names the API uses to their docs.
 
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 templates_path: list[str] = []
 root_doc = "index"
 default_role = "py:obj"
-nitpicky = False  # torch / numpy types cannot resolve without intersphinx
+# Every cross-reference must resolve (to these docs or, through external_links, to
+# another project's), so -W fails on a name that would render as dead text.
+nitpicky = True
 # cefl_docs resolves every reference to a cefl_zoo object to where it is documented and
 # reports (as a warning, so -W fails) references to cefl_zoo names that do not exist.
 cefl_docs_check_references = True

@@ -181,6 +181,37 @@ def test_top_level_names_link_to_their_documentation(html):
         ), name
 
 
+def test_other_projects_names_link_to_their_docs(html):
+    """torch / standard-library types in signatures link out (offline, no intersphinx);
+    a name nothing resolves fails the build, which is nitpicky."""
+    import external_links
+
+    assert external_links.external_url("torch.nn.modules.module.Module") == (
+        "https://docs.pytorch.org/docs/stable/generated/torch.nn.Module.html"
+    )
+    assert external_links.external_url("torch.utils.data.DistributedSampler").endswith(
+        "data.html#torch.utils.data.distributed.DistributedSampler"
+    )
+    assert external_links.external_url("os.PathLike") == (
+        "https://docs.python.org/3/library/os.html#os.PathLike"
+    )
+    assert external_links.external_url("torch.made_up") is None
+    assert external_links.external_url("cefl_zoo.CEFLNet") is None
+    page = (html / "api" / "models.html").read_text()
+    assert 'href="https://docs.pytorch.org/docs/stable/tensors.html#torch.Tensor"' in page
+    assert 'href="https://docs.pytorch.org/docs/stable/generated/torch.nn.Module.html"' in page
+
+
+def test_dataclass_signatures_parse(html):
+    """A ``default_factory`` renders as a call, so Sphinx parses the signature (with
+    ``<factory>`` it split ``tuple[float, ...]`` at the comma into dead references)."""
+    text = re.sub(r"<[^>]+>", "", (html / "api" / "registry.html").read_text())
+    text = text.replace("&#x27;", "'")
+    assert "metrics: dict[str, float] = dict()" in text
+    assert "mean: tuple[float, ...] = (0.485, 0.456, 0.406)" in text
+    assert "&lt;factory&gt;" not in text
+
+
 # -- generated tables --------------------------------------------------------------------------
 def test_model_zoo_table_is_the_registry(html):
     rows = cefl_docs.model_zoo_rows()

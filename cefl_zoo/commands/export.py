@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HELP",
     "NAME",
+    "ExportError",
     "add_arguments",
     "export",
     "export_onnx",

@@ -45,6 +45,7 @@ from ..video.io import VideoReader, VideoReadError, open_video
 from ..video.sampling import ClipSample, ClipSampler, VideoTooShortError, apex_clip_index
 
 __all__ = [
+    "ITEM_ERRORS",
     "FaceCropper",
     "Sample",
     "SampleTransformError",
@@ -215,7 +216,7 @@ class VideoDataset(Dataset):
             that keyword (see :class:`FaceCropper`). Leave it ``None`` for datasets that
             ship face crops.
         on_error: ``"skip"``: a broken item (unreadable, truncated, too short, no face,
-            ...) is reported with its path (a warning and a record in :attr:`failures`)
+            ...) is reported with its path (a warning and a record in ``failures``)
             and the next item (``index + 1``, wrapping around) that loads is returned in
             its place, its ``"index"`` telling which. ``"raise"``: raise the error, with
             the path in the message.

@@ -290,7 +290,7 @@ class CSVVideoDataset(VideoDataset):
         **kwargs: :class:`~cefl_zoo.data.VideoDataset` options. With ``on_error="skip"``
             (the default) rows naming a file or frame folder that does not exist are left
             out when the dataset is built, with one warning naming the CSV lines (recorded
-            in :attr:`missing`); ``on_error="raise"`` raises for them.
+            in ``missing``); ``on_error="raise"`` raises for them.
 
     Attributes:
         missing: Rows left out because their video is missing: dicts with ``where``

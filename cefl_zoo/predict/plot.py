@@ -214,7 +214,7 @@ def timeline_edges(timeline: Timeline) -> np.ndarray:
 
     Window ``w``'s cell runs from the midpoint between its centre and the previous
     window's to the midpoint between its centre and the next one's, so every cell holds
-    its window's true centre (:attr:`Timeline.times`) even where the windows are not
+    its window's true centre (:attr:`Timeline.times <cefl_zoo.predict.Timeline.times>`) even where the windows are not
     evenly spaced (the last window, which ends on the last frame). The outer edges are the
     first window's start and the last window's end, clipped to ``[0, duration]``.
 

@@ -353,7 +353,7 @@ class Predictor:
             given as, or ``architecture.tag`` of a model object).
 
     Attributes:
-        model: The model, in eval mode on :attr:`device`.
+        model: The model, in eval mode on ``device``.
         model_name: Name used in results.
         label_names: Class names in output order.
         sampler: The :class:`~cefl_zoo.video.ClipSampler`.
@@ -432,7 +432,7 @@ class Predictor:
 
     # -- bookkeeping -----------------------------------------------------------------
     def reset_timings(self) -> None:
-        """Start :attr:`timings` from zero."""
+        """Start ``timings`` from zero."""
         with self._lock:
             self.timings = StageTimes()
 

@@ -330,7 +330,7 @@ class TrainConfig:
 
     @property
     def data_spec(self) -> DataSpec | None:
-        """The parsed :attr:`data` spec."""
+        """The parsed ``data`` spec."""
         return parse_data_spec(self.data) if self.data else None
 
 

@@ -151,7 +151,7 @@ def natural_sort_key(name: str) -> list[Any]:
 class VideoReader:
     """Base class of the readers: random access to the frames of one video.
 
-    Subclasses set :attr:`path` and implement :attr:`info`, :meth:`_read_sorted` and
+    Subclasses set ``path`` and implement :attr:`info`, :meth:`_read_sorted` and
     (optionally) :meth:`close`.
     """
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -42,6 +43,7 @@ import os
 import re
 import sys
 import types
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -708,6 +710,8 @@ def _missing_reference(app: Sphinx, env: Any, node: Any, contnode: nodes.Node) -
                 candidates.append(f"{home}.{qual.rsplit('.', 1)[0]}.{target}")
             elif inspect.isclass(owner):
                 candidates.append(f"{home}.{qual}.{target}")
+    if isinstance(_import(target), typing.TypeVar):  # ``Callable[[_T], _T]``: no page
+        return contnode
     documented = _documented(env)
     domain = env.get_domain("py")
     for cand in candidates:
@@ -739,6 +743,28 @@ def _missing_reference(app: Sphinx, env: Any, node: Any, contnode: nodes.Node) -
     return None
 
 
+def _dataclass_defaults(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, signature: str | None, ret: Any
+) -> tuple[str | None, Any] | None:
+    """Write a dataclass field's ``default_factory`` as a call (``metrics: dict = dict()``)
+    instead of ``<factory>``, which is not Python: Sphinx would fail to parse the whole
+    signature and split it at every comma, annotations included."""
+    if not signature or "<factory>" not in signature or not dataclasses.is_dataclass(obj):
+        return None
+    for field in dataclasses.fields(obj):
+        factory = field.default_factory
+        if factory is dataclasses.MISSING:
+            continue
+        label = getattr(factory, "__qualname__", "")
+        call = f"{label}()" if label.isidentifier() else "..."
+        signature = re.sub(
+            rf"(\b{re.escape(field.name)}\s*:[^=]*?=\s*)<factory>",
+            lambda m, call=call: m.group(1) + call,
+            signature,
+        )
+    return signature, ret
+
+
 def _forget_documented(app: Sphinx, env: Any) -> None:
     _DOCUMENTED.clear()
 
@@ -755,5 +781,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("cefl-extras", Extras)
     app.add_directive("cefl-hub-entries", HubEntries)
     app.connect("missing-reference", _missing_reference)
+    app.connect("autodoc-process-signature", _dataclass_defaults)
     app.connect("env-updated", _forget_documented)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

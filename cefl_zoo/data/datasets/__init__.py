@@ -24,7 +24,8 @@ Example:
     >>> ds = build_dataset("dfew", "/data/DFEW", split="test", fold=1)  # doctest: +SKIP
 """
 
-from ._common import BenchmarkDataset
+from .._listing import ListedVideo
+from ._common import BenchmarkDataset, SubjectFoldsMixin
 from .afew import AFEW
 from .bu3dfe import BU3DFE
 from .dfew import DFEW
@@ -32,4 +33,14 @@ from .ferv39k import FERV39k
 from .mafw import MAFW
 from .mmi import MMI
 
-__all__ = ["AFEW", "BU3DFE", "DFEW", "MAFW", "MMI", "BenchmarkDataset", "FERV39k"]
+__all__ = [
+    "AFEW",
+    "BU3DFE",
+    "DFEW",
+    "MAFW",
+    "MMI",
+    "BenchmarkDataset",
+    "FERV39k",
+    "ListedVideo",
+    "SubjectFoldsMixin",
+]
