@@ -850,7 +850,10 @@ class Predictor:
         Args:
             video: A video path, frame folder, :class:`~cefl_zoo.video.VideoReader` or
                 ``uint8`` frames ``(T, 3, H, W)``.
-            window: Window length: frames (``105``, ``"105f"``) or seconds (``"4.2s"``).
+            window: Window length: frames (``105``, ``"105f"``) or seconds (``"4.2s"``,
+                converted to frames at the video's frame rate, its average rate for a
+                variable one: every window has the same number of frames, and
+                ``Timeline.window_times`` has each window's true start and end).
             stride: Frames (or seconds) between window starts. Default: the part of a
                 window the sampler actually reads (its span, 75 of 105 frames), so the
                 sampled spans of consecutive windows tile the video.
