@@ -214,9 +214,11 @@ def timeline_edges(timeline: Timeline) -> np.ndarray:
 
     Window ``w``'s cell runs from the midpoint between its centre and the previous
     window's to the midpoint between its centre and the next one's, so every cell holds
-    its window's true centre (:attr:`Timeline.times <cefl_zoo.predict.Timeline.times>`) even where the windows are not
-    evenly spaced (the last window, which ends on the last frame). The outer edges are the
-    first window's start and the last window's end, clipped to ``[0, duration]``.
+    its window's true centre (:attr:`Timeline.times <cefl_zoo.predict.Timeline.times>`)
+    even where the windows are not evenly spaced (the last window, which ends on the last
+    frame). The outer edges are the first window's start and the last window's end,
+    clipped to ``[0, duration]``. :meth:`Timeline.segments
+    <cefl_zoo.predict.Timeline.segments>` cuts its runs at the same midpoints.
 
     Example:
         >>> import torch
