@@ -184,3 +184,24 @@ def test_kfold_honours_the_splits_the_user_gives(tmp_path, dfew):
     assert (saved["train_split"], saved["val_split"]) == ("train", "train")
     metrics = json.loads((out / "fold_1" / "metrics.json").read_text())["last"]
     assert metrics["num_videos"] == 8  # fold 1's training videos, not its 2 test videos
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_an_interrupted_kfold_under_torchrun_says_so_once(tmp_path, monkeypatch, capsys, rank):
+    """Every rank stops with 143; only rank 0 prints how to resume."""
+    import cefl_zoo.train.distributed
+    import cefl_zoo.train.kfold
+    from cefl_zoo.train.kfold import FoldInterrupted
+
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(cefl_zoo.train.distributed, "setup_logging", lambda verbose=False: None)
+
+    def stopped(cfg, **kwargs):
+        raise FoldInterrupted("fold 2 was interrupted; run the same command again to resume it")
+
+    monkeypatch.setattr(cefl_zoo.train.kfold, "run_folds", stopped)
+    argv = ["kfold", "--data", f"synthetic:{tmp_path}", "--output-dir", str(tmp_path / "o")]
+    assert cli(argv) == 143
+    said = capsys.readouterr().err.count("run the same command again to resume it")
+    assert said == (1 if rank == "0" else 0)

@@ -1005,3 +1005,82 @@ def test_resuming_with_another_number_of_processes_keeps_the_epoch_statistics(tm
     resumed.load_state(out / "two.pt")
     assert resumed._epoch_stats.tolist() == [8.0, 4.0, 1.0]
     resumed.close()
+
+
+def test_resuming_with_another_number_of_processes_keeps_the_log_window(tmp_path):
+    # The loss since the last steps.jsonl line (sum, videos, steps) of each of 2 processes,
+    # resumed in 1: rank 0 carries the sums, so the next line averages them all.
+    out = tmp_path / "run"
+    first = Trainer(toy_config(out, epochs=2, log_every_steps=3), train_dataset=ToyVideos(8))
+    first.request_stop()
+    first.fit()
+    first.close()
+    ckpt = load_checkpoint(out / "last.pt")
+    window = [[1.5, 2.0, 1.0], [2.5, 2.0, 1.0]]
+    ckpt.update(world_size=2, rng=[ckpt["rng"][0]] * 2, log_window=window)
+    torch.save(ckpt, out / "two.pt")
+    resumed = Trainer(toy_config(out, epochs=2, log_every_steps=3), train_dataset=ToyVideos(8))
+    resumed.load_state(out / "two.pt")
+    assert resumed._log_window.tolist() == [4.0, 4.0, 1.0]
+    resumed.close()
+
+
+# -- the per-step log of a resumed run -----------------------------------------------------
+
+#: 24 videos in batches of 4: 6 steps an epoch, a steps.jsonl line every 3 steps.
+RESUMED = dict(epochs=2, log_every_steps=3, checkpoint_every_steps=0, model_kwargs={"drop_rate": 0})
+
+
+def _steps(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+
+
+def _stop_after(out: Path, global_step: int) -> None:
+    """Train in ``out`` and stop after optimizer step ``global_step``, as SIGTERM would."""
+    trainer = Trainer(toy_config(out, **RESUMED), train_dataset=ToyVideos(24))
+    trainer._should_stop = lambda: trainer.global_step == global_step  # type: ignore[method-assign]
+    assert trainer.fit()["status"] == "interrupted"
+    trainer.close()
+
+
+def test_a_resumed_runs_steps_log_matches_an_uninterrupted_runs(tmp_path):
+    # Stopped after step 4, resumed: the line of step 6 averages the loss of steps 4-6
+    # (it used to average steps 5 and 6 only) and counts the epoch's videos (not 8).
+    Trainer(toy_config(tmp_path / "a", **RESUMED), train_dataset=ToyVideos(24)).fit()
+    out = tmp_path / "b"
+    _stop_after(out, 4)
+    Trainer(toy_config(out, **RESUMED), train_dataset=ToyVideos(24)).fit(resume="auto")
+    a, b = _steps(tmp_path / "a"), _steps(out)
+    assert [s["step"] for s in b] == [s["step"] for s in a] == [3, 6, 9, 12]
+    assert [s["loss"] for s in b] == pytest.approx([s["loss"] for s in a], rel=1e-6)
+    assert [s["videos"] for s in b] == [s["videos"] for s in a] == [12, 24, 12, 24]
+    assert [set(s) for s in b] == [set(s) for s in a]  # (no "loss_steps": the usual windows)
+    assert b[1]["elapsed_s"] > b[0]["elapsed_s"]  # the epoch's training time, across the stop
+
+
+def test_a_resume_from_a_checkpoint_without_the_window_says_what_the_loss_averages(tmp_path):
+    out = tmp_path / "run"
+    _stop_after(out, 4)
+    ckpt = load_checkpoint(out / "last.pt")
+    ckpt.pop("log_window", None)  # as written before checkpoints kept it
+    torch.save(ckpt, out / "last.pt")
+    Trainer(toy_config(out, **RESUMED), train_dataset=ToyVideos(24)).fit(resume="auto")
+    steps = _steps(out)
+    assert [s["step"] for s in steps] == [3, 6, 9, 12]
+    assert [s.get("loss_steps") for s in steps] == [None, 2, None, None]
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_stopped_torchrun_prints_the_resume_hint_once(tmp_path, monkeypatch, capsys, rank):
+    import cefl_zoo.train
+    import cefl_zoo.train.distributed
+
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(cefl_zoo.train.distributed, "setup_logging", lambda verbose=False: None)
+    stopped = {"status": "interrupted", "epoch": 0, "global_step": 3}
+    monkeypatch.setattr(cefl_zoo.train, "train", lambda cfg, resume=None: stopped)
+    argv = ["train", "--data", f"synthetic:{tmp_path}", "--output-dir", str(tmp_path / "o")]
+    assert cli(argv) == 143  # every rank stops, with the exit code of a stopped run
+    hints = capsys.readouterr().err.count("resume with the same command plus --resume")
+    assert hints == (1 if rank == "0" else 0)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import SampleTransformError
     from ..train import CheckpointError, ConfigError, DataError
     from ..train.config import config_from_args, load_config_file
-    from ..train.distributed import setup_logging
+    from ..train.distributed import launch_rank, setup_logging
     from ..train.kfold import FoldInterrupted, format_fold_table, run_folds
     from ..train.loaders import unreadable_video_message
     from ._common import MODEL_ERRORS, training_setup_error
@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"cefl-zoo kfold: error: {err}", file=sys.stderr)
         return 2
     except FoldInterrupted as err:
-        print(f"cefl-zoo kfold: {err}", file=sys.stderr)
+        if launch_rank() == 0:  # under torchrun every rank stops: one message
+            print(f"cefl-zoo kfold: {err}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except MODEL_ERRORS as err:  # the model cannot be built, or --device has no CUDA
         unreadable = unreadable_video_message(err)  # on_error="raise" met a broken video
@@ -92,9 +93,7 @@ def run(args: argparse.Namespace) -> int:
         if problem is None:
             raise
         raise problem from err
-    import os
-
-    if int(os.environ.get("RANK", "0")) == 0:
+    if launch_rank() == 0:
         print(format_fold_table(result, "last"))
         print(format_fold_table(result, "best"))
         print(json.dumps({k: result[k]["summary"] for k in ("last", "best")}))

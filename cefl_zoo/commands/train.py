@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import SampleTransformError
     from ..train import CheckpointError, ConfigError, DataError
     from ..train.config import config_from_args
-    from ..train.distributed import setup_logging
+    from ..train.distributed import launch_rank, setup_logging
     from ..train.loaders import unreadable_video_message
     from ._common import MODEL_ERRORS, training_setup_error
 
@@ -77,10 +77,11 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise problem from err
     if summary["status"] != "completed":
-        print(
-            f"stopped at epoch {summary['epoch'] + 1}, step {summary['global_step']}; "
-            f"resume with the same command plus --resume",
-            file=sys.stderr,
-        )
+        if launch_rank() == 0:  # under torchrun every rank stops: one hint
+            print(
+                f"stopped at epoch {summary['epoch'] + 1}, step {summary['global_step']}; "
+                f"resume with the same command plus --resume",
+                file=sys.stderr,
+            )
         return EXIT_INTERRUPTED
     return 0

@@ -42,6 +42,7 @@ __all__ = [
     "cleanup_distributed",
     "gather_objects",
     "init_distributed",
+    "launch_rank",
     "resolve_device",
     "setup_logging",
 ]
@@ -293,13 +294,22 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def launch_rank() -> int:
+    """This process's rank as ``torchrun`` set it (``RANK``); 0 outside ``torchrun``.
+
+    Needs no process group, so a command can tell "am I the process that reports?"
+    before training starts or after it has ended.
+    """
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Console logging for the command line: INFO on rank 0, warnings only elsewhere.
 
     Reads ``RANK`` from the environment (set by ``torchrun``), so it can run before the
     process group exists. Adds one handler to the ``cefl_zoo`` logger (idempotent).
     """
-    rank = int(os.environ.get("RANK", "0"))
+    rank = launch_rank()
     logger = logging.getLogger("cefl_zoo")
     if not any(getattr(h, "_cefl_cli", False) for h in logger.handlers):
         handler = _StderrHandler()

@@ -10,10 +10,15 @@ What it writes to ``output_dir`` (rank 0 only):
 * ``last.pt`` (every epoch and every ``checkpoint_every_steps`` steps), ``best.pt``
   (best validation ``best_metric``), optionally ``epoch_XXX.pt``; all written
   atomically;
-* ``history.json`` (one record per epoch), ``steps.jsonl`` (one line per log step);
+* ``history.json`` (one record per epoch), ``steps.jsonl`` (one line per log step:
+  ``loss``, the mean since the previous line, and the epoch's ``videos`` and
+  ``elapsed_s`` training seconds so far, the same after a resume as in a run never
+  stopped; ``loss_steps`` only where the loss averages another number of steps, after a
+  resume from a checkpoint that did not keep the loss since the previous line);
 * ``metrics.json`` (last and best validation metrics), ``confusion_matrix.png`` (best
   epoch), ``training_curves.png``;
-* ``train.log``.
+* ``train.log`` (under ``torchrun`` also every rank's warnings about its share of the
+  data, e.g. the unreadable videos it skipped, marked ``[rank R]``).
 
 A run stopped by SIGTERM (e.g. a cluster pre-empting the job) or Ctrl-C (SIGINT; a
 second one aborts at once) finishes the current optimizer step, writes ``last.pt`` and
@@ -120,6 +125,40 @@ def _console_loggers() -> list[logging.Logger]:
     return found
 
 
+class _AppendLines(logging.Handler):
+    """Appends each record to a file as one line, in one ``write`` on an ``O_APPEND``
+    descriptor.
+
+    Every rank and every loader worker (forked, the descriptor inherited) appends to
+    rank 0's ``train.log``: a line written by one system call at the end of the file is
+    never cut into or overwritten by another process's line on a local filesystem.
+
+    Args:
+        path: The file (created if missing, never truncated).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+            while data and self.fd is not None:
+                data = data[os.write(self.fd, data) :]
+        except Exception:  # noqa: BLE001 - as logging's handlers: a log write never stops a run
+            self.handleError(record)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self.fd)
+                self.fd = None
+        super().close()
+
+
 #: File suffixes that make ``init_from`` a checkpoint path rather than a model name.
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
@@ -135,6 +174,12 @@ RUN_OUTPUTS: tuple[str, ...] = (
     "confusion_matrix.png",
     "training_curves.png",
 )
+
+#: The warnings every rank, not only rank 0, writes into ``train.log``: those about its
+#: share of the data (:func:`cefl_zoo.data.base.warn_skipped`'s skipped unreadable videos
+#: are RuntimeWarnings). Others (PyTorch's, say) are the same on every rank: rank 0's copy
+#: is enough.
+DATA_WARNINGS: tuple[type[Warning], ...] = (RuntimeWarning,)
 
 #: Devices whose optimizers use PyTorch's fused kernels (one launch for all parameters;
 #: with a GradScaler the inf check stays on the device, no host sync per step).
@@ -317,14 +362,23 @@ class Trainer:
         self.global_step = 0
         self._epoch_stats = torch.zeros(3, dtype=torch.float64)  # loss sum, videos, correct
         self._live_stats: tuple[torch.Tensor, int] | None = None  # this session's part of the epoch
+        # The loss since the last steps.jsonl line (loss sum, videos, optimizer steps), and
+        # the epoch's training seconds, both before this session (kept in checkpoints, so
+        # a resumed run logs what an uninterrupted one does).
+        self._log_window = torch.zeros(3, dtype=torch.float64)
+        self._live_window: tuple[torch.Tensor, int, int] | None = None  # this session's
+        self._epoch_seconds = 0.0
+        self._epoch_clock: float | None = None  # perf_counter() at the epoch's start
 
     # -- setup -----------------------------------------------------------------------------
     def _resolve_amp(self, amp: str) -> str:
         if amp == "fp16" and self.device.type != "cuda":
-            log.warning("amp=fp16 needs CUDA; training in fp32 on %s", self.device)
+            if self.info.is_main:  # (the same on every rank: said once)
+                log.warning("amp=fp16 needs CUDA; training in fp32 on %s", self.device)
             return "none"
         if amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            log.warning("this GPU has no bf16 support; training in fp32 (try --amp fp16)")
+            if self.info.is_main:
+                log.warning("this GPU has no bf16 support; training in fp32 (try --amp fp16)")
             return "none"
         return amp
 
@@ -341,9 +395,10 @@ class Trainer:
                 "cefl_zoo.data.build_frame_cache(dataset, DIR, size=...))"
             )
         if self.device.type not in self._gpu_decode_devices:
-            log.warning(
-                "gpu_decode needs CUDA; decoding the cache on the CPU in the loader workers"
-            )
+            if self.info.is_main:
+                log.warning(
+                    "gpu_decode needs CUDA; decoding the cache on the CPU in the loader workers"
+                )
             return False
         return True
 
@@ -585,6 +640,7 @@ class Trainer:
         """The full training state (gathers every rank's RNG state; call on all ranks)."""
         rng = gather_objects(capture_rng_state(), self.info)
         stats = gather_objects(self._current_epoch_stats().tolist(), self.info)
+        window = gather_objects(self._current_log_window().tolist(), self.info)
         bare = unwrap_model(self.model)
         from .. import __version__
 
@@ -609,6 +665,8 @@ class Trainer:
             "world_size": self.info.world_size,
             "rng": rng,
             "epoch_stats": stats,
+            "log_window": window,
+            "epoch_seconds": self._current_epoch_seconds(),
             "history": self.history,
             "best": {k: v for k, v in self.best.items()},
             "last_metrics": self.last_metrics,
@@ -651,7 +709,7 @@ class Trainer:
             self.scheduler.base_lrs = [b * ratio for b in self.scheduler.base_lrs]
             self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         self.scaler.load_state_dict(ckpt["scaler"])
-        if ckpt.get("steps_per_epoch") not in (None, self.steps_per_epoch):
+        if ckpt.get("steps_per_epoch") not in (None, self.steps_per_epoch) and self.info.is_main:
             log.warning(
                 "checkpoint %s had %s steps per epoch, this run has %d: the resumed run will "
                 "not retrace the original one exactly",
@@ -675,6 +733,18 @@ class Trainer:
             # are summed over the ranks at the epoch's end, so rank 0 carries them all.
             total = torch.tensor(stats, dtype=torch.float64).reshape(-1, 3).sum(0)
             self._epoch_stats = total if self.info.is_main else torch.zeros(3, dtype=torch.float64)
+        # The loss since the last steps.jsonl line; a checkpoint written before it was kept
+        # has none, and the first line says how many steps its loss averages instead.
+        window = ckpt.get("log_window")
+        self._log_window = torch.zeros(3, dtype=torch.float64)
+        if window is not None and same_world:
+            self._log_window = torch.tensor(window[self.info.rank], dtype=torch.float64)
+        elif window is not None:  # rank 0 carries the sums, as for the epoch statistics
+            rows = torch.tensor(window, dtype=torch.float64).reshape(-1, 3)
+            if self.info.is_main:
+                self._log_window[:2] = rows[:, :2].sum(0)
+            self._log_window[2] = rows[0, 2]  # (the same steps on every rank)
+        self._epoch_seconds = float(ckpt.get("epoch_seconds") or 0.0)
         if self.info.is_main:
             changed = config_differences(ckpt.get("config") or {}, self.cfg)
             if changed and ckpt.get("config"):
@@ -777,11 +847,29 @@ class Trainer:
 
     # -- logging -----------------------------------------------------------------------------
     def _open_logs(self, resumed_step: int | None) -> None:
+        """Open ``train.log`` (and ``steps.jsonl``, rank 0) for this session.
+
+        Rank 0 writes its log and its Python warnings there; every other rank appends
+        only its warnings about the data (a skipped unreadable video, ...), each marked
+        with its rank: the videos of the run are split between the ranks, so only the
+        rank that read a broken one can tell. Their ordinary log lines (rank 0's, again)
+        stay out.
+        """
         if not self.info.is_main:
+            try:
+                handler = _AppendLines(self.output_dir / "train.log")
+            except OSError as err:  # e.g. an output dir that this node does not share
+                log.warning(
+                    "cannot append to %s (%s): the videos this process skips are not listed there",
+                    self.output_dir / "train.log",
+                    err,
+                )
+                return
+            self._log_handler = handler  # (not on the logger: warnings only)
+            self._tee_warnings(handler, categories=DATA_WARNINGS)
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(self.output_dir / "train.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler = _AppendLines(self.output_dir / "train.log")
         logging.getLogger("cefl_zoo").addHandler(handler)
         if logging.getLogger("cefl_zoo").getEffectiveLevel() > logging.INFO:
             logging.getLogger("cefl_zoo").setLevel(logging.INFO)
@@ -798,26 +886,34 @@ class Trainer:
         elif resumed_step is None:
             steps_file.write_text("")
 
-    def _tee_warnings(self, handler: logging.Handler) -> None:
+    def _tee_warnings(
+        self, handler: logging.Handler, categories: tuple[type[Warning], ...] = (Warning,)
+    ) -> None:
         """Also write Python warnings (a skipped unreadable video, ...) into train.log.
 
         Loader workers started after this (fork) inherit it, so the videos they skip are
-        logged too.
+        logged too. In a distributed run each line names its rank (``[rank 1]``).
+
+        Args:
+            handler: Where the warnings go.
+            categories: The warnings to write (the others are only shown as usual).
         """
         shown = warnings.showwarning
+        rank = f"[rank {self.info.rank}] " if self.info.distributed else ""
 
         def showwarning(message, category, filename, lineno, file=None, line=None):
-            record = logging.LogRecord(
-                "cefl_zoo.warnings",
-                logging.WARNING,
-                str(filename),
-                int(lineno or 0),
-                f"{category.__name__}: {message}",
-                None,
-                None,
-            )
-            with contextlib.suppress(Exception):
-                handler.handle(record)
+            if isinstance(category, type) and issubclass(category, categories):
+                record = logging.LogRecord(
+                    "cefl_zoo.warnings",
+                    logging.WARNING,
+                    str(filename),
+                    int(lineno or 0),
+                    f"{rank}{category.__name__}: {message}",
+                    None,
+                    None,
+                )
+                with contextlib.suppress(Exception):
+                    handler.handle(record)
             shown(message, category, filename, lineno, file, line)
 
         self._shown_warnings = shown
@@ -916,6 +1012,8 @@ class Trainer:
         epoch, start_step = self.epoch, self.step_in_epoch
         if start_step == 0:
             self._epoch_stats.zero_()
+            self._log_window.zero_()
+            self._epoch_seconds = 0.0
         self.train_sampler.set_epoch(epoch)
         self.train_sampler.set_start_index(start_step * cfg.grad_accum_steps * cfg.batch_size)
         self._set_frozen(epoch < cfg.freeze_backbone_epochs)
@@ -940,14 +1038,19 @@ class Trainer:
         stats = torch.zeros(
             2, dtype=torch.float64, device=self.device
         )  # loss sum, correct (on device)
-        window = torch.zeros(
-            1, dtype=torch.float64, device=self.device
+        # The loss since the last log line, restored by a resume (saved in checkpoints)
+        saved_loss, saved_videos, saved_steps = self._log_window.tolist()
+        window = torch.tensor(
+            [saved_loss], dtype=torch.float64, device=self.device
         )  # loss sum since the last log
-        window_videos = 0
-        t0 = time.perf_counter()
+        window_videos, window_steps = int(saved_videos), int(saved_steps)
+        # the epoch's clock: its training seconds before a resume count
+        t0 = time.perf_counter() - self._epoch_seconds
+        self._epoch_clock = t0
         videos_seen = 0  # this process's videos in this session, the sampler's padding left out
-        start_position = position = start_step * accum * cfg.batch_size  # in this rank's share
+        position = start_step * accum * cfg.batch_size  # in this rank's share
         self._live_stats = (stats, 0)
+        self._live_window = (window, window_videos, window_steps)
         step = start_step
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(self.train_loader):
@@ -1010,41 +1113,47 @@ class Trainer:
             step += 1
             self.step_in_epoch = step
             self.global_step += 1
+            window_steps += 1
             log_now = self.global_step % cfg.log_every_steps == 0 or step == self.steps_per_epoch
             if log_now or (bar_shown and step % bar_every == 0):
                 local = float(window) / max(window_videos, 1)  # (waits for the device)
                 lr = self.optimizer.param_groups[0]["lr"]
-                videos_all = self._global_videos(start_position, position)
-                rate = videos_all / max(1e-9, time.perf_counter() - t0)
+                elapsed = time.perf_counter() - t0
+                videos_all = self._global_videos(0, position)  # the epoch's so far
+                rate = videos_all / max(1e-9, elapsed)
                 if log_now:
                     loss_avg = all_reduce_mean(local, info, weight=window_videos)
+                    record = {
+                        "step": self.global_step,
+                        "epoch": epoch + 1,
+                        "loss": loss_avg,
+                        "lr": lr,
+                        "videos_per_s": rate,
+                        "elapsed_s": elapsed,
+                        "videos": videos_all,
+                    }
+                    if window_steps != self._steps_since_log_line(step):
+                        # (resumed from a checkpoint without the loss since the last line)
+                        record["loss_steps"] = window_steps
+                    self._write_step(record)
                     window.zero_()
-                    window_videos = 0
-                    self._write_step(
-                        {
-                            "step": self.global_step,
-                            "epoch": epoch + 1,
-                            "loss": loss_avg,
-                            "lr": lr,
-                            "videos_per_s": rate,
-                            "elapsed_s": time.perf_counter() - t0,
-                            "videos": videos_all,
-                        }
-                    )
+                    window_videos = window_steps = 0
                 else:
                     loss_avg = local
                 bar.set_postfix(
                     loss=f"{loss_avg:.4f}", lr=f"{lr:.2e}", vid_s=f"{rate:.1f}", refresh=False
                 )
+            self._live_window = (window, window_videos, window_steps)
             bar.update(1)
             done = step >= self.steps_per_epoch
             if self._should_stop():
                 bar.close()
                 if done:  # the epoch's last step: finish the epoch normally, then stop
-                    self._fold_live_stats()
+                    self._finish_epoch_session(t0, position)
                     self._end_epoch()
                 else:
                     self.save_checkpoint("last.pt")
+                    self._suspend_epoch_session()
                 if info.is_main:
                     log.info(
                         "stop requested: saved %s at global step %d",
@@ -1061,12 +1170,33 @@ class Trainer:
             if done:
                 break
         bar.close()
-        self._fold_live_stats()
-        self._epoch_time = time.perf_counter() - t0
-        self._epoch_rate = self._global_videos(start_position, position) / max(
-            1e-9, self._epoch_time
-        )
+        self._finish_epoch_session(t0, position)
         return True
+
+    def _steps_since_log_line(self, step: int) -> int:
+        """Optimizer steps since the epoch's previous ``steps.jsonl`` line (or its start)
+        at step ``step`` of the epoch: what a log line's loss averages."""
+        every = self.cfg.log_every_steps
+        previous = max(self.global_step - step, (self.global_step - 1) // every * every)
+        return self.global_step - previous
+
+    def _finish_epoch_session(self, t0: float, position: int) -> None:
+        """The epoch's training is done: its statistics and time, for :meth:`_end_epoch`."""
+        self._fold_live_stats()
+        self._live_window = None
+        self._log_window.zero_()  # (every epoch's last step writes a line)
+        self._epoch_time = time.perf_counter() - t0
+        self._epoch_rate = self._global_videos(0, position) / max(1e-9, self._epoch_time)
+        self._epoch_clock = None
+        self._epoch_seconds = 0.0
+
+    def _suspend_epoch_session(self) -> None:
+        """Stopped mid-epoch: keep what the checkpoint holds for a later :meth:`fit`."""
+        self._log_window = self._current_log_window()
+        self._epoch_seconds = self._current_epoch_seconds()
+        self._fold_live_stats()
+        self._live_window = None
+        self._epoch_clock = None
 
     def _real_videos(self, position: int, size: int) -> int:
         """How many of this rank's ``size`` samples from ``position`` of its epoch share are
@@ -1093,6 +1223,19 @@ class Trainer:
         stats, videos = self._live_stats
         loss_sum, correct = stats.tolist()
         return torch.tensor([loss_sum, float(videos), correct], dtype=torch.float64)
+
+    def _current_log_window(self) -> torch.Tensor:
+        """The loss since the last log line as (loss sum, videos, steps) on the CPU."""
+        if self._live_window is None:
+            return self._log_window.clone()
+        window, videos, steps = self._live_window
+        return torch.tensor([float(window), float(videos), float(steps)], dtype=torch.float64)
+
+    def _current_epoch_seconds(self) -> float:
+        """The current epoch's training seconds so far (its earlier sessions' included)."""
+        if self._epoch_clock is None:
+            return self._epoch_seconds
+        return time.perf_counter() - self._epoch_clock
 
     def _fold_live_stats(self) -> None:
         self._epoch_stats += self._live_totals()
