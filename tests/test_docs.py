@@ -196,6 +196,7 @@ def test_other_projects_names_link_to_their_docs(html):
         "https://docs.python.org/3/library/os.html#os.PathLike"
     )
     assert external_links.external_url("torch.made_up") is None
+    assert external_links.external_url("numpy.float32") is None  # (no page of its own)
     assert external_links.external_url("cefl_zoo.CEFLNet") is None
     page = (html / "api" / "models.html").read_text()
     assert 'href="https://docs.pytorch.org/docs/stable/tensors.html#torch.Tensor"' in page
@@ -210,6 +211,8 @@ def test_dataclass_signatures_parse(html):
     assert "metrics: dict[str, float] = dict()" in text
     assert "mean: tuple[float, ...] = (0.485, 0.456, 0.406)" in text
     assert "&lt;factory&gt;" not in text
+    train = re.sub(r"<[^>]+>", "", (html / "api" / "train.html").read_text())
+    assert "model_kwargs: dict = {}" in train  # a lambda factory: the literal it makes
 
 
 # -- generated tables --------------------------------------------------------------------------

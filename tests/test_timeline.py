@@ -300,6 +300,45 @@ def test_timeline_segment_seconds_follow_the_window_timestamps():
     assert first["start_s"] == 0.0 and second["end_s"] == 2.5
 
 
+def test_timeline_segments_survive_the_json_round_trip():
+    """The seconds of a cut come from the window times as the JSON rounds them, so a
+    timeline read back has the very segments it was written with."""
+    gen = torch.Generator().manual_seed(3)
+    starts = torch.tensor(window_starts(500, 60, 17))
+    frame_times = torch.cumsum(torch.rand(500, generator=gen, dtype=torch.float64) / 20, 0)
+    times = torch.stack([frame_times[starts], frame_times[starts + 59] + 0.03], 1)
+    probs = torch.rand(len(starts), 3, generator=gen)
+    tl = Timeline(
+        "v.mp4", ("a", "b", "c"), starts, starts + 59, probs, fps=22.0, window_times=times
+    )
+    data = json.loads(tl.to_json())
+    assert len(data["segments"]) > 5
+    assert Timeline.from_dict(data).segments() == data["segments"]
+
+
+def test_timeline_segments_of_hand_made_unequal_windows_keep_order():
+    """Windows of unequal lengths (the constructor takes any) still give ordered,
+    non-empty, non-overlapping segments."""
+    starts, ends = torch.tensor([0, 10, 30, 40]), torch.tensor([200, 20, 300, 45])
+    probs = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]])
+    segs = Timeline("v.mp4", ("a", "b"), starts, ends, probs, fps=25.0).segments()
+    assert [s["label"] for s in segs] == ["a", "b", "a", "b"]
+    for seg, nxt in itertools.pairwise(segs):
+        assert seg["first_frame"] <= seg["last_frame"] < nxt["first_frame"]
+        assert seg["start_s"] < seg["end_s"] <= nxt["start_s"]
+
+
+@pytest.mark.parametrize("fps", [None, 0.0, float("nan"), float("inf"), -25.0])
+def test_timeline_segments_without_a_usable_frame_rate_have_no_seconds(fps):
+    starts = torch.tensor([0, 50])
+    probs = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
+    tl = Timeline("v.mp4", ("a", "b"), starts, starts + 104, probs, fps=fps)
+    segs = tl.segments()
+    assert [(s["first_frame"], s["last_frame"]) for s in segs] == [(0, 77), (78, 154)]
+    assert all("start_s" not in s and "end_s" not in s for s in segs)
+    json.dumps(segs, allow_nan=False)  # valid JSON: no NaN seconds
+
+
 def test_timeline_plot_writes_a_png(tmp_path):
     from PIL import Image
 

@@ -1056,18 +1056,30 @@ def test_a_resumed_runs_steps_log_matches_an_uninterrupted_runs(tmp_path):
     assert [s["videos"] for s in b] == [s["videos"] for s in a] == [12, 24, 12, 24]
     assert [set(s) for s in b] == [set(s) for s in a]  # (no "loss_steps": the usual windows)
     assert b[1]["elapsed_s"] > b[0]["elapsed_s"]  # the epoch's training time, across the stop
+    # the rate is the epoch's videos over the epoch's time
+    assert b[1]["videos_per_s"] * b[1]["elapsed_s"] == pytest.approx(24)
 
 
 def test_a_resume_from_a_checkpoint_without_the_window_says_what_the_loss_averages(tmp_path):
     out = tmp_path / "run"
     _stop_after(out, 4)
     ckpt = load_checkpoint(out / "last.pt")
-    ckpt.pop("log_window", None)  # as written before checkpoints kept it
+    ckpt.pop("log_window", None)  # as written before checkpoints kept them
+    ckpt.pop("epoch_seconds", None)
     torch.save(ckpt, out / "last.pt")
     Trainer(toy_config(out, **RESUMED), train_dataset=ToyVideos(24)).fit(resume="auto")
     steps = _steps(out)
     assert [s["step"] for s in steps] == [3, 6, 9, 12]
     assert [s.get("loss_steps") for s in steps] == [None, 2, None, None]
+    # the epoch's time before the stop is unknown: the clock (and the rate) count from
+    # the resumed step 4, i.e. the last 8 of the epoch's 24 videos
+    assert [s.get("clock_from_step") for s in steps] == [None, 4, None, None]
+    assert steps[1]["videos"] == 24
+    assert steps[1]["videos_per_s"] * steps[1]["elapsed_s"] == pytest.approx(8)
+    assert steps[3]["videos_per_s"] * steps[3]["elapsed_s"] == pytest.approx(24)
+    history = json.loads((out / "history.json").read_text())
+    assert history[0]["time_s"] is None and history[1]["time_s"] > 0
+    assert history[0]["videos_per_s"] > 0
 
 
 @pytest.mark.parametrize("rank", ["0", "1"])
@@ -1084,3 +1096,21 @@ def test_a_stopped_torchrun_prints_the_resume_hint_once(tmp_path, monkeypatch, c
     assert cli(argv) == 143  # every rank stops, with the exit code of a stopped run
     hints = capsys.readouterr().err.count("resume with the same command plus --resume")
     assert hints == (1 if rank == "0" else 0)
+
+
+def test_fit_again_after_a_stop_trains_to_the_end(tmp_path):
+    """A stop asked for during one fit() does not stop the next fit() of the trainer."""
+    out = tmp_path / "run"
+    trainer = Trainer(toy_config(out, **RESUMED), train_dataset=ToyVideos(24))
+    should_stop = trainer._should_stop
+
+    def stop_at_step_1() -> bool:  # as a SIGTERM during step 1 does
+        if trainer.global_step == 1:
+            trainer.request_stop()
+        return should_stop()
+
+    trainer._should_stop = stop_at_step_1  # type: ignore[method-assign]
+    assert trainer.fit()["status"] == "interrupted" and trainer.global_step == 1
+    summary = trainer.fit(resume="auto")
+    trainer.close()
+    assert summary["status"] == "completed" and summary["global_step"] == 12

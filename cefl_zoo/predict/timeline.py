@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from ..commands._common import plural
-from .result import _duration, _round, _row_seconds, dump_json
+from .result import _duration, _round, _row_seconds, _seconds, dump_json
 
 __all__ = ["Timeline", "parse_span", "window_starts"]
 
@@ -214,11 +214,13 @@ class Timeline:
 
     def _frame_start_seconds(self, frame: int, w: int) -> float | None:
         """When frame ``frame`` starts, in seconds, for a frame in (or just after) window
-        ``w``: linear inside the window's own time span (exact for a constant frame rate;
-        to within a frame's share of the window for a variable one)."""
+        ``w``: linear inside the window's own time span (as :meth:`to_dict` rounds it, so
+        a timeline read back gives the same seconds). Exact for a constant frame rate, an
+        approximation inside the window for a variable one."""
         if self.window_times is None:
-            return _round(frame / self.fps, 4) if self.fps else None
-        t0, t1 = self.window_times[w].tolist()
+            seconds = _seconds(frame, frame, self.fps)
+            return None if seconds is None else seconds[0]
+        t0, t1 = (_round(t, 4) for t in self.window_times[w].tolist())
         first, last = int(self.starts[w]), int(self.ends[w])
         return _round(t0 + (frame - first) * (t1 - t0) / (last - first + 1), 4)
 
@@ -237,8 +239,9 @@ class Timeline:
         Returns:
             ``[{"label", "first_frame", "last_frame", "start_s", "end_s",
             "first_window", "last_window"}, ...]``: frames inclusive, seconds end
-            exclusive (left out when neither timestamps nor the fps are known), and the
-            indices of the run's first and last window.
+            exclusive (left out when neither timestamps nor the fps are known; a cut
+            inside a window is placed linearly in the window's time span, exact for a
+            constant frame rate), and the indices of the run's first and last window.
 
         Example:
             >>> import torch
@@ -260,18 +263,23 @@ class Timeline:
         starts, ends = self.starts.tolist(), self.ends.tolist()
         # (last frame of this run, first frame of the next) at each meeting point
         cuts: list[tuple[int, int]] = []
+        first = starts[runs[0][0]]  # of the run that ends at the cut
         for (_, b), (c, _) in itertools.pairwise(runs):
-            if starts[c] > ends[b] + 1:  # a gap of unscored frames between the windows
-                cuts.append((ends[b], starts[c]))
-                continue
-            centre_b, centre_c = starts[b] + ends[b], starts[c] + ends[c]  # doubled
-            last = (centre_b + centre_c) // 4  # the floor of the midpoint of the centres
-            last = min(max(last, starts[c] - 1), ends[b])
-            cuts.append((last, last + 1))
+            if starts[c] > max(ends[b], first) + 1:  # a gap of unscored frames between windows
+                cuts.append((max(ends[b], first), starts[c]))
+            else:
+                centre_b, centre_c = starts[b] + ends[b], starts[c] + ends[c]  # doubled
+                last = (centre_b + centre_c) // 4  # the floor of the midpoint of the centres
+                last = min(max(last, starts[c] - 1), ends[b])
+                # windows of unequal lengths (a hand-made timeline) can put the midpoint
+                # before the run's own first frame: every segment keeps at least one
+                last = max(last, first)
+                cuts.append((last, last + 1))
+            first = cuts[-1][1]
         out: list[dict[str, Any]] = []
         for i, (a, b) in enumerate(runs):
             first = starts[a] if i == 0 else cuts[i - 1][1]
-            last = ends[b] if i == len(runs) - 1 else cuts[i][0]
+            last = max(ends[b], first) if i == len(runs) - 1 else cuts[i][0]
             seg: dict[str, Any] = {"label": labels[a], "first_frame": first, "last_frame": last}
             start_s = self._frame_start_seconds(first, a)
             end_s = (

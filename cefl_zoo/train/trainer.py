@@ -13,8 +13,12 @@ What it writes to ``output_dir`` (rank 0 only):
 * ``history.json`` (one record per epoch), ``steps.jsonl`` (one line per log step:
   ``loss``, the mean since the previous line, and the epoch's ``videos`` and
   ``elapsed_s`` training seconds so far, the same after a resume as in a run never
-  stopped; ``loss_steps`` only where the loss averages another number of steps, after a
-  resume from a checkpoint that did not keep the loss since the previous line);
+  stopped; ``loss_steps`` only where the loss averages another number of steps than
+  ``log_every_steps`` (after a resume with another ``log_every_steps``, or from a
+  checkpoint that did not keep the loss since the previous line), ``clock_from_step``
+  only where ``elapsed_s`` and ``videos_per_s`` count from that global step instead of
+  the epoch's start (after a resume from a checkpoint that did not keep the epoch's
+  seconds));
 * ``metrics.json`` (last and best validation metrics), ``confusion_matrix.png`` (best
   epoch), ``training_curves.png``;
 * ``train.log`` (under ``torchrun`` also every rank's warnings about its share of the
@@ -369,6 +373,9 @@ class Trainer:
         self._live_window: tuple[torch.Tensor, int, int] | None = None  # this session's
         self._epoch_seconds = 0.0
         self._epoch_clock: float | None = None  # perf_counter() at the epoch's start
+        # The epoch step the clock started at: 0, or the resumed step of a checkpoint that
+        # did not keep the epoch's seconds (the rate then counts this session's videos).
+        self._clock_from_step = 0
 
     # -- setup -----------------------------------------------------------------------------
     def _resolve_amp(self, amp: str) -> str:
@@ -666,7 +673,7 @@ class Trainer:
             "rng": rng,
             "epoch_stats": stats,
             "log_window": window,
-            "epoch_seconds": self._current_epoch_seconds(),
+            "epoch_seconds": None if self._clock_from_step else self._current_epoch_seconds(),
             "history": self.history,
             "best": {k: v for k, v in self.best.items()},
             "last_metrics": self.last_metrics,
@@ -744,7 +751,9 @@ class Trainer:
             if self.info.is_main:
                 self._log_window[:2] = rows[:, :2].sum(0)
             self._log_window[2] = rows[0, 2]  # (the same steps on every rank)
-        self._epoch_seconds = float(ckpt.get("epoch_seconds") or 0.0)
+        seconds = ckpt.get("epoch_seconds")
+        self._epoch_seconds = float(seconds or 0.0)
+        self._clock_from_step = self.step_in_epoch if seconds is None else 0
         if self.info.is_main:
             changed = config_differences(ckpt.get("config") or {}, self.cfg)
             if changed and ckpt.get("config"):
@@ -996,6 +1005,7 @@ class Trainer:
                 while self.epoch < cfg.epochs:
                     if not self._train_epoch():
                         status = "interrupted"
+                        self._stop_requested = False  # honoured: a later fit() trains on
                         break
                     self._end_epoch()
             if status == "completed" and self.info.is_main:
@@ -1014,6 +1024,7 @@ class Trainer:
             self._epoch_stats.zero_()
             self._log_window.zero_()
             self._epoch_seconds = 0.0
+            self._clock_from_step = 0
         self.train_sampler.set_epoch(epoch)
         self.train_sampler.set_start_index(start_step * cfg.grad_accum_steps * cfg.batch_size)
         self._set_frozen(epoch < cfg.freeze_backbone_epochs)
@@ -1049,6 +1060,7 @@ class Trainer:
         self._epoch_clock = t0
         videos_seen = 0  # this process's videos in this session, the sampler's padding left out
         position = start_step * accum * cfg.batch_size  # in this rank's share
+        clock_from = self._clock_from_step * accum * cfg.batch_size  # where t0 counts from
         self._live_stats = (stats, 0)
         self._live_window = (window, window_videos, window_steps)
         step = start_step
@@ -1120,7 +1132,7 @@ class Trainer:
                 lr = self.optimizer.param_groups[0]["lr"]
                 elapsed = time.perf_counter() - t0
                 videos_all = self._global_videos(0, position)  # the epoch's so far
-                rate = videos_all / max(1e-9, elapsed)
+                rate = self._global_videos(clock_from, position) / max(1e-9, elapsed)
                 if log_now:
                     loss_avg = all_reduce_mean(local, info, weight=window_videos)
                     record = {
@@ -1135,6 +1147,8 @@ class Trainer:
                     if window_steps != self._steps_since_log_line(step):
                         # (resumed from a checkpoint without the loss since the last line)
                         record["loss_steps"] = window_steps
+                    if self._clock_from_step:  # (resumed without the epoch's seconds)
+                        record["clock_from_step"] = self.global_step - step + self._clock_from_step
                     self._write_step(record)
                     window.zero_()
                     window_videos = window_steps = 0
@@ -1149,7 +1163,7 @@ class Trainer:
             if self._should_stop():
                 bar.close()
                 if done:  # the epoch's last step: finish the epoch normally, then stop
-                    self._finish_epoch_session(t0, position)
+                    self._finish_epoch_session(t0, clock_from, position)
                     self._end_epoch()
                 else:
                     self.save_checkpoint("last.pt")
@@ -1170,7 +1184,7 @@ class Trainer:
             if done:
                 break
         bar.close()
-        self._finish_epoch_session(t0, position)
+        self._finish_epoch_session(t0, clock_from, position)
         return True
 
     def _steps_since_log_line(self, step: int) -> int:
@@ -1180,15 +1194,19 @@ class Trainer:
         previous = max(self.global_step - step, (self.global_step - 1) // every * every)
         return self.global_step - previous
 
-    def _finish_epoch_session(self, t0: float, position: int) -> None:
-        """The epoch's training is done: its statistics and time, for :meth:`_end_epoch`."""
+    def _finish_epoch_session(self, t0: float, clock_from: int, position: int) -> None:
+        """The epoch's training is done: its statistics and time, for :meth:`_end_epoch`
+        (the time and rate since ``t0``, when the sample at ``clock_from`` was next)."""
         self._fold_live_stats()
         self._live_window = None
         self._log_window.zero_()  # (every epoch's last step writes a line)
-        self._epoch_time = time.perf_counter() - t0
-        self._epoch_rate = self._global_videos(0, position) / max(1e-9, self._epoch_time)
+        seconds = time.perf_counter() - t0
+        self._epoch_rate = self._global_videos(clock_from, position) / max(1e-9, seconds)
+        # the epoch's time is unknown when the clock started after a resume
+        self._epoch_time = None if self._clock_from_step else seconds
         self._epoch_clock = None
         self._epoch_seconds = 0.0
+        self._clock_from_step = 0
 
     def _suspend_epoch_session(self) -> None:
         """Stopped mid-epoch: keep what the checkpoint holds for a later :meth:`fit`."""

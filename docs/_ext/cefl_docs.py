@@ -756,13 +756,25 @@ def _dataclass_defaults(
         if factory is dataclasses.MISSING:
             continue
         label = getattr(factory, "__qualname__", "")
-        call = f"{label}()" if label.isidentifier() else "..."
+        call = f"{label}()" if label.isidentifier() else _factory_value(factory)
         signature = re.sub(
             rf"(\b{re.escape(field.name)}\s*:[^=]*?=\s*)<factory>",
             lambda m, call=call: m.group(1) + call,
             signature,
         )
     return signature, ret
+
+
+def _factory_value(factory: Any) -> str:
+    """What a lambda ``default_factory`` makes, when it is a short literal (``{}``,
+    ``['a']``); else ``...``."""
+    try:
+        value = factory()
+    except Exception:  # noqa: BLE001 - a factory that needs more than docs can give
+        return "..."
+    text = repr(value)
+    literal = isinstance(value, (dict, list, tuple, set, str, int, float, bool))
+    return text if literal and len(text) <= 60 and "<" not in text else "..."
 
 
 def _forget_documented(app: Sphinx, env: Any) -> None:

@@ -21,7 +21,7 @@ __all__ = ["external_url", "setup"]
 
 PYTHON = "https://docs.python.org/3/library/"
 TORCH = "https://docs.pytorch.org/docs/stable/"
-NUMPY = "https://numpy.org/doc/stable/reference/generated/"
+NUMPY = "https://numpy.org/doc/stable/reference/"
 HF_HUB = "https://huggingface.co/docs/huggingface_hub/main/en/package_reference/"
 
 #: Short names that annotations carry (``from pathlib import Path``) to their full name.
@@ -45,6 +45,12 @@ TORCH_CANONICAL = {
     "torch.optim.optimizer.Optimizer": "torch.optim.Optimizer",
 }
 TORCH_DATA = "torch.utils.data."  # one page: data.html#torch.utils.data.NAME
+
+NUMPY_PAGES = {
+    "numpy.ndarray": "generated/numpy.ndarray.html",
+    "numpy.dtype": "generated/numpy.dtype.html",
+    "numpy.random.Generator": "random/generator.html#numpy.random.Generator",
+}
 
 HF_PAGES = {
     "huggingface_hub.hf_hub_download": "file_download#huggingface_hub.hf_hub_download",
@@ -76,13 +82,15 @@ def external_url(target: str) -> str | None:
         page = TORCH_PAGES.get(target)
         return TORCH + page if page else None
     if top == "numpy":
-        return f"{NUMPY}{target}.html" if target.count(".") == 1 else None
+        page = NUMPY_PAGES.get(target)
+        return NUMPY + page if page else None
     if top == "huggingface_hub":
         page = HF_PAGES.get(target)
         return HF_HUB + page if page else None
     if top in sys.stdlib_module_names and "." in target and not top.startswith("_"):
         module = _stdlib_module(target)
-        return f"{PYTHON}{module}.html#{target}" if module else None
+        # (page names are lower case: xml.etree.ElementTree is xml.etree.elementtree.html)
+        return f"{PYTHON}{module.lower()}.html#{target}" if module else None
     return None
 
 
