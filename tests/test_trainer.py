@@ -563,6 +563,47 @@ def test_skipped_training_videos_are_in_train_log(tmp_path, synth_dir):
     assert str(broken) in log_text
 
 
+def test_what_setting_up_says_is_in_train_log(tmp_path, synth_dir):
+    """Videos the dataset lists but lacks are left out while the Trainer is built, before
+    train.log exists: the warning is written there when fit() opens it, once."""
+    import csv
+    import shutil
+    import warnings
+
+    data = tmp_path / "synth"
+    shutil.copytree(synth_dir, data)
+    rows = list(csv.DictReader((data / "labels.csv").open()))
+    gone = data / next(r["path"] for r in rows if r["split"] == "train")
+    gone.unlink()
+    out = tmp_path / "run"
+    cfg = TrainConfig(
+        model="ceflnet_tiny",
+        data=f"synthetic:{data}",
+        epochs=1,
+        batch_size=7,
+        num_clips=2,
+        frames_per_clip=2,
+        img_size=32,
+        num_workers=0,
+        val_split=None,
+        output_dir=str(out),
+        progress=False,
+        save_plots=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        trainer = Trainer(cfg)
+        assert not (out / "train.log").exists()
+        trainer.fit()
+        cfg.epochs = 2
+        trainer.fit(resume="auto")  # a second session: the warning is not repeated
+    log_text = (out / "train.log").read_text()
+    lines = [line for line in log_text.splitlines() if gone.name in line]
+    assert len(lines) == 1 and "WARNING RuntimeWarning" in lines[0], log_text
+    # it comes before the run's first line, as it happened
+    assert log_text.index(gone.name) < log_text.index("training ceflnet_tiny")
+
+
 def test_eval_command_on_a_checkpoint(tmp_path, synth_dir, capsys):
     out = tmp_path / "run"
     assert (

@@ -21,8 +21,9 @@ What it writes to ``output_dir`` (rank 0 only):
   seconds));
 * ``metrics.json`` (last and best validation metrics), ``confusion_matrix.png`` (best
   epoch), ``training_curves.png``;
-* ``train.log`` (under ``torchrun`` also every rank's warnings about its share of the
-  data, e.g. the unreadable videos it skipped, marked ``[rank R]``).
+* ``train.log``: the log and the warnings of the run, including those of setting it up
+  (videos a dataset lists but lacks, ...), and under ``torchrun`` every rank's warnings
+  about its share of the data (the unreadable videos it skipped), marked ``[rank R]``.
 
 A run stopped by SIGTERM (e.g. a cluster pre-empting the job) or Ctrl-C (SIGINT; a
 second one aborts at once) finishes the current optimizer step, writes ``last.pt`` and
@@ -61,6 +62,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +165,54 @@ class _AppendLines(logging.Handler):
         super().close()
 
 
+class _RecordBuffer(logging.Handler):
+    """Keeps log records until the handler they are for exists (``train.log`` opens in
+    :meth:`Trainer.fit`, after setting up has had its say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _warning_record(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, prefix: str = ""
+) -> logging.LogRecord:
+    """A Python warning as the log record ``train.log`` shows it."""
+    return logging.LogRecord(
+        "cefl_zoo.warnings",
+        logging.WARNING,
+        str(filename),
+        int(lineno or 0),
+        f"{prefix}{category.__name__}: {message}",
+        None,
+        None,
+    )
+
+
+def _tee_warnings_to(
+    handler: logging.Handler, categories: tuple[type[Warning], ...] = (Warning,), prefix: str = ""
+) -> Callable[[], None]:
+    """Also send Python warnings of ``categories`` to ``handler`` (as well as showing
+    them as usual); returns the function that undoes it."""
+    shown = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if isinstance(category, type) and issubclass(category, categories):
+            with contextlib.suppress(Exception):
+                handler.handle(_warning_record(message, category, filename, lineno, prefix))
+        shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+
+    def undo() -> None:
+        warnings.showwarning = shown
+
+    return undo
+
+
 #: File suffixes that make ``init_from`` a checkpoint path rather than a model name.
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
@@ -251,6 +301,25 @@ class Trainer:
         model: nn.Module | None = None,
         train_dataset: Dataset | None = None,
         val_dataset: Dataset | None = None,
+    ) -> None:
+        # What setting up says (videos a dataset lists but lacks, a backbone without
+        # weights, ...) belongs in train.log too, which opens in fit(): kept until then.
+        self._setup_records: _RecordBuffer | None = _RecordBuffer()
+        logger = logging.getLogger("cefl_zoo")
+        logger.addHandler(self._setup_records)
+        undo_tee = _tee_warnings_to(self._setup_records)
+        try:
+            self._set_up(config, model, train_dataset, val_dataset)
+        finally:
+            logger.removeHandler(self._setup_records)
+            undo_tee()
+
+    def _set_up(
+        self,
+        config: TrainConfig,
+        model: nn.Module | None,
+        train_dataset: Dataset | None,
+        val_dataset: Dataset | None,
     ) -> None:
         config.validate()
         self.cfg = config
@@ -865,6 +934,7 @@ class Trainer:
         stay out.
         """
         if not self.info.is_main:
+            self._setup_records = None  # (every rank sets up alike: rank 0's are enough)
             try:
                 handler = _AppendLines(self.output_dir / "train.log")
             except OSError as err:  # e.g. an output dir that this node does not share
@@ -883,6 +953,10 @@ class Trainer:
         if logging.getLogger("cefl_zoo").getEffectiveLevel() > logging.INFO:
             logging.getLogger("cefl_zoo").setLevel(logging.INFO)
         self._log_handler = handler
+        if self._setup_records is not None:  # (once: a later fit() of this trainer has none)
+            for record in self._setup_records.records:
+                handler.handle(record)
+            self._setup_records = None
         self._tee_warnings(handler)
         steps_file = self.output_dir / "steps.jsonl"
         if resumed_step is not None and steps_file.is_file():
@@ -907,32 +981,14 @@ class Trainer:
             handler: Where the warnings go.
             categories: The warnings to write (the others are only shown as usual).
         """
-        shown = warnings.showwarning
         rank = f"[rank {self.info.rank}] " if self.info.distributed else ""
-
-        def showwarning(message, category, filename, lineno, file=None, line=None):
-            if isinstance(category, type) and issubclass(category, categories):
-                record = logging.LogRecord(
-                    "cefl_zoo.warnings",
-                    logging.WARNING,
-                    str(filename),
-                    int(lineno or 0),
-                    f"{rank}{category.__name__}: {message}",
-                    None,
-                    None,
-                )
-                with contextlib.suppress(Exception):
-                    handler.handle(record)
-            shown(message, category, filename, lineno, file, line)
-
-        self._shown_warnings = shown
-        warnings.showwarning = showwarning
+        self._untee_warnings = _tee_warnings_to(handler, categories, rank)
 
     def _close_logs(self) -> None:
-        shown = getattr(self, "_shown_warnings", None)
-        if shown is not None:
-            warnings.showwarning = shown
-            self._shown_warnings = None
+        untee = getattr(self, "_untee_warnings", None)
+        if untee is not None:
+            untee()
+            self._untee_warnings = None
         if self._log_handler is not None:
             logging.getLogger("cefl_zoo").removeHandler(self._log_handler)
             self._log_handler.close()
