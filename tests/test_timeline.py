@@ -314,6 +314,10 @@ def test_timeline_segments_survive_the_json_round_trip():
     data = json.loads(tl.to_json())
     assert len(data["segments"]) > 5
     assert Timeline.from_dict(data).segments() == data["segments"]
+    # without timestamps (seconds from the fps) too
+    tl.window_times, tl.fps = None, 29.97
+    data = json.loads(tl.to_json())
+    assert Timeline.from_dict(data).segments() == data["segments"]
 
 
 def test_timeline_segments_of_hand_made_unequal_windows_keep_order():

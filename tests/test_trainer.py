@@ -1155,3 +1155,84 @@ def test_fit_again_after_a_stop_trains_to_the_end(tmp_path):
     summary = trainer.fit(resume="auto")
     trainer.close()
     assert summary["status"] == "completed" and summary["global_step"] == 12
+
+
+def test_a_stop_during_the_last_evaluation_does_not_stop_the_next_fit(tmp_path):
+    out = tmp_path / "run"
+    cfg = toy_config(out, **RESUMED)
+    trainer = Trainer(cfg, val_dataset=ToyVideos(4), train_dataset=ToyVideos(24))
+    evaluate = trainer.evaluate
+
+    def evaluate_then_stop(*args, **kwargs):  # SIGTERM while the last epoch is evaluated
+        result = evaluate(*args, **kwargs)
+        if trainer.epoch + 1 == cfg.epochs:
+            trainer.request_stop()
+        return result
+
+    trainer.evaluate = evaluate_then_stop  # type: ignore[method-assign]
+    assert trainer.fit()["status"] == "completed"
+    cfg.epochs = 3
+    trainer.evaluate = evaluate  # type: ignore[method-assign]
+    summary = trainer.fit(resume="auto")
+    trainer.close()
+    assert summary["status"] == "completed" and summary["global_step"] == 18
+
+
+def test_train_log_has_the_info_lines_of_setting_up_and_resuming(tmp_path):
+    """Used from Python (no CLI logging set up), the warm-up clamp said while building
+    the Trainer and the resume lines said before the log opens still reach train.log."""
+    import logging
+
+    logger = logging.getLogger("cefl_zoo")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        out = tmp_path / "run"
+        _stop_after(out, 4)
+        logger.setLevel(logging.WARNING)
+        cfg = toy_config(out, **{**RESUMED, "warmup_epochs": 5.0, "lr": 0.02})
+        Trainer(cfg, train_dataset=ToyVideos(24)).fit(resume="auto")
+    finally:
+        logger.setLevel(level)
+    text = (out / "train.log").read_text()
+    assert "warm-up of 5 epochs is longer than half the run" in text
+    assert "resuming with changed options" in text and "resumed from" in text
+
+
+def test_resume_survives_a_half_written_steps_log_line(tmp_path):
+    """A process killed while writing steps.jsonl leaves half a line: the resume drops it
+    (it used to stop with a JSONDecodeError, leaving its log handler installed)."""
+    import logging
+
+    out = tmp_path / "run"
+    _stop_after(out, 4)
+    with open(out / "steps.jsonl", "a") as fh:
+        fh.write('{"step": 5, "epo')
+    handlers = list(logging.getLogger("cefl_zoo").handlers)
+    Trainer(toy_config(out, **RESUMED), train_dataset=ToyVideos(24)).fit(resume="auto")
+    assert [s["step"] for s in _steps(out)] == [3, 6, 9, 12]
+    assert logging.getLogger("cefl_zoo").handlers == handlers
+
+
+def test_warning_tees_undone_out_of_order_pass_warnings_on():
+    """Two tees (two Trainers in two threads) undone in the order they were made: the
+    first one's wrapper stays in the chain but only passes warnings on."""
+    import logging
+    import warnings
+
+    from cefl_zoo.train.trainer import _RecordBuffer, _tee_warnings_to
+
+    original = warnings.showwarning
+    a, b = _RecordBuffer(), _RecordBuffer()
+    undo_a = _tee_warnings_to(a)
+    undo_b = _tee_warnings_to(b)
+    undo_a()
+    undo_b()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("after both", RuntimeWarning, stacklevel=1)
+        assert a.records == [] and b.records == []
+        assert isinstance(a, logging.Handler)
+    finally:
+        warnings.showwarning = original

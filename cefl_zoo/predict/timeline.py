@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from ..commands._common import plural
-from .result import _duration, _round, _row_seconds, _seconds, dump_json
+from .result import _duration, _round, _row_seconds, dump_json
 
 __all__ = ["Timeline", "parse_span", "window_starts"]
 
@@ -214,13 +214,13 @@ class Timeline:
 
     def _frame_start_seconds(self, frame: int, w: int) -> float | None:
         """When frame ``frame`` starts, in seconds, for a frame in (or just after) window
-        ``w``: linear inside the window's own time span (as :meth:`to_dict` rounds it, so
+        ``w``: linear inside the window's own time span, as :meth:`to_dict` writes it (so
         a timeline read back gives the same seconds). Exact for a constant frame rate, an
         approximation inside the window for a variable one."""
-        if self.window_times is None:
-            seconds = _seconds(frame, frame, self.fps)
-            return None if seconds is None else seconds[0]
-        t0, t1 = (_round(t, 4) for t in self.window_times[w].tolist())
+        span = self._window_seconds(w)
+        if span is None:
+            return None
+        t0, t1 = span
         first, last = int(self.starts[w]), int(self.ends[w])
         return _round(t0 + (frame - first) * (t1 - t0) / (last - first + 1), 4)
 

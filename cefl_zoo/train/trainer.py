@@ -62,7 +62,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,7 @@ from .distributed import (
     cleanup_distributed,
     gather_objects,
     init_distributed,
+    launch_rank,
 )
 from .evaluate import EvalResult, autocast_context, evaluate
 from .loaders import (
@@ -166,15 +167,37 @@ class _AppendLines(logging.Handler):
 
 
 class _RecordBuffer(logging.Handler):
-    """Keeps log records until the handler they are for exists (``train.log`` opens in
-    :meth:`Trainer.fit`, after setting up has had its say)."""
+    """Keeps the log records of the thread that made it until the handler they are for
+    exists (``train.log`` opens in :meth:`Trainer.fit`, after setting up and loading a
+    checkpoint have had their say). Other threads' records (another Trainer's) are not
+    its business."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.thread = threading.get_ident()
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        if record.thread == self.thread:
+            self.records.append(record)
+
+
+def _log_info_on_rank_zero() -> None:
+    """Let the ``cefl_zoo`` logger pass INFO records on the reporting process, so that
+    ``train.log`` has the run's INFO lines whatever the caller configured (the CLI's
+    :func:`~cefl_zoo.train.distributed.setup_logging` already does)."""
+    logger = logging.getLogger("cefl_zoo")
+    if launch_rank() == 0 and logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+
+
+def _step_of(line: str) -> int | None:
+    """The ``step`` of a ``steps.jsonl`` line; ``None`` for a blank or broken one (the
+    half-written last line of a process killed mid-write)."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _warning_record(
@@ -193,22 +216,37 @@ def _warning_record(
 
 
 def _tee_warnings_to(
-    handler: logging.Handler, categories: tuple[type[Warning], ...] = (Warning,), prefix: str = ""
+    handler: logging.Handler,
+    categories: tuple[type[Warning], ...] = (Warning,),
+    prefix: str = "",
+    thread: int | None = None,
 ) -> Callable[[], None]:
-    """Also send Python warnings of ``categories`` to ``handler`` (as well as showing
-    them as usual); returns the function that undoes it."""
+    """Also send Python warnings of ``categories`` (shown in ``thread``, or any) to
+    ``handler``, as well as showing them as usual; returns the function that undoes it.
+
+    Undone out of order (two Trainers in two threads), the wrapper stays in the chain of
+    ``warnings.showwarning`` but only passes warnings on, holding no handler.
+    """
     shown = warnings.showwarning
+    target: list[logging.Handler] = [handler]  # emptied by undo()
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
-        if isinstance(category, type) and issubclass(category, categories):
+        if (
+            target
+            and (thread is None or threading.get_ident() == thread)
+            and isinstance(category, type)
+            and issubclass(category, categories)
+        ):
             with contextlib.suppress(Exception):
-                handler.handle(_warning_record(message, category, filename, lineno, prefix))
+                target[0].handle(_warning_record(message, category, filename, lineno, prefix))
         shown(message, category, filename, lineno, file, line)
 
     warnings.showwarning = showwarning
 
     def undo() -> None:
-        warnings.showwarning = shown
+        target.clear()
+        if warnings.showwarning is showwarning:
+            warnings.showwarning = shown
 
     return undo
 
@@ -304,15 +342,25 @@ class Trainer:
     ) -> None:
         # What setting up says (videos a dataset lists but lacks, a backbone without
         # weights, ...) belongs in train.log too, which opens in fit(): kept until then.
-        self._setup_records: _RecordBuffer | None = _RecordBuffer()
-        logger = logging.getLogger("cefl_zoo")
-        logger.addHandler(self._setup_records)
-        undo_tee = _tee_warnings_to(self._setup_records)
-        try:
+        self._pending_records: list[logging.LogRecord] = []
+        _log_info_on_rank_zero()
+        with self._keeping_records():
             self._set_up(config, model, train_dataset, val_dataset)
+
+    @contextlib.contextmanager
+    def _keeping_records(self) -> Iterator[None]:
+        """Keep this thread's ``cefl_zoo`` log records and Python warnings for
+        ``train.log`` (written when :meth:`_open_logs` opens it)."""
+        buffer = _RecordBuffer()
+        logger = logging.getLogger("cefl_zoo")
+        logger.addHandler(buffer)
+        undo_tee = _tee_warnings_to(buffer, thread=buffer.thread)
+        try:
+            yield
         finally:
-            logger.removeHandler(self._setup_records)
+            logger.removeHandler(buffer)
             undo_tee()
+            self._pending_records.extend(buffer.records)
 
     def _set_up(
         self,
@@ -934,7 +982,7 @@ class Trainer:
         stay out.
         """
         if not self.info.is_main:
-            self._setup_records = None  # (every rank sets up alike: rank 0's are enough)
+            self._pending_records.clear()  # (every rank sets up alike: rank 0's suffice)
             try:
                 handler = _AppendLines(self.output_dir / "train.log")
             except OSError as err:  # e.g. an output dir that this node does not share
@@ -950,20 +998,18 @@ class Trainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         handler = _AppendLines(self.output_dir / "train.log")
         logging.getLogger("cefl_zoo").addHandler(handler)
-        if logging.getLogger("cefl_zoo").getEffectiveLevel() > logging.INFO:
-            logging.getLogger("cefl_zoo").setLevel(logging.INFO)
+        _log_info_on_rank_zero()
         self._log_handler = handler
-        if self._setup_records is not None:  # (once: a later fit() of this trainer has none)
-            for record in self._setup_records.records:
-                handler.handle(record)
-            self._setup_records = None
+        for record in self._pending_records:  # what was said before the log was open
+            handler.handle(record)
+        self._pending_records.clear()
         self._tee_warnings(handler)
         steps_file = self.output_dir / "steps.jsonl"
         if resumed_step is not None and steps_file.is_file():
             keep = [
                 line
                 for line in steps_file.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= resumed_step
+                if _step_of(line) is not None and _step_of(line) <= resumed_step
             ]
             steps_file.write_text("".join(line + "\n" for line in keep))
         elif resumed_step is None:
@@ -1015,6 +1061,30 @@ class Trainer:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         cfg = self.cfg
+        _log_info_on_rank_zero()
+        with self._keeping_records():  # (for train.log, which opens once they are done)
+            resume_path = self._prepare_run(resume)
+        status = "completed"
+        try:
+            self._open_logs(self.global_step if resume_path is not None else None)
+            self._log_run()
+            with self._sigterm_checkpoints(), logging_redirect_tqdm(loggers=_console_loggers()):
+                while self.epoch < cfg.epochs:
+                    if not self._train_epoch():
+                        status = "interrupted"
+                        break
+                    self._end_epoch()
+            if status == "completed" and self.info.is_main:
+                self._write_final_outputs()
+        finally:
+            self._stop_requested = False  # honoured (or too late): a later fit() trains on
+            self._close_logs()
+        return self.summary(status)
+
+    def _prepare_run(self, resume: str | os.PathLike | None) -> Path | None:
+        """Find the checkpoint to resume, prepare ``output_dir``, load the checkpoint;
+        returns its path (``None``: a new run)."""
+        cfg = self.cfg
         resume_path: Path | None = None
         if resume == "auto":
             resume_path = find_resume_checkpoint(self.output_dir)
@@ -1034,7 +1104,11 @@ class Trainer:
         barrier(self.info)
         if resume_path is not None:
             self.load_state(resume_path)
-        self._open_logs(self.global_step if resume_path is not None else None)
+        return resume_path
+
+    def _log_run(self) -> None:
+        """The run's first line in the log: model, device, data, schedule."""
+        cfg = self.cfg
         if self.info.is_main:
             n_params = sum(p.numel() for p in self.model.parameters())
             log.info(
@@ -1055,20 +1129,6 @@ class Trainer:
                 cfg.grad_accum_steps,
                 self.amp,
             )
-        status = "completed"
-        try:
-            with self._sigterm_checkpoints(), logging_redirect_tqdm(loggers=_console_loggers()):
-                while self.epoch < cfg.epochs:
-                    if not self._train_epoch():
-                        status = "interrupted"
-                        self._stop_requested = False  # honoured: a later fit() trains on
-                        break
-                    self._end_epoch()
-            if status == "completed" and self.info.is_main:
-                self._write_final_outputs()
-        finally:
-            self._close_logs()
-        return self.summary(status)
 
     def _train_epoch(self) -> bool:
         """Train (the rest of) epoch ``self.epoch``; False when stopped by a signal."""
