@@ -600,8 +600,9 @@ def test_what_setting_up_says_is_in_train_log(tmp_path, synth_dir):
     log_text = (out / "train.log").read_text()
     lines = [line for line in log_text.splitlines() if gone.name in line]
     assert len(lines) == 1 and "WARNING RuntimeWarning" in lines[0], log_text
-    # it comes before the run's first line, as it happened
+    # it comes before the run's first line, as it happened, which counts it
     assert log_text.index(gone.name) < log_text.index("training ceflnet_tiny")
+    assert log_text.count("13 train videos (1 listed but missing), no val videos") == 2
 
 
 def test_eval_command_on_a_checkpoint(tmp_path, synth_dir, capsys):
@@ -1217,22 +1218,23 @@ def test_resume_survives_a_half_written_steps_log_line(tmp_path):
 def test_warning_tees_undone_out_of_order_pass_warnings_on():
     """Two tees (two Trainers in two threads) undone in the order they were made: the
     first one's wrapper stays in the chain but only passes warnings on."""
-    import logging
     import warnings
 
     from cefl_zoo.train.trainer import _RecordBuffer, _tee_warnings_to
 
     original = warnings.showwarning
-    a, b = _RecordBuffer(), _RecordBuffer()
-    undo_a = _tee_warnings_to(a)
-    undo_b = _tee_warnings_to(b)
-    undo_a()
-    undo_b()
+    shown: list[str] = []
+    warnings.showwarning = lambda message, *args, **kwargs: shown.append(str(message))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.warn("after both", RuntimeWarning, stacklevel=1)
-        assert a.records == [] and b.records == []
-        assert isinstance(a, logging.Handler)
+        a, b = _RecordBuffer(), _RecordBuffer()
+        undo_a = _tee_warnings_to(a)
+        undo_b = _tee_warnings_to(b)
+        warnings.showwarning("while both", RuntimeWarning, __file__, 1)
+        assert len(a.records) == len(b.records) == 1
+        undo_a()
+        undo_b()
+        warnings.showwarning("after both", RuntimeWarning, __file__, 1)
+        assert len(a.records) == len(b.records) == 1  # (nothing more)
+        assert shown == ["while both", "after both"]  # shown as usual all along
     finally:
         warnings.showwarning = original

@@ -191,6 +191,14 @@ def _log_info_on_rank_zero() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _missing_note(dataset: Dataset | None) -> str:
+    """`` (3 listed but missing)`` for a dataset whose index lists videos it lacks (left
+    out, see its ``missing``), else ``""``: the run's first log line says so even where
+    the dataset's own warning was shown once already (an earlier run in the process)."""
+    missing = getattr(dataset, "missing", None)
+    return f" ({len(missing)} listed but missing)" if isinstance(missing, list) and missing else ""
+
+
 def _step_of(line: str) -> int | None:
     """The ``step`` of a ``steps.jsonl`` line; ``None`` for a blank or broken one (the
     half-written last line of a process killed mid-write)."""
@@ -1112,7 +1120,7 @@ class Trainer:
         if self.info.is_main:
             n_params = sum(p.numel() for p in self.model.parameters())
             log.info(
-                "training %s (%.2f M params) on %s x%d | %d train videos, %s val videos | "
+                "training %s (%.2f M params) on %s x%d | %d train videos%s, %s val videos%s | "
                 "%d epoch%s x "
                 "%d steps, batch %d x %d process(es) x %d accumulation | amp %s",
                 getattr(self.model, "architecture", type(self.model).__name__),
@@ -1120,7 +1128,9 @@ class Trainer:
                 self.device,
                 self.info.world_size,
                 len(self.train_dataset),  # type: ignore[arg-type]
+                _missing_note(self.train_dataset),
                 len(self.val_dataset) if self.val_dataset is not None else "no",  # type: ignore[arg-type]
+                _missing_note(self.val_dataset),
                 cfg.epochs,
                 "" if cfg.epochs == 1 else "s",
                 self.steps_per_epoch,
