@@ -1193,6 +1193,7 @@ def test_train_log_has_the_info_lines_of_setting_up_and_resuming(tmp_path):
         logger.setLevel(logging.WARNING)
         cfg = toy_config(out, **{**RESUMED, "warmup_epochs": 5.0, "lr": 0.02})
         Trainer(cfg, train_dataset=ToyVideos(24)).fit(resume="auto")
+        assert logger.level == logging.WARNING  # the caller's level again afterwards
     finally:
         logger.setLevel(level)
     text = (out / "train.log").read_text()
@@ -1236,5 +1237,43 @@ def test_warning_tees_undone_out_of_order_pass_warnings_on():
         warnings.showwarning("after both", RuntimeWarning, __file__, 1)
         assert len(a.records) == len(b.records) == 1  # (nothing more)
         assert shown == ["while both", "after both"]  # shown as usual all along
+        # many such pairs (a long-lived process): the chain does not grow
+        for _ in range(3000):
+            undo_a = _tee_warnings_to(_RecordBuffer())
+            undo_b = _tee_warnings_to(_RecordBuffer())
+            undo_a()
+            undo_b()
+        warnings.showwarning("still shown", RuntimeWarning, __file__, 1)
+        assert shown[-1] == "still shown"
+        assert getattr(warnings.showwarning, "_cefl_tee", None) is None
     finally:
         warnings.showwarning = original
+
+
+def test_what_a_failed_fit_said_stays_out_of_the_next_runs_log(tmp_path):
+    """fit(resume="auto") finds no last.pt, says "starting a new run", then refuses to
+    replace the run's best.pt: that line belongs to the failed attempt, not to the run
+    that fit(resume=best.pt) then starts."""
+    import logging
+
+    from cefl_zoo.train import ConfigError
+
+    out = tmp_path / "run"
+    Trainer(toy_config(out, epochs=1), train_dataset=ToyVideos(8)).fit()
+    (out / "last.pt").unlink()
+    trainer = Trainer(toy_config(out, epochs=2), train_dataset=ToyVideos(8))
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        trainer.fit(resume="auto")
+    trainer.fit(resume=out / "best.pt")
+    text = (out / "train.log").read_text()
+    assert "starting a new run" not in text and "resumed from" in text
+    # the setting-up lines are still there, and records are kept with logThreads off
+    threads = logging.logThreads
+    logging.logThreads = False
+    try:
+        again = tmp_path / "again"
+        cfg = toy_config(again, **{**RESUMED, "warmup_epochs": 5.0})
+        Trainer(cfg, train_dataset=ToyVideos(24)).fit()
+    finally:
+        logging.logThreads = threads
+    assert "warm-up of 5 epochs" in (again / "train.log").read_text()

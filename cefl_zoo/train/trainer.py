@@ -178,17 +178,28 @@ class _RecordBuffer(logging.Handler):
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread:
+        # (emit runs in the thread that logs; record.thread is None with logThreads off)
+        if threading.get_ident() == self.thread:
             self.records.append(record)
 
 
-def _log_info_on_rank_zero() -> None:
-    """Let the ``cefl_zoo`` logger pass INFO records on the reporting process, so that
-    ``train.log`` has the run's INFO lines whatever the caller configured (the CLI's
-    :func:`~cefl_zoo.train.distributed.setup_logging` already does)."""
+@contextlib.contextmanager
+def _info_for_train_log() -> Iterator[None]:
+    """While setting up and training, let the ``cefl_zoo`` logger pass INFO records on
+    the reporting process, so that ``train.log`` has the run's INFO lines whatever the
+    caller configured (the CLI's :func:`~cefl_zoo.train.distributed.setup_logging`
+    already does); the caller's level is back afterwards."""
     logger = logging.getLogger("cefl_zoo")
-    if launch_rank() == 0 and logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
+    if launch_rank() != 0 or logger.getEffectiveLevel() <= logging.INFO:
+        yield
+        return
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        if logger.level == logging.INFO:  # (unless changed meanwhile)
+            logger.setLevel(level)
 
 
 def _missing_note(dataset: Dataset | None) -> str:
@@ -232,10 +243,12 @@ def _tee_warnings_to(
     """Also send Python warnings of ``categories`` (shown in ``thread``, or any) to
     ``handler``, as well as showing them as usual; returns the function that undoes it.
 
-    Undone out of order (two Trainers in two threads), the wrapper stays in the chain of
-    ``warnings.showwarning`` but only passes warnings on, holding no handler.
+    Undone out of order (two Trainers in two threads), the wrapper cannot leave the
+    chain of ``warnings.showwarning`` at once: it holds no handler any more, and is
+    stepped over (and dropped from the chain by the next tee made or undone), so the chain
+    never grows with the tees a long-lived process has made.
     """
-    shown = warnings.showwarning
+    shown = _live_showwarning(warnings.showwarning)
     target: list[logging.Handler] = [handler]  # emptied by undo()
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
@@ -247,16 +260,27 @@ def _tee_warnings_to(
         ):
             with contextlib.suppress(Exception):
                 target[0].handle(_warning_record(message, category, filename, lineno, prefix))
-        shown(message, category, filename, lineno, file, line)
+        _live_showwarning(shown)(message, category, filename, lineno, file, line)
 
+    showwarning._cefl_tee = (target, shown)  # type: ignore[attr-defined]
     warnings.showwarning = showwarning
 
     def undo() -> None:
         target.clear()
         if warnings.showwarning is showwarning:
-            warnings.showwarning = shown
+            warnings.showwarning = _live_showwarning(shown)
 
     return undo
+
+
+def _live_showwarning(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, or what it passes warnings on to when it is an undone tee (see
+    :func:`_tee_warnings_to`)."""
+    tee = getattr(fn, "_cefl_tee", None)
+    while tee is not None and not tee[0]:
+        fn = tee[1]
+        tee = getattr(fn, "_cefl_tee", None)
+    return fn
 
 
 #: File suffixes that make ``init_from`` a checkpoint path rather than a model name.
@@ -351,14 +375,14 @@ class Trainer:
         # What setting up says (videos a dataset lists but lacks, a backbone without
         # weights, ...) belongs in train.log too, which opens in fit(): kept until then.
         self._pending_records: list[logging.LogRecord] = []
-        _log_info_on_rank_zero()
-        with self._keeping_records():
+        with _info_for_train_log(), self._keeping_records():
             self._set_up(config, model, train_dataset, val_dataset)
 
     @contextlib.contextmanager
     def _keeping_records(self) -> Iterator[None]:
         """Keep this thread's ``cefl_zoo`` log records and Python warnings for
-        ``train.log`` (written when :meth:`_open_logs` opens it)."""
+        ``train.log`` (written when :meth:`_open_logs` opens it). What a step that failed
+        said is not kept: the user saw it with the error, and a later run is not it."""
         buffer = _RecordBuffer()
         logger = logging.getLogger("cefl_zoo")
         logger.addHandler(buffer)
@@ -368,7 +392,7 @@ class Trainer:
         finally:
             logger.removeHandler(buffer)
             undo_tee()
-            self._pending_records.extend(buffer.records)
+        self._pending_records.extend(buffer.records)
 
     def _set_up(
         self,
@@ -1006,7 +1030,6 @@ class Trainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         handler = _AppendLines(self.output_dir / "train.log")
         logging.getLogger("cefl_zoo").addHandler(handler)
-        _log_info_on_rank_zero()
         self._log_handler = handler
         for record in self._pending_records:  # what was said before the log was open
             handler.handle(record)
@@ -1066,10 +1089,13 @@ class Trainer:
             :meth:`request_stop`), ``epoch``, ``global_step``, ``best_epoch``,
             ``best`` and ``last`` validation metrics, ``history`` and ``output_dir``.
         """
+        with _info_for_train_log():
+            return self._fit(resume)
+
+    def _fit(self, resume: str | os.PathLike | None) -> dict[str, Any]:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         cfg = self.cfg
-        _log_info_on_rank_zero()
         with self._keeping_records():  # (for train.log, which opens once they are done)
             resume_path = self._prepare_run(resume)
         status = "completed"
