@@ -205,3 +205,30 @@ def test_an_interrupted_kfold_under_torchrun_says_so_once(tmp_path, monkeypatch,
     assert cli(argv) == 143
     said = capsys.readouterr().err.count("run the same command again to resume it")
     assert said == (1 if rank == "0" else 0)
+
+
+def test_a_stop_after_a_folds_last_step_stops_before_the_next_fold(tmp_path, dfew, monkeypatch):
+    """SIGTERM / Ctrl-C during fold 1's final evaluation: fold 1 finishes, fold 2 does not
+    start (it used to: each fold has a fresh Trainer); the same command then goes on."""
+    from cefl_zoo.train import Trainer
+    from cefl_zoo.train.kfold import FoldInterrupted
+
+    evaluate = Trainer.evaluate
+    asked: list[str] = []
+
+    def evaluate_then_stop(self, *args, **kwargs):
+        result = evaluate(self, *args, **kwargs)
+        if not asked:
+            asked.append(str(self.output_dir))
+            self.request_stop()
+        return result
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate_then_stop)
+    out = tmp_path / "runs"
+    cfg = _tiny_config(dfew, out)
+    with pytest.raises(FoldInterrupted, match="stopped after fold_1, which finished"):
+        run_folds(cfg, folds=[1, 2])
+    assert asked == [str(out / "fold_1")]
+    assert (out / "fold_1" / "metrics.json").is_file() and not (out / "fold_2").exists()
+    result = run_folds(cfg, folds=[1, 2])  # goes on: fold 1 reused, fold 2 trained
+    assert [r["fold"] for r in result["last"]["folds"]] == [1, 2]

@@ -234,7 +234,8 @@ def run_folds(
         ConfigError: A fold directory holds a run made with other options (they are
             named) and neither ``config.overwrite`` nor ``resume=False`` allows
             replacing it.
-        FoldInterrupted: A fold was stopped by SIGTERM / Ctrl-C (after its checkpoint).
+        FoldInterrupted: A fold was stopped by SIGTERM / Ctrl-C (after its checkpoint),
+            or the stop came after a fold had finished (before the next one started).
     """
     from .distributed import cleanup_distributed, init_distributed
     from .trainer import Trainer
@@ -335,6 +336,11 @@ def run_folds(
                 )
             for which, records in per_fold.items():
                 records.append(_fold_record(fold, summary, which))
+            if summary.get("stop_requested") and fold != fold_list[-1]:
+                raise FoldInterrupted(
+                    f"stopped after {name}, which finished; run the same command again to "
+                    "go on with the next fold"
+                )
         if protocol is None:
             described = f"{spec.name}: folds {list(fold_list)}"
         elif list(fold_list) == list(protocol.folds):

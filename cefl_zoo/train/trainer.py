@@ -1087,7 +1087,10 @@ class Trainer:
         Returns:
             A summary: ``status`` (``"completed"`` or ``"interrupted"`` by SIGTERM /
             :meth:`request_stop`), ``epoch``, ``global_step``, ``best_epoch``,
-            ``best`` and ``last`` validation metrics, ``history`` and ``output_dir``.
+            ``best`` and ``last`` validation metrics, ``history``, ``output_dir`` and
+            ``stop_requested`` (a completed run that was asked to stop after its last
+            step, e.g. during the final evaluation: a caller running more, such as the
+            next fold, should stop too).
         """
         with _info_for_train_log():
             return self._fit(resume)
@@ -1099,6 +1102,7 @@ class Trainer:
         with self._keeping_records():  # (for train.log, which opens once they are done)
             resume_path = self._prepare_run(resume)
         status = "completed"
+        late_stop = False
         try:
             self._open_logs(self.global_step if resume_path is not None else None)
             self._log_run()
@@ -1108,12 +1112,16 @@ class Trainer:
                         status = "interrupted"
                         break
                     self._end_epoch()
-            if status == "completed" and self.info.is_main:
-                self._write_final_outputs()
+                if status == "completed" and self.info.is_main:
+                    self._write_final_outputs()
+                if status == "completed":  # a stop asked for after the last step (agreed)
+                    late_stop = self._should_stop()
         finally:
             self._stop_requested = False  # honoured (or too late): a later fit() trains on
             self._close_logs()
-        return self.summary(status)
+        summary = self.summary(status)
+        summary["stop_requested"] = late_stop
+        return summary
 
     def _prepare_run(self, resume: str | os.PathLike | None) -> Path | None:
         """Find the checkpoint to resume, prepare ``output_dir``, load the checkpoint;
