@@ -1277,3 +1277,23 @@ def test_what_a_failed_fit_said_stays_out_of_the_next_runs_log(tmp_path):
     finally:
         logging.logThreads = threads
     assert "warm-up of 5 epochs" in (again / "train.log").read_text()
+
+
+def test_a_half_failed_resume_does_not_let_a_new_run_start_from_its_weights(tmp_path):
+    """load_state fails after the weights are in (a broken optimizer state): fit() of a
+    new run on that Trainer refuses, where it would have trained from the checkpoint's
+    weights without a word; resuming from a checkpoint that loads works."""
+    from cefl_zoo.train import CheckpointError
+
+    out = tmp_path / "run"
+    Trainer(toy_config(out, epochs=1), train_dataset=ToyVideos(8)).fit()
+    ckpt = load_checkpoint(out / "last.pt")
+    ckpt["optimizer"] = {"state": {}, "param_groups": []}
+    torch.save(ckpt, tmp_path / "broken.pt")
+    trainer = Trainer(toy_config(out, epochs=2, overwrite=True), train_dataset=ToyVideos(8))
+    with pytest.raises(ValueError):
+        trainer.fit(resume=tmp_path / "broken.pt")
+    with pytest.raises(CheckpointError, match="half-restored by a failed load of .*broken.pt"):
+        trainer.fit()
+    assert trainer.fit(resume=out / "last.pt")["status"] == "completed"
+    trainer.close()

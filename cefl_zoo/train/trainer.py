@@ -413,6 +413,7 @@ class Trainer:
             None  # of the latest evaluation (kept in checkpoints)
         )
         self._stop_requested = False
+        self._half_restored: str | None = None  # a load_state that failed half-way
         self._stop_flag = StopFlag(self.info)  # agreed every optimizer step by all processes
         self._log_handler: logging.Handler | None = None
         if config.deterministic:
@@ -854,6 +855,16 @@ class Trainer:
                 f"checkpoint {path} was trained on classes {ckpt.get('label_names')}, but this run "
                 f"has {self.classes}; resume with the same data and --classes"
             )
+        try:
+            self._restore(ckpt, path)
+        except BaseException as err:
+            # weights, optimizer, ... may be the checkpoint's, the rest this trainer's own
+            self._half_restored = f"{path} ({type(err).__name__}: {err})"
+            raise
+        self._half_restored = None
+
+    def _restore(self, ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+        """The part of :meth:`load_state` that changes this trainer's state."""
         load_model_weights(self.model, ckpt["model"])
         # A changed --lr applies from here on, as a changed schedule does: the saved state
         # would bring the old one back (scheduler base_lrs, the groups' lr).
@@ -1134,6 +1145,11 @@ class Trainer:
                 log.info("no checkpoint in %s: starting a new run", self.output_dir)
         elif resume:
             resume_path = Path(resume)
+        if resume_path is None and self._half_restored:
+            raise CheckpointError(
+                f"this Trainer was left half-restored by a failed load of {self._half_restored}: "
+                "build a new Trainer for a new run, or resume from a checkpoint that loads"
+            )
         if resume_path is None and not cfg.overwrite:
             self._refuse_to_replace_a_run()
         if self.info.is_main:
