@@ -31,7 +31,6 @@ its ``last.pt``) or ``--overwrite`` (start again). On several GPUs:
 from __future__ import annotations
 
 import argparse
-import os
 import random
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from cefl_zoo.train import (
     format_metrics,
     seed_everything,
 )
+from cefl_zoo.train.distributed import launch_rank
 from cefl_zoo.video import ClipSampler
 
 
@@ -140,7 +140,7 @@ def build_trainer(args):
         if val_items
         else None
     )
-    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prints
+    is_main = launch_rank() == 0  # under torchrun only rank 0 prints
     if is_main:
         print(
             f"{len(videos.classes)} classes {videos.classes}: "

@@ -529,18 +529,16 @@ def test_table_6_models_train_with_the_same_command(tmp_path, synth_dir, model):
     assert ("clip_locating" in metrics) == has_eian
 
 
-def test_skipped_training_videos_are_in_train_log(tmp_path, synth_dir):
+def _run_on_a_copy(tmp_path: Path, synth_dir: Path) -> tuple[TrainConfig, Path]:
+    """A one-epoch ceflnet_tiny run (into ``tmp_path/run``) on a copy of the synthetic
+    data, and the copy's first training video, for the test to spoil."""
+    import csv
     import shutil
-    import warnings
 
     data = tmp_path / "synth"
     shutil.copytree(synth_dir, data)
-    import csv
-
     rows = list(csv.DictReader((data / "labels.csv").open()))
-    broken = data / next(r["path"] for r in rows if r["split"] == "train")
-    broken.write_bytes(b"not a video")
-    out = tmp_path / "run"
+    first = data / next(r["path"] for r in rows if r["split"] == "train")
     cfg = TrainConfig(
         model="ceflnet_tiny",
         data=f"synthetic:{data}",
@@ -551,10 +549,19 @@ def test_skipped_training_videos_are_in_train_log(tmp_path, synth_dir):
         img_size=32,
         num_workers=0,
         val_split=None,
-        output_dir=str(out),
+        output_dir=str(tmp_path / "run"),
         progress=False,
         save_plots=False,
     )
+    return cfg, first
+
+
+def test_skipped_training_videos_are_in_train_log(tmp_path, synth_dir):
+    import warnings
+
+    cfg, broken = _run_on_a_copy(tmp_path, synth_dir)
+    broken.write_bytes(b"not a video")
+    out = tmp_path / "run"
     with warnings.catch_warnings():  # let warnings reach showwarning (pytest records them)
         warnings.simplefilter("always")
         Trainer(cfg).fit()
@@ -566,30 +573,11 @@ def test_skipped_training_videos_are_in_train_log(tmp_path, synth_dir):
 def test_what_setting_up_says_is_in_train_log(tmp_path, synth_dir):
     """Videos the dataset lists but lacks are left out while the Trainer is built, before
     train.log exists: the warning is written there when fit() opens it, once."""
-    import csv
-    import shutil
     import warnings
 
-    data = tmp_path / "synth"
-    shutil.copytree(synth_dir, data)
-    rows = list(csv.DictReader((data / "labels.csv").open()))
-    gone = data / next(r["path"] for r in rows if r["split"] == "train")
+    cfg, gone = _run_on_a_copy(tmp_path, synth_dir)
     gone.unlink()
     out = tmp_path / "run"
-    cfg = TrainConfig(
-        model="ceflnet_tiny",
-        data=f"synthetic:{data}",
-        epochs=1,
-        batch_size=7,
-        num_clips=2,
-        frames_per_clip=2,
-        img_size=32,
-        num_workers=0,
-        val_split=None,
-        output_dir=str(out),
-        progress=False,
-        save_plots=False,
-    )
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         trainer = Trainer(cfg)

@@ -1051,7 +1051,7 @@ class Trainer:
             keep = [
                 line
                 for line in steps_file.read_text().splitlines()
-                if _step_of(line) is not None and _step_of(line) <= resumed_step
+                if (step := _step_of(line)) is not None and step <= resumed_step
             ]
             steps_file.write_text("".join(line + "\n" for line in keep))
         elif resumed_step is None:
