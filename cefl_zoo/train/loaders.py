@@ -123,8 +123,8 @@ def unreadable_video_message(err: BaseException) -> str | None:
     raises :class:`~cefl_zoo.video.io.VideoReadError` where it is read. Read in a
     DataLoader worker, the loader raises it again in the main process, rebuilt from the
     worker's traceback (``Caught VideoReadError in DataLoader worker process 0 ...
-    VideoReadError: PATH: problem``), which :class:`~cefl_zoo.video.io.VideoReadError` reads back into
-    ``PATH: problem``; a ``RuntimeError`` with that text is read the same way.
+    VideoReadError: PATH: problem``), which this reads back into ``PATH: problem``; a
+    ``RuntimeError`` with that text is read the same way.
 
     Example:
         >>> from cefl_zoo.video.io import VideoReadError

@@ -606,7 +606,8 @@ class Trainer:
         elif start is not None and start.tag:
             self._weights_origin = start.name  # a registered weight set
         elif given:
-            self._weights_origin = f"the {getattr(model, 'architecture', None) or type(model).__name__} model it was given"
+            name = getattr(model, "architecture", None) or type(model).__name__
+            self._weights_origin = f"the {name} model it was given"
         elif not is_model(cfg.model):
             self._weights_origin = str(cfg.model)  # a saved folder or hf-hub: repo
         elif cfg.pretrained_backbone:
