@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ._version import __version__
-from .registry import PretrainedCfg, is_model
+from .registry import PretrainedCfg, apply_cfg_overlay, check_cfg_overlay, is_model
 
 if TYPE_CHECKING:
     from .models.base import VideoClassifier
@@ -921,7 +921,8 @@ def build_from_config(
             ``model_class`` must be it or a subclass.
         source: Where the config came from (for messages).
         **overrides: Constructor arguments that replace the config's (``num_classes``,
-            ``drop_rate``, ...).
+            ``drop_rate``, ...); timm's ``drop_path_rate`` / ``drop_block_rate`` go to
+            the backbone (``backbone_kwargs``).
 
     Raises:
         TypeError: For an override the model class does not take (a typo); the message
@@ -945,6 +946,16 @@ def build_from_config(
             f"Fix: call {class_name}.from_pretrained(...), or create_model({getattr(source, 'name', source)!r})."
         )
     saved_args = {k: v for k, v in config.items() if k not in META_KEYS and not k.startswith("_")}
+    overrides = dict(overrides)
+    from .models.base import BACKBONE_RATE_KWARGS
+
+    rates = {k: overrides.pop(k) for k in BACKBONE_RATE_KWARGS if k in overrides}
+    if rates:  # timm's drop_path_rate / drop_block_rate: the backbone's, as in create_model
+        overrides["backbone_kwargs"] = {
+            **(saved_args.get("backbone_kwargs") or {}),
+            **rates,
+            **(overrides.get("backbone_kwargs") or {}),
+        }
     check_keywords(klass, overrides, f"{class_name} ({arch}) loaded from {source}")
     accepted = _init_parameters(klass)
     if accepted is not None:
@@ -996,7 +1007,12 @@ def build_from_config(
     return model  # type: ignore[return-value]
 
 
-def _attach_cfg(model: VideoClassifier, config: Mapping[str, Any], source: WeightsSource) -> None:
+def _attach_cfg(
+    model: VideoClassifier,
+    config: Mapping[str, Any],
+    source: WeightsSource,
+    overlay: Mapping[str, Any] | None = None,
+) -> None:
     saved = dict(config.get("pretrained_cfg") or {})
     cfg = PretrainedCfg.from_dict(saved).replace(
         architecture=config.get("architecture") or "", status="available"
@@ -1010,9 +1026,17 @@ def _attach_cfg(model: VideoClassifier, config: Mapping[str, Any], source: Weigh
         cfg = cfg.replace(hf_hub_id=source.location, hf_hub_revision=revision, file=None)
     if cfg.input_size[0] != model.in_chans:
         cfg = cfg.replace(input_size=(model.in_chans, *cfg.input_size[1:]))
-    if cfg.label_names is not None and len(cfg.label_names) != model.num_classes:
-        # another num_classes than the weights': the new classifier's outputs have no names
-        cfg = cfg.replace(label_names=None)
+    saved_classes = config.get("num_classes")
+    if (isinstance(saved_classes, int) and saved_classes != model.num_classes) or (
+        cfg.label_names is not None and len(cfg.label_names) != model.num_classes
+    ):
+        # Another num_classes than the weights': the new classifier's outputs have no
+        # names, and the scores, tag and train command of the saved weights are not its.
+        cfg = cfg.derived(f"new {model.num_classes}-class head on the weights of {source}").replace(
+            label_names=None
+        )
+    if overlay:
+        cfg = apply_cfg_overlay(cfg, overlay, cfg.architecture) or cfg
     model.pretrained_cfg = cfg
 
 
@@ -1041,7 +1065,12 @@ def from_pretrained(
         local_files_only: Use only the cache.
         strict: See :func:`load_state_dict_into`.
         **model_kwargs: Constructor arguments replacing the config's; a different
-            ``num_classes`` keeps everything but the classifier.
+            ``num_classes`` keeps everything but the classifier (and its
+            ``pretrained_cfg`` keeps the folder's preprocessing but not its scores).
+            timm's options mean what they mean in ``create_model``:
+            ``drop_path_rate`` / ``drop_block_rate`` (the backbone's),
+            ``pretrained_cfg_overlay`` (fields to change in the ``pretrained_cfg``) and
+            ``checkpoint_path`` (a state dict loaded after the folder's weights).
 
     Returns:
         The model (training mode, CPU) with ``pretrained_cfg`` from ``config.json``.
@@ -1053,10 +1082,17 @@ def from_pretrained(
         "token": token,
         "local_files_only": local_files_only,
     }
+    overlay = model_kwargs.pop("pretrained_cfg_overlay", None)
+    check_cfg_overlay(overlay)
+    checkpoint_path = model_kwargs.pop("checkpoint_path", None)
     config = read_config(source, **hub)
     model = build_from_config(config, cls, source=source, **model_kwargs)
     _load_weights_file(model, source, config, sha256=None, strict=strict, **hub)
-    _attach_cfg(model, config, source)
+    _attach_cfg(model, config, source, overlay)
+    if checkpoint_path is not None:
+        from .models.base import load_checkpoint_file
+
+        load_checkpoint_file(model, checkpoint_path)
     return model
 
 
@@ -1070,7 +1106,8 @@ def load_model(
             ``"local-dir:PATH"``).
         pretrained: Load the weights (open_clip behaviour for hub names); ``False``
             builds the architecture of ``config.json`` with fresh weights.
-        **kwargs: Constructor overrides, plus the hub options ``revision``,
+        **kwargs: Constructor overrides and timm's options (as in
+            :func:`from_pretrained`), plus the hub options ``revision``,
             ``cache_dir``, ``force_download``, ``token``, ``local_files_only`` and
             ``strict``.
     """
@@ -1079,6 +1116,18 @@ def load_model(
     if pretrained:
         return from_pretrained(model_name, **hub, **kwargs)
     hub.pop("strict", None)  # nothing to load
+    overlay = kwargs.pop("pretrained_cfg_overlay", None)
+    check_cfg_overlay(overlay)
+    checkpoint_path = kwargs.pop("checkpoint_path", None)
     source = WeightsSource.parse(model_name, hub.pop("revision", None))
     model = build_from_config(read_config(source, **hub), source=source, **kwargs)
+    if overlay:
+        model.pretrained_cfg = (
+            apply_cfg_overlay(model.pretrained_cfg, overlay, model.pretrained_cfg.architecture)
+            or model.pretrained_cfg
+        )
+    if checkpoint_path is not None:
+        from .models.base import load_checkpoint_file
+
+        load_checkpoint_file(model, checkpoint_path)
     return model

@@ -22,7 +22,7 @@ import fnmatch
 import importlib
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -406,7 +406,10 @@ def list_pretrained(filter: str = "", include_unavailable: bool = True) -> list[
     """List the registered weight sets with their status.
 
     Args:
-        filter: fnmatch pattern on ``"arch.tag"`` names; empty for all.
+        filter: fnmatch pattern on ``"arch.tag"`` names; empty for all. A pattern
+            without a ``.`` also matches every tag of the names it matches
+            (``"ceflnet_tiny"`` lists ``ceflnet_tiny.synthetic``), as in
+            :func:`list_models`.
         include_unavailable: Also list weight sets that are registered but not trained
             yet (``status == "not-trained"``), as torchvision lists its weights.
 
@@ -427,7 +430,8 @@ def list_pretrained(filter: str = "", include_unavailable: bool = True) -> list[
         if cfg.tag and (include_unavailable or cfg.has_weights)
     ]
     if filter:
-        cfgs = [c for c in cfgs if fnmatch.fnmatch(c.name, filter)]
+        patterns = [filter] if "." in filter else [filter, f"{filter}.*"]
+        cfgs = [c for c in cfgs if any(fnmatch.fnmatch(c.name, p) for p in patterns)]
     return sorted(cfgs, key=lambda c: c.name)
 
 
@@ -445,9 +449,12 @@ def create_model(
             local directory holding ``config.json`` + ``model.safetensors``; like
             open_clip, these two name a set of weights and always load it.
         pretrained: Load the weights named by the tag (or the architecture's default
-            tag). Raises a clear error where no weights exist.
+            tag). Raises a clear error where no weights exist. Without it, a tagged name
+            gives random weights with the tag's classes and preprocessing, and a
+            ``pretrained_cfg`` without the tag, scores or location of those weights.
         num_classes: Number of output classes. Defaults to the number of classes of the
-            weights when ``pretrained=True``, else 7. Loading weights into a model with
+            weight set the name has (its tag's; with ``pretrained=True`` and a bare name,
+            the default set's), else 7. Loading weights into a model with
             another number of classes keeps everything but the classifier.
         **kwargs: Passed to the model constructor (e.g. ``backbone="resnet34"``,
             ``eian_kernel_size=3``, ``pretrained_backbone=True``), except timm's own
@@ -502,17 +509,36 @@ def create_model(
 def _resolve_cfg_argument(
     arch: str, cfg: PretrainedCfg | None, kwargs: dict[str, Any]
 ) -> PretrainedCfg | None:
-    """Apply timm's ``pretrained_cfg`` / ``pretrained_cfg_overlay`` (popped from kwargs)."""
+    """Resolve timm's ``pretrained_cfg`` (popped from kwargs) to the cfg it names.
+
+    A tag or a :class:`PretrainedCfg` replaces ``cfg``. A dict of fields joins
+    ``pretrained_cfg_overlay`` in ``kwargs``: :func:`~cefl_zoo.models.base.build_model`
+    applies both last, to the weight set it settles on (with ``pretrained=True`` and
+    a bare name, the default one), so explicit fields win over everything it derives.
+    """
     given = kwargs.pop("pretrained_cfg", None)
-    overlay = kwargs.pop("pretrained_cfg_overlay", None)
     if isinstance(given, str):  # a tag, as in timm
         cfg = get_pretrained_cfg(f"{arch}.{given}" if given else arch)
     elif isinstance(given, PretrainedCfg):
         cfg = given
-    elif given is not None and not isinstance(given, dict):
+    elif isinstance(given, dict):
+        kwargs["pretrained_cfg_overlay"] = {**given, **(kwargs.get("pretrained_cfg_overlay") or {})}
+    elif given is not None:
         raise TypeError(
             f"pretrained_cfg must be a weight tag, a PretrainedCfg or a dict, got "
             f"{type(given).__name__}"
+        )
+    check_cfg_overlay(kwargs.get("pretrained_cfg_overlay"))
+    return cfg
+
+
+def check_cfg_overlay(overlay: Mapping[str, Any] | None) -> None:
+    """Raise a :class:`TypeError` for ``pretrained_cfg_overlay`` keys that are no
+    :class:`PretrainedCfg` field."""
+    if overlay is not None and not isinstance(overlay, Mapping):
+        raise TypeError(
+            f"pretrained_cfg_overlay must be a dict of PretrainedCfg fields, got "
+            f"{type(overlay).__name__}"
         )
     unknown = sorted(set(overlay or {}) - set(PretrainedCfg.__dataclass_fields__))
     if unknown:
@@ -520,23 +546,36 @@ def _resolve_cfg_argument(
             f"pretrained_cfg_overlay: unknown field(s) {', '.join(unknown)}; PretrainedCfg "
             f"has {', '.join(PretrainedCfg.__dataclass_fields__)}"
         )
-    # A dict pretrained_cfg, then the overlay, change fields of the registered cfg.
-    changes = {**(given if isinstance(given, dict) else {}), **(overlay or {})}
-    if isinstance(given, dict) or overlay:
-        base = cfg.to_dict() if cfg is not None else {"architecture": arch}
-        cfg = PretrainedCfg.from_dict({**base, **changes})
-    if cfg is not None and ({"file", "hf_hub_id"} & set(changes)):
-        # Weights somewhere else (timm's overlay file=...): those weights, unverified
-        # unless a sha256 comes along, loadable whatever the registered set's status.
-        cfg = cfg.replace(
-            status=changes.get("status", "available"),
-            sha256=changes.get("sha256"),
-            hf_hub_revision=changes.get("hf_hub_revision", cfg.hf_hub_revision)
-            if "hf_hub_id" not in changes
-            else changes.get("hf_hub_revision"),
-            tag=cfg.tag or "custom",
+
+
+def apply_cfg_overlay(
+    cfg: PretrainedCfg | None, overlay: Mapping[str, Any] | None, arch: str
+) -> PretrainedCfg | None:
+    """``cfg`` with the fields of timm's ``pretrained_cfg_overlay`` changed.
+
+    Weights from somewhere else (``file`` or ``hf_hub_id`` in the overlay) are those
+    weights: loadable whatever the registered set's status, unverified unless a
+    ``sha256`` comes along, and without the scores and train command of the registered
+    set (unless the overlay gives them). The tag stays (``"custom"`` when there was
+    none), as in timm, with the registered classes and preprocessing.
+    """
+    check_cfg_overlay(overlay)
+    if not overlay:
+        return cfg
+    base = cfg.to_dict() if cfg is not None else {"architecture": arch}
+    new = PretrainedCfg.from_dict({**base, **overlay})
+    if {"file", "hf_hub_id"} & set(overlay):
+        new = new.replace(
+            status=overlay.get("status", "available"),
+            sha256=overlay.get("sha256"),
+            hf_hub_revision=overlay.get("hf_hub_revision")
+            if "hf_hub_id" in overlay
+            else overlay.get("hf_hub_revision", new.hf_hub_revision),
+            metrics=dict(overlay.get("metrics") or {}),
+            train_command=overlay.get("train_command"),
+            tag=new.tag or "custom",
         )
-    return cfg
+    return new
 
 
 def _looks_like_path(name: str) -> bool:

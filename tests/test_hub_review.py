@@ -444,3 +444,51 @@ def test_export_summary_without_tag(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ceflnet_tiny.  labels" not in out and "labels None" not in out
     assert "  ceflnet_tiny  labels not recorded" in out
+
+
+def test_a_new_head_on_a_folder_drops_the_saved_scores(tmp_path):
+    from cefl_zoo.models import CEFLNet
+
+    folder = cefl_zoo.create_model("ceflnet_tiny.synthetic", pretrained=True).save_pretrained(
+        tmp_path / "m"
+    )
+    for model in (
+        CEFLNet.from_pretrained(folder, num_classes=3),
+        cefl_zoo.create_model(folder, num_classes=3),
+    ):
+        cfg = model.pretrained_cfg
+        assert (cfg.tag, cfg.metrics, cfg.dataset, cfg.train_command, cfg.label_names) == (
+            "",
+            {},
+            None,
+            None,
+            None,
+        )
+        assert cfg.input_size == (3, 32, 32) and "new 3-class head" in cfg.notes
+        saved = json.loads((model.save_pretrained(tmp_path / "again") / "config.json").read_text())
+        assert saved["pretrained_cfg"]["metrics"] == {} and saved["pretrained_cfg"]["tag"] == ""
+    same = cefl_zoo.create_model(folder).pretrained_cfg  # the folder's own head keeps its record
+    assert same.tag == "synthetic" and same.metrics["war"] > 0.9
+
+
+def test_folders_take_timms_create_model_options(tmp_path):
+    from safetensors.torch import save_file
+
+    model = cefl_zoo.create_model("ceflnet_tiny.synthetic", pretrained=True)
+    folder = model.save_pretrained(tmp_path / "m")
+    dropped = cefl_zoo.create_model(folder, drop_path_rate=0.1)
+    assert dropped.init_kwargs["backbone_kwargs"] == {"drop_path_rate": 0.1}
+    assert (
+        cefl_zoo.create_model(
+            folder, pretrained_cfg_overlay={"num_clips": 5}
+        ).pretrained_cfg.num_clips
+        == 5
+    )
+    state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] += 1
+    save_file(state, str(tmp_path / "other.safetensors"))
+    loaded = cefl_zoo.create_model(folder, checkpoint_path=tmp_path / "other.safetensors")
+    assert torch.equal(loaded.state_dict()[key], state[key])
+    with pytest.raises(TypeError, match="unknown field.*nope"):
+        cefl_zoo.create_model(folder, pretrained_cfg_overlay={"nope": 1})

@@ -201,6 +201,37 @@ def test_a_new_head_drops_the_tag_and_scores_of_the_weights(tmp_path, caplog) ->
     assert plain.pretrained_cfg.notes == notes
 
 
+def test_random_weights_of_a_tag_keep_its_classes_and_preprocessing_not_its_scores(
+    tmp_path,
+) -> None:
+    import json
+
+    shipped = create_model("ceflnet_tiny.synthetic", pretrained=True).pretrained_cfg
+    random = create_model("ceflnet_tiny.synthetic")  # pretrained=False: random weights
+    cfg = random.pretrained_cfg
+    assert (cfg.label_names, cfg.input_size, cfg.mean) == (
+        shipped.label_names,
+        shipped.input_size,
+        shipped.mean,
+    )
+    assert (cfg.tag, cfg.metrics, cfg.status, cfg.sha256, cfg.file) == ("", {}, "none", None, None)
+    assert (
+        cfg.notes == "random weights, with the classes and preprocessing of ceflnet_tiny.synthetic"
+    )
+    saved = json.loads((random.save_pretrained(tmp_path / "m") / "config.json").read_text())
+    assert saved["pretrained_cfg"]["metrics"] == {} and saved["pretrained_cfg"]["tag"] == ""
+    assert "0.99" not in (tmp_path / "m" / "README.md").read_text()
+    # another backbone is another model: its preprocessing, not the tiny weights' 32 px
+    swapped = create_model("ceflnet_tiny.synthetic", backbone="resnet18").pretrained_cfg
+    assert (swapped.tag, swapped.input_size) == ("", (3, 224, 224))
+    # a state dict file gives weights: the tag stays, as in timm
+    path = tmp_path / "w.pth"
+    torch.save(create_model("ceflnet_tiny.synthetic", pretrained=True).state_dict(), path)
+    assert create_model("ceflnet_tiny.synthetic", checkpoint_path=path).pretrained_cfg.tag == (
+        "synthetic"
+    )
+
+
 def test_pretrained_without_weights_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="pretrained=False.*pretrained_backbone=True"):
         create_model("frameavg_resnet18", pretrained=True)

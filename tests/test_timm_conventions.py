@@ -38,6 +38,50 @@ def test_pretrained_cfg_as_tag_dict_or_overlay() -> None:
         create_model("ceflnet_tiny", pretrained_cfg_overlay={"no_such_field": 1})
 
 
+def test_overlay_changes_the_default_weight_set_of_a_bare_name() -> None:
+    # timm applies the overlay to the cfg of the weights pretrained=True loads
+    for kwargs in (
+        {"pretrained_cfg_overlay": {"num_clips": 5, "mean": (0.1, 0.2, 0.3)}},
+        {"pretrained_cfg": {"num_clips": 5, "mean": (0.1, 0.2, 0.3)}},
+    ):
+        for name in ("ceflnet_tiny", "ceflnet_tiny.synthetic"):
+            cfg = create_model(name, pretrained=True, **kwargs).pretrained_cfg
+            assert (cfg.tag, cfg.num_clips, cfg.mean) == ("synthetic", 5, (0.1, 0.2, 0.3))
+
+
+def test_explicit_preprocessing_wins_and_drop_rates_do_not_change_it() -> None:
+    default = create_model("ceflnet_tiny").pretrained_cfg.input_size
+    assert create_model("ceflnet_tiny", drop_path_rate=0.1).pretrained_cfg.input_size == default
+    spelt_out = create_model("ceflnet_tiny", backbone_kwargs={"drop_path_rate": 0.1})
+    assert spelt_out.pretrained_cfg.input_size == default
+    swapped = create_model(
+        "cnnlstm_resnet18",
+        backbone="test_convnext",
+        pretrained_cfg_overlay={"input_size": (3, 32, 32), "mean": (0.1, 0.2, 0.3)},
+    ).pretrained_cfg
+    assert (swapped.input_size, swapped.mean) == ((3, 32, 32), (0.1, 0.2, 0.3))
+    assert (
+        swapped.std == create_model("cnnlstm_resnet18", backbone="test_convnext").pretrained_cfg.std
+    )
+
+
+def test_overlay_weights_from_elsewhere_do_not_keep_the_registered_scores(tmp_path) -> None:
+    folder = create_model("ceflnet_tiny.synthetic", pretrained=True).save_pretrained(tmp_path / "m")
+    cfg = create_model(
+        "ceflnet_tiny.synthetic", pretrained=True, pretrained_cfg_overlay={"file": str(folder)}
+    ).pretrained_cfg
+    assert (cfg.tag, cfg.metrics, cfg.train_command, cfg.sha256) == ("synthetic", {}, None, None)
+
+
+def test_default_cfg_is_pretrained_cfg_and_list_pretrained_expands_names() -> None:
+    model = create_model("ceflnet_tiny")
+    assert model.default_cfg is model.pretrained_cfg
+    model.default_cfg = model.pretrained_cfg.replace(interpolation="bicubic")
+    assert model.pretrained_cfg.interpolation == "bicubic"
+    assert [c.name for c in cefl_zoo.list_pretrained("ceflnet_tiny")] == ["ceflnet_tiny.synthetic"]
+    assert cefl_zoo.list_pretrained("ceflnet_tin") == []
+
+
 def test_overlay_file_loads_weights_from_a_local_folder(tmp_path) -> None:
     source = create_model("ceflnet_tiny", num_classes=3)
     source.pretrained_cfg = source.pretrained_cfg.replace(label_names=("a", "b", "c"))

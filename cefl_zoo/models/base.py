@@ -17,6 +17,8 @@ from ..hub_mixin import HubMixin
 from ..registry import (
     PretrainedCfg,
     UnknownModelError,
+    apply_cfg_overlay,
+    check_cfg_overlay,
     default_pretrained_cfg,
     get_pretrained_cfg,
 )
@@ -223,6 +225,15 @@ class VideoClassifier(HubMixin, nn.Module):
     has_frame_weights: bool = False
 
     @property
+    def default_cfg(self) -> PretrainedCfg:
+        """``pretrained_cfg`` under its older timm name (timm keeps both)."""
+        return self.pretrained_cfg
+
+    @default_cfg.setter
+    def default_cfg(self, cfg: PretrainedCfg) -> None:
+        self.pretrained_cfg = cfg
+
+    @property
     def label_names(self) -> tuple[str, ...]:
         """Class names in output order (``class_0``, ... when the weights name none)."""
         names = self.pretrained_cfg.label_names
@@ -382,7 +393,9 @@ def build_model(
         default_args: The architecture's constructor arguments (e.g. its backbone);
             ``kwargs`` override them.
         **kwargs: The caller's constructor arguments. ``num_classes`` defaults to the
-            number of class names of the weights (when ``pretrained``), else 7.
+            number of class names of the weight set (the tag's; with ``pretrained`` and
+            a bare name, the default set's), else 7. timm's ``pretrained_cfg_overlay``
+            changes fields of the resulting ``pretrained_cfg``.
 
     Returns:
         The model, with ``architecture`` and ``pretrained_cfg`` set.
@@ -393,6 +406,8 @@ def build_model(
     hub_kwargs = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
     checkpoint_path = kwargs.pop("checkpoint_path", None)
     backbone_rates = {k: kwargs.pop(k) for k in BACKBONE_RATE_KWARGS if k in kwargs}
+    overlay = kwargs.pop("pretrained_cfg_overlay", None)
+    check_cfg_overlay(overlay)
     cfg = pretrained_cfg
     if cfg is None:
         try:
@@ -402,7 +417,9 @@ def build_model(
     if pretrained and (cfg is None or not cfg.tag):
         # A bare architecture with pretrained=True means its default weight set (timm).
         cfg = default_pretrained_cfg(variant) or cfg
-    if pretrained and (cfg is None or not cfg.tag):
+    # The overlay changes the weight set settled on; its fields win over all derived here.
+    final = apply_cfg_overlay(cfg, overlay, variant)
+    if pretrained and (final is None or not final.tag):
         raise RuntimeError(
             f"no pretrained weights are registered for {variant!r}. Use pretrained=False "
             "for a random model, or pretrained_backbone=True for a random head on an "
@@ -412,45 +429,85 @@ def build_model(
     if backbone_rates:  # timm's drop_path_rate / drop_block_rate: the backbone's
         args["backbone_kwargs"] = {**backbone_rates, **(args.get("backbone_kwargs") or {})}
     if args.get("num_classes") is None:
-        args["num_classes"] = len(cfg.label_names) if cfg and cfg.label_names else 7
+        args["num_classes"] = len(final.label_names) if final and final.label_names else 7
     from ..hub import check_keywords
 
     check_keywords(model_cls, args, f"{variant} ({model_cls.__name__})")
     model = model_cls(**args)
     model.architecture = variant
-    swapped_backbone = "backbone" in kwargs and kwargs["backbone"] != (default_args or {}).get(
-        "backbone"
-    )
     if cfg is not None:
-        resolved = cfg.replace(architecture=variant)
-        if (swapped_backbone or kwargs.get("backbone_kwargs")) and not cfg.tag:
-            # The user swapped or reconfigured the backbone: follow its preprocessing.
-            backbone = args.get("backbone")
-            name = backbone if isinstance(backbone, str) else type(model.backbone).__name__
-            resolved = resolved.replace(
-                input_size=model.pretrained_cfg.input_size,
-                mean=model.pretrained_cfg.mean,
-                std=model.pretrained_cfg.std,
-                interpolation=model.pretrained_cfg.interpolation,
-                notes=f"untrained architecture; {name} backbone",
-            )
-        model.pretrained_cfg = adapt_channels(resolved, model.in_chans)
+        model.pretrained_cfg = adapt_channels(
+            _model_cfg(
+                model,
+                cfg,
+                variant,
+                kwargs,
+                default_args,
+                overlay,
+                has_weights=pretrained or checkpoint_path is not None,
+            ),
+            model.in_chans,
+        )
     else:
         model.pretrained_cfg = model.pretrained_cfg.replace(architecture=variant)
     model._set_num_classes(model.num_classes, new_head=False)  # drops names that do not fit
     if pretrained:
         from ..hub import load_pretrained
 
-        load_pretrained(model, cfg, **hub_kwargs)  # (without pretrained: unused, as in timm)
+        load_pretrained(model, final, **hub_kwargs)  # (without pretrained: unused, as in timm)
     if checkpoint_path is not None:
         load_checkpoint_file(model, checkpoint_path)
     return model
+
+
+def _model_cfg(
+    model: VideoClassifier,
+    cfg: PretrainedCfg,
+    variant: str,
+    kwargs: dict[str, Any],
+    default_args: dict[str, Any] | None,
+    overlay: dict[str, Any] | None,
+    has_weights: bool,
+) -> PretrainedCfg:
+    """The ``pretrained_cfg`` a built model carries.
+
+    Random weights (no ``pretrained``, no ``checkpoint_path``) keep the classes and
+    preprocessing of a named weight set but none of what names or measures those
+    weights (tag, scores, location): a saved copy must not claim them. A swapped
+    backbone, or backbone options that change its input size, bring the backbone's
+    preprocessing. The caller's ``pretrained_cfg`` / ``pretrained_cfg_overlay`` fields
+    come last and win.
+    """
+    resolved = cfg.replace(architecture=variant)
+    if not has_weights and resolved.has_provenance:
+        resolved = resolved.derived(
+            f"random weights, with the classes and preprocessing of {cfg.name}"
+        )
+    swapped_backbone = "backbone" in kwargs and kwargs["backbone"] != (default_args or {}).get(
+        "backbone"
+    )
+    resized = bool(set(kwargs.get("backbone_kwargs") or {}) & set(PREPROCESSING_BACKBONE_KWARGS))
+    if (swapped_backbone or resized) and not resolved.tag:
+        # The user swapped or resized the backbone: follow its preprocessing.
+        backbone = model.init_kwargs.get("backbone")
+        name = backbone if isinstance(backbone, str) else type(model.backbone).__name__
+        resolved = resolved.replace(
+            input_size=model.pretrained_cfg.input_size,
+            mean=model.pretrained_cfg.mean,
+            std=model.pretrained_cfg.std,
+            interpolation=model.pretrained_cfg.interpolation,
+            notes=f"untrained architecture; {name} backbone",
+        )
+    return apply_cfg_overlay(resolved, overlay, variant) or resolved
 
 
 #: ``create_model`` options that go to the weights download (``pretrained=True``).
 HUB_KWARGS = ("cache_dir", "token", "force_download", "local_files_only")
 #: timm's stochastic-depth options, passed on to the backbone.
 BACKBONE_RATE_KWARGS = ("drop_path_rate", "drop_block_rate")
+#: ``backbone_kwargs`` that change what the backbone expects as input (its frame size,
+#: its preprocessing), so the model follows the backbone's preprocessing.
+PREPROCESSING_BACKBONE_KWARGS = ("img_size", "pretrained_cfg", "pretrained_cfg_overlay")
 
 
 def load_checkpoint_file(model: nn.Module, path: str | os.PathLike) -> None:
