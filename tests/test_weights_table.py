@@ -107,12 +107,32 @@ def test_dataset_weight_sets_are_published_with_train_export_push():
     steps = weights.publish_steps(cefl_zoo.get_pretrained_cfg("ceflnet_resnet18.mmi"))
     assert steps == [
         (
-            "cefl-zoo train --model ceflnet_resnet18 --data mmi:/path/to/MMI --fold 1 --seed 0 "
-            "--output-dir runs/ceflnet_resnet18.mmi"
+            "cefl-zoo train --model ceflnet_resnet18 --data mmi:/path/to/MMI --fold 1 "
+            "--pretrained-backbone --seed 0 --output-dir runs/ceflnet_resnet18.mmi"
         ),
-        "cefl-zoo export runs/ceflnet_resnet18.mmi export/ceflnet_resnet18.mmi",
+        "cefl-zoo export runs/ceflnet_resnet18.mmi export/ceflnet_resnet18.mmi --checkpoint last",
         "cefl-zoo push export/ceflnet_resnet18.mmi cefl-zoo/ceflnet_resnet18.mmi",
     ]
+
+
+@pytest.mark.parametrize("name", [c.name for c in NOT_TRAINED])
+def test_the_published_train_command_is_the_papers_recipe_and_parses(name):
+    import argparse
+    import shlex
+
+    from cefl_zoo.commands import train as train_command
+    from cefl_zoo.train.config import config_from_args
+
+    cfg = cefl_zoo.get_pretrained_cfg(name)
+    words = shlex.split(weights.publish_steps(cfg)[0])
+    assert words[:2] == ["cefl-zoo", "train"]
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+    config = config_from_args(parser.parse_args(words[2:]))
+    assert config.pretrained_backbone  # the paper starts ResNet-18 from ImageNet weights
+    # AFEW's test labels are not public: its adapter has no "test" split to validate on
+    assert config.val_split == ("val" if cfg.dataset == "afew" else "test")
+    assert config.fold == (None if cfg.dataset == "afew" else 1)
 
 
 def test_list_models_pretrained_lists_exactly_the_available_sets():

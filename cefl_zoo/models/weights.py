@@ -56,16 +56,18 @@ __all__ = [
 HF_ORG = "cefl-zoo"
 
 # The commands that produce and publish a weight set, kept in this one place. Fields:
-# {arch}, {name} ("arch.tag"), {data} (the trainer's --data value), {fold_flag},
-# {run_dir}, {out_dir}, {repo_id}.
+# {arch}, {name} ("arch.tag"), {data} (the trainer's --data value), {flags} (the
+# dataset's split and start options), {run_dir}, {out_dir}, {repo_id}.
 #: Writes the built-in synthetic data the shipped weight set trains on.
 SYNTH_COMMAND = "cefl-zoo synth data/synthetic --videos 560 --seed 0"
 #: Trains a weight set (the project's trainer, ``cefl-zoo train``).
 TRAIN_COMMAND = (
-    "cefl-zoo train --model {arch} --data {data}{fold_flag} --seed 0 --output-dir {run_dir}"
+    "cefl-zoo train --model {arch} --data {data}{flags} --seed 0 --output-dir {run_dir}"
 )
-#: Writes the publishable folder (weights, config, model card with the eval metrics).
-EXPORT_COMMAND = "cefl-zoo export {run_dir} {out_dir}"
+#: Writes the publishable folder (weights, config, model card with the eval metrics). The
+#: last epoch's weights: the paper's protocols have no validation split, so the best
+#: epoch would be chosen on the test split the card then reports.
+EXPORT_COMMAND = "cefl-zoo export {run_dir} {out_dir} --checkpoint last"
 #: Uploads it; prints the commit to pin as ``hf_hub_revision`` and the sha256.
 PUSH_COMMAND = "cefl-zoo push {out_dir} {repo_id}"
 
@@ -101,7 +103,7 @@ class _Recipe:
     display: str
     data_arg: str
     fold: str
-    fold_flag: str
+    flags: str  # the trainer's split options, and the ImageNet backbone the paper starts from
     paper: str
 
 
@@ -111,7 +113,7 @@ _RECIPES = (
         "DFEW",
         "dfew:/path/to/DFEW",
         "fold 1 of 5 (EmoLabel_DataSplit set_1)",
-        " --fold 1",
+        " --fold 1 --pretrained-backbone",
         "paper: 65.35 % accuracy, mean of the 5 folds (Table 5)",
     ),
     _Recipe(
@@ -119,7 +121,7 @@ _RECIPES = (
         "AFEW 8.0",
         "afew:/path/to/AFEW",
         "Train -> Val (test labels are not public)",
-        "",
+        " --val-split val --pretrained-backbone",
         "paper: 53.98 % accuracy on Val (Table 4)",
     ),
     _Recipe(
@@ -127,7 +129,7 @@ _RECIPES = (
         "MMI",
         "mmi:/path/to/MMI",
         "fold 1 of 10, subject-independent",
-        " --fold 1",
+        " --fold 1 --pretrained-backbone",
         "paper: 91.00 % accuracy, mean of 10 folds (Table 3)",
     ),
     _Recipe(
@@ -135,21 +137,21 @@ _RECIPES = (
         "BU-3DFE",
         "bu3dfe:/path/to/BU-3DFE",
         "fold 1 of 10, subject-independent",
-        " --fold 1",
+        " --fold 1 --pretrained-backbone",
         "paper: 85.33 % accuracy, mean of 10 folds (Table 2)",
     ),
 )
 
 
 def _commands(
-    arch: str, tag: str, data: str, fold_flag: str, out_dir: str, repo_id: str
+    arch: str, tag: str, data: str, flags: str, out_dir: str, repo_id: str
 ) -> dict[str, str]:
     name = f"{arch}.{tag}"
     fields = {
         "arch": arch,
         "name": name,
         "data": data,
-        "fold_flag": fold_flag,
+        "flags": flags,
         "run_dir": f"runs/{name}",
         "out_dir": out_dir,
         "repo_id": repo_id,
@@ -169,7 +171,7 @@ def _dataset_cfg(arch: str, recipe: _Recipe) -> PretrainedCfg:
         arch,
         recipe.dataset,
         recipe.data_arg,
-        recipe.fold_flag,
+        recipe.flags,
         f"export/{arch}.{recipe.dataset}",
         repo_id,
     )
@@ -309,7 +311,7 @@ def publish_steps(cfg: PretrainedCfg) -> list[str]:
     Example:
         >>> from cefl_zoo import get_pretrained_cfg
         >>> publish_steps(get_pretrained_cfg("ceflnet_resnet18.dfew"))[0]
-        'cefl-zoo train --model ceflnet_resnet18 --data dfew:/path/to/DFEW --fold 1 --seed 0 --output-dir runs/ceflnet_resnet18.dfew'
+        'cefl-zoo train --model ceflnet_resnet18 --data dfew:/path/to/DFEW --fold 1 --pretrained-backbone --seed 0 --output-dir runs/ceflnet_resnet18.dfew'
     """
     recipe = next((r for r in _RECIPES if r.dataset == cfg.dataset), None)
     if cfg.hf_hub_id is None:  # packaged: export into the package
@@ -324,10 +326,8 @@ def publish_steps(cfg: PretrainedCfg) -> list[str]:
         prepare = [SYNTH_COMMAND] if cfg.dataset == "synthetic" else []
         return [*prepare, cfg.train_command or cmds["train"], cmds["export"]]
     data = recipe.data_arg if recipe else f"{cfg.dataset}:/path/to/{cfg.dataset}"
-    fold_flag = recipe.fold_flag if recipe else ""
-    cmds = _commands(
-        cfg.architecture, cfg.tag, data, fold_flag, f"export/{cfg.name}", cfg.hf_hub_id
-    )
+    flags = recipe.flags if recipe else ""
+    cmds = _commands(cfg.architecture, cfg.tag, data, flags, f"export/{cfg.name}", cfg.hf_hub_id)
     return [cfg.train_command or cmds["train"], cmds["export"], cmds["push"]]
 
 
