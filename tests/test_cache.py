@@ -24,6 +24,7 @@ from cefl_zoo.data import (
     build_frame_cache,
     collate_encoded,
     decode_jpeg_batch,
+    item_seed,
     prepare_batch,
     write_synthetic_dataset,
 )
@@ -442,6 +443,99 @@ def test_changed_source_video_is_reported(tmp_path):
         assert len(CachedVideoDataset(out)) == 3
 
 
+def _frame_folders(root, value, classes=("happy", "sad")):
+    """``root/<class>/vid0`` folders of 12 PNG frames of one grey level."""
+    from _video_utils import write_frame_folder
+
+    for cls in classes:
+        frames = torch.full((12, 3, 16, 16), value, dtype=torch.uint8)
+        write_frame_folder(root / cls / "vid0", frames, ext="png")
+
+
+def test_changed_frame_folder_is_reported(tmp_path):
+    root = tmp_path / "frames"
+    _frame_folders(root, 10)
+    ds = VideoFolderDataset(root, split=None)
+    out = build_frame_cache(ds, tmp_path / "c", format="uint8", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CachedVideoDataset(out)  # unchanged: no warning
+    sad = root / "sad" / "vid0"
+    (sad / "13.png").write_bytes((sad / "1.png").read_bytes())  # a frame more
+    with pytest.warns(RuntimeWarning, match=r"1 of 2 cached videos.*sad/vid0: 12 frames then"):
+        CachedVideoDataset(out)
+    happy = root / "happy" / "vid0"
+    mtime = (happy / "5.png").stat().st_mtime_ns
+    _frame_folders(root, 200, ["happy"])  # re-extracted: as many frames, same sizes
+    for frame in happy.iterdir():  # (later than the build even on coarse file systems)
+        os.utime(frame, ns=(mtime + 10**9, mtime + 10**9))
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"2 of 2 cached videos changed.*happy/vid0: modification time differs.*--overwrite",
+    ):
+        CachedVideoDataset(out)
+
+
+def test_video_rewritten_with_the_same_size_is_reported(tmp_path):
+    root = tmp_path / "synth"
+    write_synthetic_dataset(root, num_videos=2, seed=1, size=32, progress=False)
+    ds = SyntheticVideoDataset(root, split=None)
+    out = build_frame_cache(ds, tmp_path / "c", format="uint8", progress=False)
+    victim = ds.items[0].path
+    stat = os.stat(victim)
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # rewritten in place
+    with pytest.warns(RuntimeWarning, match=r"1 of 2 cached videos changed.*modification time"):
+        CachedVideoDataset(out)
+
+
+def test_cache_of_an_older_version_without_source_stamps_still_reads(tmp_path):
+    root = tmp_path / "frames"
+    _frame_folders(root, 10)
+    ds = VideoFolderDataset(root, split=None, train=True)
+    out = build_frame_cache(ds, tmp_path / "c", format="uint8", progress=False)
+    index = json.loads((out / "index.json").read_text())
+    for entry in index["items"]:  # what older builds wrote: a size, None for folders
+        for key in ("source_index", "source_frames", "source_mtime_ns"):
+            del entry[key]
+        entry["source_size"] = None
+    (out / "index.json").write_text(json.dumps(index))
+    _frame_folders(root, 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to compare with, so no warning
+        cached = CachedVideoDataset(out, train=True)
+    assert torch.equal(cached[1]["frame_indices"], ds[1]["frame_indices"])
+
+
+def test_samples_match_the_source_after_a_video_failed_to_cache(synth, tmp_path):
+    good = source(synth, transform=None)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video" * 50)
+    items = [VideoItem(str(broken), 0), *good.items[:3]]
+    ds = VideoDataset(items, classes=good.classes, train=True, seed=4)
+    with pytest.warns(RuntimeWarning, match="frame cache: skipping"):
+        out = build_frame_cache(ds, tmp_path / "c", format="uint8", progress=False)
+    cached = CachedVideoDataset(out, train=True, seed=4)
+    assert [it.path for it in cached.items] == [it.path for it in items[1:]]
+    for i in range(3):  # cache item i is source item i + 1
+        a, b = ds[i + 1], cached[i]
+        assert torch.equal(a["frame_indices"], b["frame_indices"]), i
+        assert torch.equal(a["video"], b["video"]), i
+    cached.decode = False
+    assert cached.load_sample(0)["transform_seed"] == item_seed(4, 0, 1, "transform")
+
+
+def test_out_of_memory_while_caching_is_raised_not_skipped(synth, tmp_path):
+    def cropper(frames, path):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    ds = source(synth, face_cropper=cropper)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "skipping" warning
+        with pytest.raises(torch.OutOfMemoryError, match="CUDA out of memory"):
+            build_frame_cache(ds, tmp_path / "c", progress=False)
+    assert not (tmp_path / "c").exists()
+
+
 def test_missing_cache(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a frame cache.*cefl-zoo cache"):
         CachedVideoDataset(tmp_path)
@@ -492,6 +586,22 @@ def test_cli_builds_a_cache(synth, tmp_path, capsys):
         warnings.simplefilter("ignore")
         assert main(["cache", f"synthetic:{synth}", str(out), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_cli_split_and_defaults_are_explained(tmp_path, capsys):
+    (tmp_path / "DFEW").mkdir()
+    assert main(["cache", f"dfew:{tmp_path / 'DFEW'}", str(tmp_path / "c"), "--quiet"]) == 2
+    assert (
+        "DFEW: no split given; pass split='train' or split='test' (cefl-zoo: --split train "
+        "or --split test)" in capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        main(["cache", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "required for a benchmark dataset (e.g. --split train)" in text
+    assert "~10x larger) (default: jpeg)" in text
+    assert "clips per video, N (default: --model's)" in text
+    assert "frames per clip, K (default: --model's)" in text
 
 
 def test_cli_caches_short_videos_with_min_frames(tmp_path, capsys):

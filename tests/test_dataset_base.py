@@ -313,6 +313,26 @@ def test_transform_errors_are_not_item_errors(videos):
         next(iter(loader))
 
 
+def test_out_of_memory_in_the_face_cropper_is_raised_not_skipped(videos):
+    """Running out of GPU memory is no broken video: it raises at once, nothing skipped."""
+    _, items = videos
+    calls = []
+
+    def cropper(frames, path):
+        calls.append(path)
+        if path == items[1].path:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return frames
+
+    ds = make(items[:4], face_cropper=cropper)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "skipping unreadable item" warning
+        with pytest.raises(torch.OutOfMemoryError, match="CUDA out of memory"):
+            ds[1]
+    assert calls == [items[1].path] and ds.failures == []
+    assert ds[0]["path"] == items[0].path  # other items load as before
+
+
 def test_skip_warning_is_self_contained(videos):
     root, items = videos
     broken = VideoItem(str(root / "broken.mp4"), 1)

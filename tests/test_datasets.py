@@ -384,6 +384,12 @@ def test_mafw_clips_source_and_bad_lines(tmp_path):
         ValueError, match="MAFW has no split 'validation'; choose one of train, test"
     ):
         MAFW(root, "validation", 5)
+    with pytest.raises(
+        ValueError,
+        match=r"MAFW: no split given; pass split='train' or split='test' "
+        r"\(cefl-zoo: --split train or --split test\)",
+    ):
+        MAFW(root, None, 5)
 
 
 # -- AFEW ----------------------------------------------------------------------------------------
@@ -502,11 +508,39 @@ def test_mmi_reads_sessions_labels_and_subjects(tmp_path):
     ds = build_dataset("mmi", root, split="all")
     assert len(ds) == 24 and ds.classes == DATASET_CLASSES["mmi"]
     assert ds.targets == [(n - 1) % 6 for n in range(1, 25)]
-    assert {it.meta["subject"] for it in ds.items} == {f"S{s:03d}" for s in range(1, 13)}
+    assert {it.meta["subject"] for it in ds.items} == set(range(1, 13))
     assert [e["reason"] for e in ds.excluded] == [
         "no Emotion metatag",
         "Emotion code 7 is not a basic expression",
     ]
+
+
+def test_mmi_subject_id_and_name_prefix_are_one_subject(tmp_path):
+    # session.xml says "1" where it is there; one session of each subject lacks it, so
+    # only its S<nnn> name prefix tells the subject.
+    sessions = tmp_path / "mmi" / "Sessions"
+    n = 0
+    for s in range(1, 5):
+        for k in range(1, 4):
+            n += 1
+            xml_id = str(s) if k != 3 else None
+            _mmi_session(sessions, n, f"S{s:03d}-{k:03d}", str(k), subject_xml=xml_id)
+    ds = MMI(tmp_path / "mmi", "all")
+    assert sorted({it.meta["subject"] for it in ds.items}) == [1, 2, 3, 4]
+    for fold in (1, 2):
+        train = MMI(tmp_path / "mmi", "train", fold, n_folds=2)
+        test = MMI(tmp_path / "mmi", "test", fold, n_folds=2)
+        people = [{Path(it.path).name[:4] for it in part.items} for part in (train, test)]
+        assert people[0] and people[1] and not people[0] & people[1]
+
+
+def test_mmi_subject_id_that_disagrees_with_the_name_is_warned_about(tmp_path):
+    sessions = tmp_path / "mmi" / "Sessions"
+    _mmi_session(sessions, 1, "S001-001", "1", subject_xml="S001")
+    _mmi_session(sessions, 2, "S002-001", "2", subject_xml="7")
+    with pytest.warns(UserWarning, match=r"2/session.xml: subject id '7' is not the subject "):
+        ds = MMI(tmp_path / "mmi", "all")
+    assert [it.meta["subject"] for it in ds.items] == [1, 7]
 
 
 def test_mmi_folds_are_subject_independent(tmp_path):

@@ -19,7 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("out_dir", help="cache directory to create")
     parser.add_argument(
-        "--split", default=None, help="split to cache (default: all / the dataset's)"
+        "--split",
+        default=None,
+        help="split to cache: required for a benchmark dataset (e.g. --split train); "
+        "default for a folder, CSV or synthetic dataset: all its videos",
     )
     parser.add_argument("--fold", default=None, help="fold or set number, for datasets with folds")
     parser.add_argument(
@@ -30,8 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="ceflnet_resnet18",
         help="model whose input size and clips x frames to cache for",
     )
-    parser.add_argument("--num-clips", type=int, default=None, help="clips per video, N")
-    parser.add_argument("--frames-per-clip", type=int, default=None, help="frames per clip, K")
+    parser.add_argument(
+        "--num-clips", type=int, default=None, help="clips per video, N (default: --model's)"
+    )
+    parser.add_argument(
+        "--frames-per-clip", type=int, default=None, help="frames per clip, K (default: --model's)"
+    )
     parser.add_argument(
         "--min-frames",
         type=int,
@@ -39,7 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shortest video to cache (default: one clip, K frames); 1 keeps even 1-frame "
         "videos, sampled by repeating frames (train with the same setting)",
     )
-    parser.add_argument("--format", choices=("jpeg", "uint8"), default="jpeg")
+    parser.add_argument(
+        "--format",
+        choices=("jpeg", "uint8"),
+        default="jpeg",
+        help="how frames are stored: jpeg (small) or uint8 (raw, exact, ~10x larger)",
+    )
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
     parser.add_argument(
         "--faces",

@@ -51,14 +51,25 @@ __all__ = [
     "SampleTransformError",
     "VideoDataset",
     "VideoItem",
+    "is_item_error",
     "item_seed",
 ]
 
 #: Errors a broken item can raise while its file is read, decoded, sampled and
 #: face-cropped (:meth:`VideoDataset.read_clip`); ``on_error="skip"`` skips these (and
-#: only these). Errors of the transform are not about the file: they raise
-#: :class:`SampleTransformError` whatever ``on_error`` says.
+#: only these, less running out of memory: see :func:`is_item_error`). Errors of the
+#: transform are not about the file: they raise :class:`SampleTransformError` whatever
+#: ``on_error`` says.
 ITEM_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError, EOFError)
+
+
+def is_item_error(err: BaseException) -> bool:
+    """Whether ``err`` is a broken item's, so that ``on_error="skip"`` may skip the item.
+
+    One of :data:`ITEM_ERRORS`, except ``torch.OutOfMemoryError`` (a ``RuntimeError``, e.g.
+    of a face cropper on the GPU): out of memory, every other item would fail too.
+    """
+    return isinstance(err, ITEM_ERRORS) and not isinstance(err, torch.OutOfMemoryError)
 
 
 #: The command-line spelling of ``ClipSampler(min_frames=1)`` for ``cefl-zoo train`` and
@@ -317,9 +328,15 @@ class VideoDataset(Dataset):
         """Select the epoch whose random samples ``__getitem__`` returns."""
         self.epoch = int(epoch)
 
+    def seed_key(self, index: int) -> int:
+        """The number item ``index`` is seeded by: the index itself (a frame cache: the
+        item's index in the dataset it was built from)."""
+        return index
+
     def generator(self, index: int, stream: str = "sampler") -> torch.Generator:
         """The generator of item ``index`` in the current epoch."""
-        return torch.Generator().manual_seed(item_seed(self.seed, self.epoch, index, stream))
+        seed = item_seed(self.seed, self.epoch, self.seed_key(index), stream)
+        return torch.Generator().manual_seed(seed)
 
     def __repr__(self) -> str:
         return (
@@ -386,7 +403,7 @@ class VideoDataset(Dataset):
             return video.float().div_(255) if video.dtype == torch.uint8 else video
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(
-                item_seed(self.seed, self.epoch, index, "transform")
+                item_seed(self.seed, self.epoch, self.seed_key(index), "transform")
             )
             return self.transform(video)
 
@@ -409,6 +426,8 @@ class VideoDataset(Dataset):
             try:
                 return self.load_sample(i)
             except ITEM_ERRORS as err:
+                if not is_item_error(err):
+                    raise
                 error = self._describe(i, err)
                 self.failures.append(
                     {

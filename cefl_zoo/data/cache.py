@@ -41,13 +41,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..video.io import VideoInfo, VideoReader, VideoReadError, quiet_image_io
+from ..video.io import IMAGE_EXTENSIONS, VideoInfo, VideoReader, VideoReadError, quiet_image_io
 from ..video.sampling import ClipSampler
 from .base import (
     ITEM_ERRORS,
     VideoDataset,
     VideoItem,
     crop_faces,
+    is_item_error,
     item_error_reason,
     item_seed,
     warn_skipped,
@@ -111,6 +112,8 @@ class _EncodeItems(Dataset):
             if ds.face_cropper is not None:
                 frames = crop_faces(ds.face_cropper, frames, item.path, times=keep)
         except ITEM_ERRORS as err:
+            if not is_item_error(err):
+                raise
             error = ds._describe(index, err)
             return {
                 "index": index,
@@ -127,7 +130,7 @@ class _EncodeItems(Dataset):
             blobs = [f.numpy().tobytes() for f in frames]
         return {
             "index": index,
-            "source_size": _source_size(item.path),
+            "source": _source_stamp(item.path),
             "num_frames": num_frames,
             "fps": fps,
             "frames": keep.tolist(),
@@ -136,12 +139,43 @@ class _EncodeItems(Dataset):
         }
 
 
-def _source_size(path: str) -> int | None:
-    """Size in bytes of a video file (``None`` for frame folders and unreadable paths)."""
+def _source_stamp(path: str) -> dict[str, int]:
+    """What tells a source video changed: a file's size and modification time (ns); a frame
+    folder's number of frames and the newest modification time of the folder and of its
+    first and last frame (three ``stat`` calls, so opening a cache of a large dataset stays
+    quick; frames re-extracted or added show there). ``{}`` if it is unreadable."""
     try:
-        return os.stat(path).st_size if os.path.isfile(path) else None
+        if os.path.isfile(path):
+            st = os.stat(path)
+            return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+        with os.scandir(path) as entries:
+            names = sorted(
+                e.name
+                for e in entries
+                if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_EXTENSIONS)
+            )
+        probes = [path, *(os.path.join(path, n) for n in {names[0], names[-1]} if names)]
+        newest = max(os.stat(p).st_mtime_ns for p in probes)
+        return {"source_frames": len(names), "source_mtime_ns": newest}
     except OSError:
-        return None
+        return {}
+
+
+def _source_change(entry: dict[str, Any], now: dict[str, int]) -> str:
+    """How a source differs from its cache ``entry`` (``""``: it does not, or cannot tell).
+
+    Caches of older versions store only ``source_size`` (``None`` for frame folders).
+    """
+    described = {
+        "source_size": "{} bytes then, {} now",
+        "source_frames": "{} frames then, {} now",
+        "source_mtime_ns": "modification time differs",
+    }
+    for key, text in described.items():
+        old = entry.get(key)
+        if old is not None and key in now and now[key] != old:
+            return text.format(old, now[key])
+    return ""
 
 
 def _first(batch: list[Any]) -> Any:
@@ -361,7 +395,8 @@ def _write_shards(dataset, tmp, size, fmt, quality, shard_bytes, num_workers, pr
                     "path": item.path,
                     "label": int(item.label),
                     "meta": item.meta,
-                    "source_size": result["source_size"],
+                    "source_index": result["index"],
+                    **result["source"],
                     "num_frames": result["num_frames"],
                     "fps": result["fps"],
                     "frames": result["frames"],
@@ -482,12 +517,16 @@ class _CacheReader(VideoReader):
 class CachedVideoDataset(VideoDataset):
     """A frame cache built by :func:`build_frame_cache`, as a :class:`VideoDataset`.
 
-    Samples equal those of the source dataset for the same ``seed``, epoch and index
-    (exactly for a ``"uint8"`` cache at the decoded size, up to JPEG loss otherwise; with a
-    face cropper, up to the face track, which the cache follows over all the frames it
-    holds and a direct read over the sampled ones, so crop boxes differ by a fraction of a
-    pixel). A source video that is still there with another size than at the build is
-    reported with a warning: the cache keeps serving the old frames.
+    A video's samples equal those the source dataset gives for it with the same ``seed``
+    and epoch, also when other videos failed to cache: items are seeded by their index in
+    the source dataset, which the cache stores (exactly for a ``"uint8"`` cache at the
+    decoded size, up to JPEG loss otherwise; with a face cropper, up to the face track,
+    which the cache follows over all the frames it holds and a direct read over the
+    sampled ones, so crop boxes differ by a fraction of a pixel). A source video that is
+    still there but changed since the build (a file's size or modification time, a frame
+    folder's number of frames or the modification time of the folder or of its first or
+    last frame) is reported with a warning:
+    the cache keeps serving the old frames.
 
     Args:
         root: The cache directory.
@@ -572,20 +611,19 @@ class CachedVideoDataset(VideoDataset):
                 )
 
     def _warn_changed_sources(self) -> None:
-        """Warn when source videos that are still there changed size since the build."""
+        """Warn when source videos that are still there changed since the build."""
         changed = []
         for entry in self.entries:
-            old = entry.get("source_size")
-            if old is None:
-                continue
-            now = _source_size(entry["path"])
-            if now is not None and now != old:
-                changed.append((entry["path"], old, now))
+            if all(entry.get(k) is None for k in ("source_size", "source_frames")):
+                continue  # a frame folder in a cache of an older version
+            change = _source_change(entry, _source_stamp(entry["path"]))
+            if change:
+                changed.append((entry["path"], change))
         if changed:
-            path, old, now = changed[0]
+            path, change = changed[0]
             warn_skipped(
                 f"{self.root}: {len(changed)} of {len(self.entries)} cached videos changed "
-                f"since the cache was built (e.g. {path}: {old} bytes then, {now} now); the "
+                f"since the cache was built (e.g. {path}: {change}); the "
                 "cache still serves the frames of the old files. Rebuild it with `cefl-zoo "
                 f"cache SPEC {self.root} --overwrite` or build_frame_cache(..., "
                 "overwrite=True)",
@@ -658,6 +696,10 @@ class CachedVideoDataset(VideoDataset):
     def open(self, item: VideoItem) -> VideoReader:
         return _CacheReader(self, self.entries[item.meta["cache_entry"]])
 
+    def seed_key(self, index: int) -> int:
+        """The item's index in the source dataset (caches of older versions: ``index``)."""
+        return int(self.entries[self.items[index].meta["cache_entry"]].get("source_index", index))
+
     def load_sample(self, index: int) -> dict[str, Any]:
         if self.decode:
             return super().load_sample(index)
@@ -671,7 +713,7 @@ class CachedVideoDataset(VideoDataset):
             "apex_clip": _apex(clip, item),
             "frame_indices": clip.indices,
             "index": int(index),
-            "transform_seed": item_seed(self.seed, self.epoch, index, "transform"),
+            "transform_seed": item_seed(self.seed, self.epoch, self.seed_key(index), "transform"),
         }
         if self.format == "jpeg":
             sample["jpeg"] = [

@@ -170,8 +170,8 @@ def _resolve_split_dir(root: Path, split: str | None) -> Path:
 class VideoFolderDataset(VideoDataset):
     """Videos in a folder per class: ``root/[split/]<class>/<video file or frame folder>``.
 
-    Class folders are read in natural sort order (as ``torchvision``'s ``ImageFolder``
-    does) and their names mapped to canonical emotion names when they are emotions
+    Class folders are read in natural sort order (``class2`` before ``class10``) and
+    their names mapped to canonical emotion names when they are emotions
     (``Happy`` -> ``happiness``), so AFEW's ``Angry ... Surprise`` folders give AFEW's
     published order.
 

@@ -235,6 +235,8 @@ class VideoReader:
 class FrameFolderReader(VideoReader):
     """A folder of frame images, ordered by natural sort of their file names.
 
+    16-bit PNGs are scaled to 8 bits, so frames are ``uint8`` whatever the images are.
+
     Args:
         path: The folder.
         fps: Frame rate to report (folders carry none).
@@ -320,11 +322,14 @@ class FrameFolderReader(VideoReader):
         try:
             with quiet_image_io():
                 data = read_file(file)
-                return decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+                image = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
         except Exception as err:
             raise VideoReadError(
                 file, f"cannot decode frame image ({err})", "The file is corrupt; replace it"
             ) from err
+        if image.dtype == torch.uint16:  # a 16-bit PNG: scale 0..65535 to 0..255
+            image = (image.to(torch.int32) // 257).to(torch.uint8)
+        return image
 
     def _read_sorted(self, indices: list[int]) -> torch.Tensor:
         frames = [self._decode(self.files[i]) for i in indices]
@@ -356,7 +361,10 @@ class PyAVReader(VideoReader):
     presentation timestamp of every frame and which frames are keyframes. Frame ``i`` is
     the ``i``-th frame in presentation order, whatever the frame rate does. A
     :meth:`read` seeks to the keyframe at or before each needed frame (only when that
-    skips ahead of the current decoding position) and decodes forward.
+    skips ahead of the current decoding position) and decodes forward. A clip cut
+    mid-GOP (its first packet is no keyframe) is decoded once at open and holds only
+    the frames that decode, as FFmpeg's own decoding gives them; a stream that cannot
+    seek (a raw ``.h264`` file) is read from a newly opened file instead.
 
     Args:
         path: The video file.
@@ -479,9 +487,10 @@ class PyAVReader(VideoReader):
                 "True}; cefl-zoo train / eval: --data-kwargs "
                 '\'{"reader_kwargs": {"allow_truncated": true}}\')',
             )
-        if problem and has_all_pts:
-            # Keep the frames that actually decode (the last packets may be cut off or
-            # reference missing ones).
+        if has_all_pts and (problem or not keys[0]):
+            # Keep the frames that actually decode: the last packets may be cut off or
+            # reference missing ones, and a clip cut mid-GOP (a stream copy) starts with
+            # packets that reference frames before the cut.
             decodable = self._decodable_pts()
             keep = [i for i, p in enumerate(pts) if p in decodable]
             if not keep:
@@ -523,6 +532,9 @@ class PyAVReader(VideoReader):
             only_video = all(s.type == "video" for s in self._container.streams)
             if not length and only_video and self._container.duration:
                 length = self._container.duration / 1e6
+                if "matroska" in self._container.format.name and self._container.start_time:
+                    # Matroska counts the time before the first timestamp in its duration.
+                    length -= self._container.start_time / 1e6
             if length and span < 0.9 * length - 2 * span / found:
                 return (
                     f"the header declares {length:.2f} s but the frames stop after {span:.2f} s "
@@ -575,8 +587,10 @@ class PyAVReader(VideoReader):
             tb = float(stream.time_base) if stream.time_base else 0.0
             duration = 0.0
             if n > 1 and tb and not self._sequential:
-                step = (self._pts[-1] - self._pts[0]) / (n - 1)
-                duration = (self._pts[-1] - self._pts[0] + step) * tb
+                # Until the last frame ends: shown as long as the frame before it (the
+                # average step would be wrong for a variable frame rate).
+                last_step = self._pts[-1] - self._pts[-2]
+                duration = (self._pts[-1] - self._pts[0] + last_step) * tb
             if duration <= 0 and stream.duration and tb:
                 duration = float(stream.duration * tb)
             if duration <= 0 and self._container.duration:
@@ -611,12 +625,26 @@ class PyAVReader(VideoReader):
     # -- decoding --------------------------------------------------------------------
     def _decode_from(self, seek_pts: int | None):
         """Seek to the keyframe at or before ``seek_pts`` (``None``: the start), decode."""
-        container, stream = self._container, self._stream
         if seek_pts is None:
-            container.seek(0, backward=True, any_frame=False)
+            try:
+                self._container.seek(0, backward=True, any_frame=False)
+            except _av_errors():
+                # Not seekable (a raw H.264 elementary stream: EPERM): open it afresh.
+                self._reopen()
         else:
-            container.seek(int(seek_pts), stream=stream, backward=True, any_frame=False)
-        return container.decode(stream)
+            self._container.seek(int(seek_pts), stream=self._stream, backward=True, any_frame=False)
+        return self._container.decode(self._stream)
+
+    def _reopen(self) -> None:
+        """Replace the container by a newly opened one, positioned at the start."""
+        import av
+
+        thread_type, threads = self._stream.thread_type, self._stream.codec_context.thread_count
+        self._container.close()
+        self._container = av.open(self.path, mode="r", metadata_errors="ignore")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = thread_type
+        self._stream.codec_context.thread_count = threads
 
     def _to_tensor(self, frame: Any) -> torch.Tensor:
         w, h = self._frame_size
@@ -664,11 +692,12 @@ class PyAVReader(VideoReader):
                     p = frame.pts if frame.pts is not None else frame.dts
                     if p is None:
                         continue
-                    if first and seek_pts is not None and (p > seek_pts or p not in key_set):
-                        # A seek must land on a keyframe at or before the one asked for.
-                        # It landed past it, or (MPEG program and transport streams) the
-                        # decoder labels the frames after the seek with shifted
-                        # timestamps: trust no frame of this seek.
+                    if first and seek_pts is not None and p not in key_set:
+                        # A seek must land on a keyframe (one past the one asked for but
+                        # not past the frame we need is fine: MPEG-TS seeks land there).
+                        # Elsewhere (MPEG program and transport streams) the decoder
+                        # labels the frames after the seek with shifted timestamps:
+                        # trust no frame of this seek.
                         missed = True
                         break
                     first = False

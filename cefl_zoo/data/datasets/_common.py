@@ -180,7 +180,15 @@ class BenchmarkDataset(VideoDataset):
 
     # -- checks --------------------------------------------------------------------------
     def _check_split(self, split: str | None) -> str:
-        key = str(split).strip().lower() if split is not None else "none"
+        if split is None or str(split).strip() == "":
+            raise ValueError(
+                f"{self.title}: no split given; pass "
+                + " or ".join(f"split={s!r}" for s in self.splits)
+                + " (cefl-zoo: "
+                + " or ".join(f"--split {s}" for s in self.splits)
+                + ")"
+            )
+        key = str(split).strip().lower()
         key = self.split_aliases.get(key, key)
         if key not in self.splits:
             raise ValueError(

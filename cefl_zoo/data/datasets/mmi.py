@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from ._common import BenchmarkDataset, ListedVideo, SubjectFoldsMixin, sorted_di
 __all__ = ["MMI"]
 
 
-_SUBJECT_IN_NAME = re.compile(r"^(S\d+)", re.IGNORECASE)
+_SUBJECT_IN_NAME = re.compile(r"^S(\d+)", re.IGNORECASE)
+_SUBJECT_ID = re.compile(r"S?(\d+)", re.IGNORECASE)  # session.xml ids: "1" or "S001"
 
 
 @register_dataset("mmi")
@@ -39,12 +41,13 @@ class MMI(SubjectFoldsMixin, BenchmarkDataset):
     metatag codes the expression: 1 anger, 2 disgust, 3 fear, 4 happiness, 5 sadness,
     6 surprise (:data:`~cefl_zoo.labels.DATASET_CLASSES` ``["mmi"]``). Sessions without
     an Emotion metatag, or with another code, are not part of the six-class protocol and
-    are left out (listed in ``excluded``). The subject is the ``id`` of the
-    ``<subject>`` element of ``session.xml`` when there is one, else the ``S<number>``
-    prefix of the video name. Folds are subject-independent (:mod:`~cefl_zoo.data.folds`):
-    10 folds, as in the paper. The paper uses the 205 frontal-view sequences of 30
-    subjects; ``views=("0",)`` keeps sessions whose ``session.xml`` track has
-    ``view="0"`` (frontal). MMI's videos are not face crops: pass a ``face_cropper``.
+    are left out (listed in ``excluded``). The subject (``meta["subject"]``) is the
+    number in the ``id`` of the ``<subject>`` element of ``session.xml`` (``"1"`` or
+    ``"S001"``: ``1``) when there is one, else the number in the ``S<number>`` prefix of
+    the video name; a warning says when the two disagree. Folds are subject-independent
+    (:mod:`~cefl_zoo.data.folds`): 10 folds, as in the paper. The paper uses the 205
+    frontal-view sequences of 30 subjects; ``views=("0",)`` keeps sessions whose
+    ``session.xml`` track has ``view="0"`` (frontal). MMI's videos are not face crops: pass a ``face_cropper``.
 
     Args:
         root: The MMI folder (holding ``Sessions/``) or the ``Sessions`` folder itself.
@@ -106,20 +109,30 @@ class MMI(SubjectFoldsMixin, BenchmarkDataset):
                 return el.get("Value", el.get("value", "")).strip()
         return None
 
-    def _session_info(self, session: Path, stem: str) -> tuple[str | None, str | None]:
+    def _session_info(self, session: Path, stem: str) -> tuple[int | str | None, str | None]:
         """``(subject, view)`` from ``session.xml`` (each ``None`` if not stated)."""
-        subject = view = None
+        subject_id = view = None
         file = session / "session.xml"
         if file.is_file():
             for el in self._parse(file).iter():
                 tag = el.tag.rsplit("}", 1)[-1].lower()
-                if tag == "subject" and subject is None and el.get("id"):
-                    subject = el.get("id", "").strip()
+                if tag == "subject" and subject_id is None and el.get("id"):
+                    subject_id = el.get("id", "").strip()
                 if tag == "track" and view is None and el.get("view") is not None:
                     view = el.get("view", "").strip()
-        if subject is None:
-            match = _SUBJECT_IN_NAME.match(stem)
-            subject = match.group(1).upper() if match else None
+        match = _SUBJECT_IN_NAME.match(stem)
+        named = int(match.group(1)) if match else None
+        if subject_id is None:
+            return named, view
+        match = _SUBJECT_ID.fullmatch(subject_id)
+        subject = int(match.group(1)) if match else subject_id
+        if named is not None and subject != named:
+            warnings.warn(
+                f"{file}: subject id {subject_id!r} is not the subject of the video name "
+                f"{stem} (S{named:03d}); using {subject!r} from session.xml. Check which is "
+                "right: a wrong subject can put one person in both train and test",
+                stacklevel=2,
+            )
         return subject, view
 
     def _list_videos(self) -> tuple[list[ListedVideo], str]:
