@@ -61,9 +61,7 @@ HF_ORG = "cefl-zoo"
 #: Writes the built-in synthetic data the shipped weight set trains on.
 SYNTH_COMMAND = "cefl-zoo synth data/synthetic --videos 560 --seed 0"
 #: Trains a weight set (the project's trainer, ``cefl-zoo train``).
-TRAIN_COMMAND = (
-    "cefl-zoo train --model {arch} --data {data}{flags} --seed 0 --output-dir {run_dir}"
-)
+TRAIN_COMMAND = "cefl-zoo train --model {arch} --data {data}{flags} --seed 0 --output-dir {run_dir}"
 #: Writes the publishable folder (weights, config, model card with the eval metrics). The
 #: last epoch's weights: the paper's protocols have no validation split, so the best
 #: epoch would be chosen on the test split the card then reports.
