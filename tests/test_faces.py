@@ -485,6 +485,17 @@ def test_dataset_crops_report_and_skip_videos_without_faces(tmp_path):
     assert len(cached) == 1 and cached.failures[0]["path"].endswith("v2")
 
 
+def test_dataset_crops_raise_out_of_memory_instead_of_skipping(tmp_path):
+    class OutOfMemoryDetector(ScriptedDetector):
+        def detect(self, frames):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    ds = _class_tree(tmp_path / "data")
+    cropper = FaceCropper(OutOfMemoryDetector({}), size=8)
+    with pytest.raises(torch.OutOfMemoryError):  # every other video would fail the same way
+        precompute_dataset_face_crops(ds, tmp_path / "c", cropper, on_error="skip", progress=False)
+
+
 # -- the optional RetinaFace detector ------------------------------------------------------------
 
 
@@ -638,3 +649,57 @@ def test_cli_precomputes_a_dataset_outside_its_folder(tmp_path, retina, astronau
     meta = load_face_track(tmp_path / "crops" / "Val" / "Happy" / "astro")
     assert meta["num_frames"] == 8 and all(f["detected"] for f in meta["frames"][:1])
     assert tree_snapshot(root) == snap
+
+
+# -- the faces command: options, folder expansion, the no-face hint ------------------------
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--quality", "150"),
+        ("--quality", "0"),
+        ("--size", "0"),
+        ("--stride", "0"),
+        ("--threads", "-1"),
+    ],
+)
+def test_cli_bad_options_are_usage_errors_before_detection(
+    tmp_path, monkeypatch, capsys, option, value
+):
+    from cefl_zoo.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("no detector may be built for a bad option")
+
+    monkeypatch.setattr("cefl_zoo.faces.RetinaFaceDetector", never)
+    video = write_video(tmp_path / "v.mp4", torch.zeros(4, 3, 32, 32, dtype=torch.uint8))
+    assert main(["faces", str(video), str(tmp_path / "out"), option, value]) == 2
+    assert f"{option} {value}: must be" in capsys.readouterr().err
+
+
+def test_cli_folder_of_videos_with_a_stray_image_crops_the_videos(tmp_path, monkeypatch, capsys):
+    from cefl_zoo.cli import main
+
+    seen = []
+
+    def fake_crops(video, out, cropper, name, **kwargs):
+        seen.append((os.path.relpath(video, tmp_path), name))
+        return os.path.join(out, name)
+
+    monkeypatch.setattr("cefl_zoo.faces.RetinaFaceDetector", lambda **kwargs: ScriptedDetector({}))
+    monkeypatch.setattr("cefl_zoo.faces.precompute_face_crops", fake_crops)
+    mixed = tmp_path / "mixed"
+    write_video(mixed / "a.mp4", torch.zeros(4, 3, 32, 32, dtype=torch.uint8))
+    write_frame_folder(
+        mixed, torch.zeros(1, 3, 8, 8, dtype=torch.uint8), ext="png", names=["cover.png"]
+    )
+    write_frame_folder(mixed / "crops" / "a", torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    assert main(["faces", str(mixed), str(mixed / "crops"), "--no-progress"]) == 0
+    assert seen == [(os.path.join("mixed", "a.mp4"), "a")]  # not the folder, not OUT's crops
+
+
+def test_no_face_hint_fits_predict_and_the_library():
+    with pytest.raises(NoFaceError) as info:
+        FaceCropper(ScriptedDetector({}), size=16)(indexed_frames(4), "clip.mp4")
+    text = str(info.value)
+    assert "without --faces" in text and "cefl-zoo faces --score-threshold" in text
+    assert "lower the detector's score_threshold, or remove" not in text

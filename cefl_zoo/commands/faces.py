@@ -3,9 +3,13 @@
 INPUT is a video file, a frame folder, a folder of video files, or (with ``--dataset``)
 a dataset root. Each video becomes a frame folder of square face crops plus
 ``faces.json`` under OUT (see :mod:`cefl_zoo.faces.cache`); existing, current crops are
-kept. Exit codes: 0 all done, 1 some videos failed (each reported on stderr), 2 usage
-error, before anything is cropped (an INPUT that does not exist or a folder without
-videos, missing ``faces`` extra, unknown dataset), as for ``cefl-zoo predict``.
+kept. A folder INPUT is read as ``cefl-zoo predict`` reads it
+(:func:`~cefl_zoo.predict.expand_inputs`): a frame folder is one video, any other folder
+is searched for videos and frame folders (leaving out anything inside OUT). Exit codes:
+0 all done, 1 some videos failed (each reported on stderr), 2 usage error, before
+anything is cropped (a bad ``--quality``, ``--size``, ``--stride`` or ``--threads``, an
+INPUT that does not exist or a folder without videos, missing ``faces`` extra, unknown
+dataset), as for ``cefl-zoo predict``.
 
 Examples::
 
@@ -36,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="read INPUT as this registered dataset (afew, mmi, ...)")
     parser.add_argument("--split", default=None, help="dataset split (with --dataset)")
     parser.add_argument("--fold", default=None, help="dataset fold (with --dataset)")
-    parser.add_argument("--size", type=int, default=224, help="crop side in pixels")
+    parser.add_argument("--size", type=int, default=224, help="crop side in pixels, >= 1")
     parser.add_argument(
         "--margin",
         type=float,
@@ -53,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stride",
         type=int,
         default=1,
-        help="detect on every N-th frame and interpolate between",
+        help="detect on every N-th frame and interpolate between (N >= 1)",
     )
     parser.add_argument(
         "--score-threshold", type=float, default=0.7, help="RetinaFace confidence threshold"
@@ -62,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-size", type=int, default=640, help="longest frame side used for detection"
     )
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
-    parser.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality, 1 to 100")
     parser.add_argument("--overwrite", action="store_true", help="recompute existing crops")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -73,25 +77,43 @@ def _error(message: str) -> None:
     error(NAME, message)
 
 
-def _videos_in(folder: str) -> list[str] | None:
-    """The video files of a folder of videos; ``None`` if it is a frame folder."""
-    from ..data.generic import VIDEO_EXTENSIONS
-    from ..video.io import IMAGE_EXTENSIONS, natural_sort_key
+def _bad_option(args: argparse.Namespace) -> str | None:
+    """The first option outside its range, as an error message, or ``None``."""
+    checks = (
+        ("--quality", args.quality, 1 <= args.quality <= 100, "a JPEG quality from 1 to 100"),
+        ("--size", args.size, args.size >= 1, "a crop side of at least 1 pixel"),
+        ("--stride", args.stride, args.stride >= 1, "1 (every frame) or more"),
+        ("--threads", args.threads, args.threads >= 0, "0 (all cores) or more"),
+    )
+    for option, value, ok, want in checks:
+        if not ok:
+            return f"{option} {value}: must be {want}"
+    return None
 
-    names = [n for n in os.listdir(folder) if not n.startswith(".")]
-    if any(n.lower().endswith(IMAGE_EXTENSIONS) for n in names):
-        return None
-    videos = [n for n in names if n.lower().endswith(VIDEO_EXTENSIONS)]
-    return [os.path.join(folder, n) for n in sorted(videos, key=natural_sort_key)]
+
+def _videos_in(folder: str, out: str) -> list[str]:
+    """The videos of a folder INPUT, as ``predict`` expands it, without those inside
+    ``out`` (crops written into the input folder are not cropped again)."""
+    from ..predict.inputs import expand_inputs, is_frame_folder
+
+    if is_frame_folder(folder):
+        return [folder]
+    outside = os.path.realpath(out).rstrip(os.sep) + os.sep
+    found = [p for p in expand_inputs([folder]) if p != folder]
+    return [p for p in found if not os.path.realpath(p).startswith(outside)]
 
 
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..data.base import ITEM_ERRORS
+    from ..data.base import ITEM_ERRORS, is_item_error
     from ..faces import FaceCropper, RetinaFaceDetector, precompute_face_crops
     from ..faces.cache import crop_folder_names, precompute_dataset_face_crops
 
+    problem = _bad_option(args)
+    if problem:
+        _error(problem)
+        return 2
     if not os.path.exists(args.input):  # the same words and code as predict's
         _error(f"1 input does not exist: {args.input}")
         return 2
@@ -140,12 +162,10 @@ def run(args: argparse.Namespace) -> int:
 
     videos = [args.input]
     if os.path.isdir(args.input):
-        found = _videos_in(args.input)
-        if found is not None:
-            if not found:
-                _error(f"{args.input}: holds neither frame images nor video files")
-                return 2
-            videos = found
+        videos = _videos_in(args.input, args.out)
+        if not videos:
+            _error(f"{args.input}: holds neither frame images nor video files")
+            return 2
     from tqdm.auto import tqdm
 
     failed = 0
@@ -161,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
                 video, args.out, cropper, name=name, quality=args.quality, overwrite=args.overwrite
             )
         except ITEM_ERRORS as err:
+            if not is_item_error(err):  # out of memory: every other video would fail too
+                raise
             failed += 1
             print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
             continue

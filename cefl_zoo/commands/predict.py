@@ -16,8 +16,10 @@ Exit status: 0 when every video was predicted, 1 when some failed or a plot or t
 could not be written (each failure is one line on stderr; every result that was made is
 still printed and saved), 2 for a usage error, before anything is predicted (bad option,
 an input path that does not exist or a folder without videos, unknown model, unknown
-face detector or missing face-detector extra, CUDA asked for but not available, an output
-path that cannot be written, a ``--window`` shorter than the model needs).
+face detector or missing face-detector extra, CUDA asked for but not available, a
+``--window`` shorter than the model needs, a ``--json`` path that is a folder, an input or
+a file in an input frame folder, or whose folder cannot be created or written to, a
+``--plot`` folder that is an input folder or inside one).
 """
 
 from __future__ import annotations
@@ -262,9 +264,12 @@ def _json_entry(result: Any) -> dict[str, Any]:
 def _unwritable(path: str) -> str | None:
     """Why the file ``path`` cannot be written (checked before predicting), or ``None``.
 
-    Only ``--json`` is checked up front: it holds the results. Plots are extra; one that
-    cannot be written is reported after the results are out.
+    Checked: ``path`` is not a folder, and its nearest existing folder is a folder in
+    which a file can be created (a temporary file is made there and removed). Plots are
+    extra; one that cannot be written is reported after the results are out.
     """
+    import tempfile
+
     if os.path.isdir(path):
         return f"{path} is a folder; give a file name such as {os.path.join(path, 'results.json')}"
     parent = os.path.dirname(os.path.abspath(path))
@@ -272,6 +277,46 @@ def _unwritable(path: str) -> str | None:
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         return f"cannot create {path}: {parent} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        return f"cannot write {path}: no file can be created in {parent} ({one_line(err)})"
+    return None
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (after resolving links)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _clashes_with_inputs(args: argparse.Namespace, videos: list[str]) -> str | None:
+    """Why ``--json`` or ``--plot`` would write over or into the inputs, or ``None``.
+
+    ``--json`` must not be an input (it would overwrite the video) nor lie in an input
+    frame folder (it would be a file of the video). ``--plot`` must not be an input
+    folder nor lie inside one: its PNGs would be read as frames on the next run.
+    """
+    from ..predict.inputs import is_frame_folder
+
+    inputs = list(dict.fromkeys([*args.videos, *videos]))
+    if args.json and args.json != "-":
+        for src in inputs:
+            if _inside(args.json, src) and (os.path.isfile(src) or is_frame_folder(src)):
+                where = "is the input" if os.path.isfile(src) else "lies in the input frame folder"
+                return (
+                    f"--json {args.json}: {where} {src}; writing the results there would "
+                    "damage the input. Give another file, e.g. --json results.json"
+                )
+    if args.plot:
+        for src in inputs:
+            if os.path.isdir(src) and _inside(args.plot, src):
+                return (
+                    f"--plot {args.plot}: is the input folder {src} or inside it; its PNGs "
+                    "would be read as video frames on the next run. Write the plots to a "
+                    "folder outside the inputs, e.g. --plot plots"
+                )
     return None
 
 
@@ -280,9 +325,9 @@ def _write_json(payload: dict[str, Any], path: str) -> str | None:
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w") as fh:
-            json.dump(payload, fh, indent=2)
+            json.dump(payload, fh, indent=2, allow_nan=False)
             fh.write("\n")
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: a NaN, which is not JSON
         return f"cannot write the results to {path}: {one_line(err)}"
     return None
 
@@ -361,6 +406,9 @@ def run(args: argparse.Namespace) -> int:
             return _error(f"--json: {problem}")
     videos = expand_inputs(args.videos)
     check_inputs(args.videos, videos)
+    problem = _clashes_with_inputs(args, videos)
+    if problem:
+        return _error(problem)
 
     name = _model_name(args)
     start = time.perf_counter()
@@ -423,7 +471,7 @@ def run(args: argparse.Namespace) -> int:
     }
     output_errors = []
     if args.json == "-":
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(payload, indent=2, allow_nan=False))
     elif args.json:
         problem = _write_json(payload, args.json)
         if problem:

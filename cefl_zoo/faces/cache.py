@@ -313,7 +313,7 @@ def precompute_dataset_face_crops(
     """
     from tqdm.auto import tqdm
 
-    from ..data.base import ITEM_ERRORS, VideoItem
+    from ..data.base import ITEM_ERRORS, VideoItem, is_item_error
 
     on_error = on_error or getattr(dataset, "on_error", "raise")
     if on_error not in ("skip", "raise"):
@@ -355,7 +355,7 @@ def precompute_dataset_face_crops(
                 **kwargs,
             )
         except ITEM_ERRORS as err:
-            if on_error == "raise":
+            if on_error == "raise" or not is_item_error(err):  # out of memory: all would fail
                 raise
             failures.append(
                 {

@@ -281,8 +281,11 @@ class FaceCropper:
                 path if path is not None else "<frames>",
                 f"no face found in any of the {ran} frames searched (of {len(detections)}) "
                 f"by {self.detector!r}",
-                "Check that the video shows a face; lower the detector's score_threshold, or "
-                "remove the video from the dataset (on_error='skip' skips it)",
+                "Check that the video shows a face. A video that is already a face crop "
+                "needs no detection (cefl-zoo predict without --faces); for faint faces, "
+                "crop it first with a lower threshold (cefl-zoo faces --score-threshold, "
+                "RetinaFaceDetector(score_threshold=...)); a dataset skips such videos "
+                "with on_error='skip'",
             )
         ran_mask = torch.tensor([d is not None for d in detections])
         if times is not None:

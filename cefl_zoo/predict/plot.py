@@ -252,7 +252,8 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
     Top: the probability of each window's predicted class over time, coloured by class.
     Bottom: a heat map of every class's probability per window, each window's cell
     spanning :func:`timeline_edges` (x: seconds, or frames when the fps is unknown). The
-    legend sits right of the axes, never on the data.
+    legend sits right of the axes, never on the data. Windows that were not scored (no
+    face found) are grey crosses at the bottom of the top panel and grey cells below.
 
     Args:
         timeline: The sliding-window result.
@@ -281,11 +282,23 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
     top = fig.add_subplot(gs[0])
     bottom = fig.add_subplot(gs[1], sharex=top)
     cmap = matplotlib.colormaps["tab10" if c <= 10 else "tab20"]
+    scored = timeline.scored
     winners = timeline.probs.argmax(1)
-    best = timeline.probs.max(1).values
+    best = timeline.probs.max(1).values  # NaN where not scored: the line breaks there
     top.plot(times, best.numpy(), color="#555555", lw=0.8, zorder=1)
+    if not bool(scored.all()):
+        missing = (~scored).numpy()
+        top.scatter(
+            times[missing],
+            np.full(int(missing.sum()), 0.03),
+            s=14,
+            marker="x",
+            color="#999999",
+            label="no face",
+            zorder=2,
+        )
     for k in range(c):
-        mask = (winners == k).numpy()
+        mask = ((winners == k) & scored).numpy()
         if mask.any():
             top.scatter(
                 times[mask],
@@ -320,8 +333,8 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
     bottom.pcolormesh(
         edges,
         np.arange(c + 1) - 0.5,
-        timeline.probs.t().numpy(),
-        cmap="Oranges",
+        np.ma.masked_invalid(timeline.probs.t().numpy()),
+        cmap=matplotlib.colormaps["Oranges"].with_extremes(bad="#dddddd"),
         vmin=0,
         vmax=1,
         shading="flat",

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
+import math
 import os
 import threading
 import time
@@ -49,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..commands._common import plural
 from ..video.io import TensorVideoReader, VideoReader, open_video
 from ..video.sampling import ClipSampler, VideoTooShortError
 from .result import Prediction, PredictionFailure, span_seconds
@@ -84,6 +87,11 @@ IMAGE_SUFFIXES: tuple[str, ...] = (
 )
 
 VideoInput = Any  # str | os.PathLike | VideoReader | torch.Tensor
+
+logger = logging.getLogger(__name__)
+
+#: A video more than this many times the sampler's span long gets a hint to use timelines.
+LONG_VIDEO_FACTOR = 8
 
 
 class ModelForwardError(RuntimeError):
@@ -343,7 +351,8 @@ class Predictor:
             from the model's ``pretrained_cfg``.
         min_frames: Shortest video accepted (default: K frames, one clip's worth);
             ``1`` accepts any video by repeating frames.
-        fps: Frame rate for tensor inputs (default 25).
+        fps: Frame rate of tensor inputs and frame folders, which have none of their own
+            (default 25; a call's ``fps=`` overrides it). Video files keep their own.
         thumbnail_size: Longer side of the per-clip thumbnails kept for plots (0: none).
         num_threads: Set ``torch.set_num_threads`` (a process-wide setting) for CPU
             inference; ``None`` keeps PyTorch's default, one thread per physical core.
@@ -421,6 +430,7 @@ class Predictor:
         self.progress = bool(progress)
         self.timings = StageTimes()
         self._lock = threading.Lock()
+        self._hinted_long = False
 
     def __repr__(self) -> str:
         faces = type(self.face_cropper).__name__ if self.face_cropper is not None else None
@@ -480,8 +490,9 @@ class Predictor:
                     f"{path}: is a still image ({os.path.splitext(path)[1]}), not a video; pass "
                     "a video file, or a folder of frame images for a video stored as frames"
                 )
-            # frame folders carry no rate of their own: ``fps`` sets it (files ignore it)
-            reader = open_video(path, **({"fps": float(fps)} if fps else {}))
+            # frame folders carry no rate of their own: ``fps`` (else the predictor's) sets
+            # it; video files ignore it
+            reader = open_video(path, fps=float(fps or self.fps))
             return reader, path, True
         raise TypeError(
             "expected a video path, a VideoReader or a uint8 tensor (T, 3, H, W) / "
@@ -557,6 +568,25 @@ class Predictor:
             clips = self.transform(video)
         return clips, thumbs
 
+    def _hint_long(self, source: str, num_frames: int) -> None:
+        """Log, once per predictor, that a very long video is better read as a timeline."""
+        span = self.sampler.normalized_length
+        if self._hinted_long or num_frames <= LONG_VIDEO_FACTOR * span:
+            return
+        self._hinted_long = True
+        n, k = self.sampler.num_clips, self.sampler.frames_per_clip
+        logger.warning(
+            "%s: %d frames, far more than the %d-frame span the model reads as one video: "
+            "its %d clips x %d frames are spread over the whole video. For a long, "
+            "untrimmed video use predict_timeline() (CLI: --window), which scores it "
+            "window by window",
+            source,
+            num_frames,
+            span,
+            n,
+            k,
+        )
+
     def _prepare(self, item: VideoInput, fps: float | None = None) -> _Prepared:
         """Decode the sampled frames of one input and preprocess them."""
         if isinstance(item, torch.Tensor) and item.ndim == 5:
@@ -571,6 +601,7 @@ class Predictor:
                 except VideoTooShortError as err:
                     raise self._too_short(source, err) from None
                 n, k = sample.indices.shape
+                self._hint_long(source, int(info.num_frames))
                 frames = reader.read(sample.indices.reshape(-1))
                 timing = _frame_times(reader)
             self._count(frames=n * k)
@@ -601,7 +632,7 @@ class Predictor:
                 video.reshape(n * k, *video.shape[2:]), n, k, "<tensor>"
             )
         elif torch.is_floating_point(video):
-            clips, thumbs = video, None
+            clips, thumbs = video.float(), None  # float64 or half: the model's float32
         else:
             raise TypeError(
                 f"a sampled video must be uint8 frames or float preprocessed frames, got "
@@ -665,11 +696,32 @@ class Predictor:
                 result["frame_weights"] = None
         return result
 
-    def _predictions(self, prepared: list[_Prepared]) -> list[Prediction]:
+    def _not_finite(self, out: dict[str, torch.Tensor | None], i: int, source: str) -> str | None:
+        """Why the model's outputs for video ``i`` of a batch are unusable (NaN or inf in
+        them: a diverged checkpoint, a half-precision overflow), or ``None``."""
+        bad = [
+            name
+            for name, value in out.items()
+            if value is not None and not bool(torch.isfinite(value[i]).all())
+        ]
+        if not bad:
+            return None
+        return (
+            f"{source}: the model's outputs are not finite: {', '.join(bad)} of model "
+            f"{self.model_name} hold NaN or inf. Its weights may be broken (a diverged "
+            "checkpoint) or half precision overflowed; try amp='none' (CLI: --amp none) "
+            "or other weights"
+        )
+
+    def _predictions(self, prepared: list[_Prepared]) -> list[Prediction | PredictionFailure]:
         out = self._explain(torch.stack([p.clips for p in prepared]))
         probs = out["logits"].softmax(-1)
-        results = []
+        results: list[Prediction | PredictionFailure] = []
         for i, p in enumerate(prepared):
+            problem = self._not_finite(out, i, p.source)
+            if problem is not None:
+                results.append(PredictionFailure(p.source, problem, ModelForwardError.__name__))
+                continue
             results.append(
                 Prediction(
                     source=p.source,
@@ -699,8 +751,8 @@ class Predictor:
                 :class:`~cefl_zoo.video.VideoReader`, ``uint8`` frames ``(T, 3, H, W)``,
                 or a sampled video ``(N, K, 3, H, W)`` (``uint8``, or ``float`` already
                 preprocessed).
-            fps: Frame rate of a tensor input or frame folder (default: the reader's, or
-                25 for tensors).
+            fps: Frame rate of a tensor input or frame folder (default: the predictor's
+                ``fps``); a video file or reader keeps its own.
 
         Returns:
             The :class:`~cefl_zoo.predict.Prediction`.
@@ -709,8 +761,12 @@ class Predictor:
             cefl_zoo.video.VideoReadError: For a missing, corrupt or non-video file.
             ValueError: For a video that is too short, an image, or a wrong tensor.
             cefl_zoo.faces.NoFaceError: With face detection, when no face is found.
+            ModelForwardError: The model failed, or its outputs are not finite (NaN).
         """
-        return self._predictions([self._prepare(video, fps)])[0]
+        result = self._predictions([self._prepare(video, fps)])[0]
+        if isinstance(result, PredictionFailure):
+            raise ModelForwardError(result.error)
+        return result
 
     __call__ = predict
 
@@ -787,21 +843,24 @@ class Predictor:
         )
         batch: list[tuple[int, _Prepared]] = []
 
+        def run(items: list[_Prepared]) -> list[Prediction | PredictionFailure]:
+            try:
+                return self._predictions(items)
+            except Exception as err:
+                if on_error == "raise":
+                    raise
+                if len(items) > 1:  # one by one: only the video the model fails on fails
+                    return [pred for item in items for pred in run([item])]
+                source = items[0].source
+                return [PredictionFailure(source, _one_line(err, source), type(err).__name__)]
+
         def flush() -> None:
             if not batch:
                 return
-            try:
-                preds: list[Prediction | PredictionFailure] = list(
-                    self._predictions([p for _, p in batch])
-                )
-            except Exception as err:  # every video of the batch fails alone
-                if on_error == "raise":
-                    raise
-                preds = [
-                    PredictionFailure(p.source, _one_line(err, p.source), type(err).__name__)
-                    for _, p in batch
-                ]
+            preds = run([p for _, p in batch])
             for (i, _), pred in zip(batch, preds):
+                if on_error == "raise" and isinstance(pred, PredictionFailure):
+                    raise ModelForwardError(pred.error)
                 results[i] = pred
             bar.update(len(batch))
             batch.clear()
@@ -861,11 +920,28 @@ class Predictor:
             fps: Frame rate for tensor inputs and frame folders.
             progress: Show a tqdm bar over the windows.
 
+        With face detection, each window is tracked as a video of its own; a window in
+        which no face is found (the person left the frame) is not scored: its row of
+        ``Timeline.probs`` is NaN (see ``Timeline.scored``) and the other windows come
+        out as usual.
+
         Returns:
             The :class:`~cefl_zoo.predict.Timeline`.
+
+        Raises:
+            cefl_zoo.faces.NoFaceError: With face detection, when no window has a face.
+            ModelForwardError: The model failed, or its outputs are not finite (NaN).
+            ValueError: For a video shorter than the sampler accepts, a bad window or
+                stride, or an already sampled 5-D tensor.
         """
         from tqdm.auto import tqdm
 
+        if isinstance(video, torch.Tensor) and video.ndim == 5:
+            raise ValueError(
+                "a timeline needs the frames of the whole video, uint8 (T, 3, H, W); got a "
+                f"5-D tensor of shape {tuple(video.shape)}, a video already sampled into "
+                "clips: predict it with predict()"
+            )
         with self._timed("decode"):
             reader, source, own = self._open(video, fps)
         pool: ThreadPoolExecutor | None = None
@@ -890,31 +966,35 @@ class Predictor:
             bs = int(batch_size or self.batch_size)
             batches = [starts[i : i + bs] for i in range(0, len(starts), bs)]
 
-            def load(batch_starts: list[int]) -> torch.Tensor:
-                """Decode and preprocess a batch of windows: ``(b, N, K, 3, h, w)``."""
+            def load(batch_starts: list[int]) -> tuple[torch.Tensor | None, torch.Tensor]:
+                """Decode and preprocess a batch of windows: ``(b, N, K, 3, h, w)`` for the
+                windows with a face (``None`` if none has one), and which those are."""
                 offsets = torch.tensor(batch_starts).view(-1, 1, 1)
                 indices = (local.indices.unsqueeze(0) + offsets).reshape(-1)
                 with self._timed("decode"):
                     frames = reader.read(indices)
                 self._count(frames=int(indices.numel()))
                 b = len(batch_starts)
+                found = torch.ones(b, dtype=torch.bool)
                 if self.face_cropper is not None:  # each window is tracked as a video
-                    per = n * k
-                    frames = torch.cat(
-                        [
-                            self._crop_faces(
-                                frames[w * per : (w + 1) * per],
-                                source,
-                                indices[w * per : (w + 1) * per],
-                            )
-                            for w in range(b)
-                        ]
-                    )
+                    from ..faces import NoFaceError
+
+                    per, crops = n * k, []
+                    for w in range(b):
+                        part = slice(w * per, (w + 1) * per)
+                        try:
+                            crops.append(self._crop_faces(frames[part], source, indices[part]))
+                        except NoFaceError:  # the window is left unscored
+                            found[w] = False
+                    if not crops:
+                        return None, found
+                    frames = torch.cat(crops)
                 with self._timed("preprocess"):
-                    clips = self.transform(frames.reshape(b, n, k, *frames.shape[1:]))
-                return clips
+                    clips = self.transform(frames.reshape(-1, n, k, *frames.shape[1:]))
+                return clips, found
 
             probs_all, rich_all = [], []
+            has_scores = False
             show = self.progress if progress is None else progress
             bar = tqdm(
                 total=len(starts),
@@ -927,22 +1007,47 @@ class Predictor:
             try:
                 future = pool.submit(load, batches[0])
                 for b, batch_starts in enumerate(batches):
-                    clips = future.result()
+                    clips, found = future.result()
                     if b + 1 < len(batches):  # decode the next batch while the model runs
                         future = pool.submit(load, batches[b + 1])
-                    out = self._explain(clips)
-                    probs_all.append(out["logits"].softmax(-1))
-                    if out["clip_scores"] is not None:
-                        pred = out["logits"].argmax(-1)
-                        rich = out["clip_scores"][torch.arange(len(pred)), pred].argmax(-1)
-                        offsets = torch.tensor(batch_starts).view(-1, 1)
-                        rich_all.append(local.windows[rich] + offsets)
+                    # windows without a face keep NaN probabilities and a -1 rich clip
+                    probs = torch.full((len(batch_starts), len(self.label_names)), math.nan)
+                    rich = torch.full((len(batch_starts), 2), -1, dtype=torch.long)
+                    if clips is not None:
+                        out = self._explain(clips)
+                        for i, w in enumerate(found.nonzero().flatten().tolist()):
+                            first = batch_starts[w]
+                            where = f"{source} window {b * bs + w} (frames {first}-"
+                            problem = self._not_finite(out, i, f"{where}{first + win_len - 1})")
+                            if problem is not None:
+                                raise ModelForwardError(problem)
+                        probs[found] = out["logits"].softmax(-1)
+                        if out["clip_scores"] is not None:
+                            has_scores = True
+                            pred = out["logits"].argmax(-1)
+                            best = out["clip_scores"][torch.arange(len(pred)), pred].argmax(-1)
+                            offsets = torch.tensor(batch_starts)[found].view(-1, 1)
+                            rich[found] = local.windows[best] + offsets
+                    probs_all.append(probs)
+                    rich_all.append(rich)
                     self._count(videos=len(batch_starts))
                     bar.update(len(batch_starts))
             finally:
                 bar.close()
+            probs_t = torch.cat(probs_all)
+            scored = ~probs_t.isnan().any(1)
+            if not bool(scored.any()):
+                from ..faces import NoFaceError
+
+                raise NoFaceError(
+                    source,
+                    f"no face found in any of the {plural(len(starts), 'window')} of the video "
+                    f"({n * k} sampled frames each)",
+                    "Check that the video shows a face, or predict it without face detection "
+                    "(CLI: without --faces) if it is already a face crop",
+                )
             starts_t = torch.tensor(starts)
-            rich_frames = torch.cat(rich_all) if rich_all else None
+            rich_frames = torch.cat(rich_all) if has_scores else None
             timing = _frame_times(reader)
             window_times = rich_times = None
             if timing is not None:
@@ -951,6 +1056,7 @@ class Predictor:
                 )
                 if rich_frames is not None:
                     rich_times = span_seconds(rich_frames, *timing)
+                    rich_times[~scored] = math.nan
             return Timeline(
                 window_times=window_times,
                 rich_clip_times=rich_times,
@@ -959,7 +1065,7 @@ class Predictor:
                 label_names=self.label_names,
                 starts=starts_t,
                 ends=starts_t + win_len - 1,
-                probs=torch.cat(probs_all),
+                probs=probs_t,
                 rich_clip_frames=rich_frames,
                 fps=rate,
                 num_frames=int(info.num_frames),

@@ -112,8 +112,11 @@ def span_seconds(
 
 
 def dump_json(data: Any, path: str | os.PathLike | None = None, indent: int | None = 2) -> str:
-    """``data`` as a JSON string; also written to ``path`` (atomically, parents made) if given."""
-    text = json.dumps(data, indent=indent)
+    """``data`` as a JSON string; also written to ``path`` (atomically, parents made) if given.
+
+    Strict JSON: a NaN or infinity raises ``ValueError`` instead of writing ``NaN``.
+    """
+    text = json.dumps(data, indent=indent, allow_nan=False)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, text + "\n")

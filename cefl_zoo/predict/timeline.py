@@ -120,9 +120,12 @@ class Timeline:
         label_names: Class names, length C.
         starts: First frame of each window, ``(W,)`` long.
         ends: Last frame (inclusive) of each window, ``(W,)`` long.
-        probs: Class probabilities of each window, ``(W, C)``.
+        probs: Class probabilities of each window, ``(W, C)``; a row of NaN for a window
+            that was not scored: with face detection, one in which no face was found
+            (see :attr:`~cefl_zoo.predict.Timeline.scored`).
         rich_clip_frames: First and last frame of each window's emotion-rich clip,
-            ``(W, 2)`` long; ``None`` for models without clip scores.
+            ``(W, 2)`` long (``-1`` for a window not scored); ``None`` for models without
+            clip scores.
         fps: Frame rate of the video (its average rate for a variable frame rate).
         num_frames: Frames in the video.
         window: Window length in frames, as used: when every window has the same length
@@ -176,9 +179,18 @@ class Timeline:
         return int(self.starts.numel())
 
     @property
-    def labels(self) -> list[str]:
-        """Predicted class of each window."""
-        return [self.label_names[i] for i in self.probs.argmax(1).tolist()]
+    def scored(self) -> torch.Tensor:
+        """Whether each window was scored, ``bool (W,)``: ``False`` for a window in which
+        face detection found no face (its ``probs`` row is NaN)."""
+        return ~self.probs.isnan().any(1)
+
+    @property
+    def labels(self) -> list[str | None]:
+        """Predicted class of each window (``None`` for a window not scored)."""
+        return [
+            self.label_names[i] if ok else None
+            for i, ok in zip(self.probs.argmax(1).tolist(), self.scored.tolist())
+        ]
 
     @property
     def times(self) -> torch.Tensor:
@@ -204,8 +216,8 @@ class Timeline:
 
     @property
     def mean_probs(self) -> torch.Tensor:
-        """Probabilities averaged over the windows, ``(C,)``."""
-        return self.probs.mean(0)
+        """Probabilities averaged over the scored windows, ``(C,)``."""
+        return self.probs[self.scored].mean(0)
 
     @property
     def label(self) -> str:
@@ -234,7 +246,8 @@ class Timeline:
         segment and the segments of a video that the windows cover tile it from the
         first window's first frame to the last window's last frame. With a stride longer
         than the window, the frames between windows were not scored and belong to no
-        segment.
+        segment. A window that was not scored (no face found) ends the run before it and
+        belongs to no segment; the frames it shares with scored windows go to those.
 
         Returns:
             ``[{"label", "first_frame", "last_frame", "start_s", "end_s",
@@ -254,7 +267,9 @@ class Timeline:
         labels = self.labels
         runs: list[list[int]] = []  # first and last window of each run
         for w, label in enumerate(labels):
-            if runs and labels[runs[-1][0]] == label:
+            if label is None:  # not scored: in no run, and the runs around it are apart
+                continue
+            if runs and runs[-1][1] == w - 1 and labels[runs[-1][0]] == label:
                 runs[-1][1] = w
             else:
                 runs.append([w, w])
@@ -302,6 +317,9 @@ class Timeline:
         length used, ``stride``), ``label``, ``mean_probabilities``, ``segments`` (see
         :meth:`segments`) and ``windows`` (``index``, ``first_frame``, ``last_frame``,
         ``start_s``, ``end_s``, ``label``, ``probabilities``, ``emotion_rich_clip``).
+        ``emotion_rich_clip`` is ``null`` for a model without clip scores; ``label``,
+        ``probabilities`` and ``emotion_rich_clip`` are ``null`` for a window that was
+        not scored (no face found).
         """
         windows = []
         for w in range(len(self)):
@@ -311,17 +329,21 @@ class Timeline:
             if seconds is not None:
                 entry["start_s"], entry["end_s"] = seconds
             row = self.probs[w]
-            entry["label"] = self.label_names[int(row.argmax())]
-            entry["probabilities"] = {
-                n: round(float(p), 6) for n, p in zip(self.label_names, row.tolist())
-            }
-            if self.rich_clip_frames is not None:
+            scored = not bool(row.isnan().any())
+            entry["label"] = self.label_names[int(row.argmax())] if scored else None
+            entry["probabilities"] = (
+                {n: round(float(p), 6) for n, p in zip(self.label_names, row.tolist())}
+                if scored
+                else None
+            )
+            rich: dict[str, Any] | None = None
+            if self.rich_clip_frames is not None and scored:
                 a, b = (int(v) for v in self.rich_clip_frames[w].tolist())
-                rich: dict[str, Any] = {"first_frame": a, "last_frame": b}
+                rich = {"first_frame": a, "last_frame": b}
                 rich_s = self._rich_seconds(w)
                 if rich_s is not None:
                     rich["start_s"], rich["end_s"] = rich_s
-                entry["emotion_rich_clip"] = rich
+            entry["emotion_rich_clip"] = rich
             windows.append(entry)
         duration = self.duration
         return {
@@ -344,24 +366,22 @@ class Timeline:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Timeline:
-        """Rebuild a timeline from :meth:`to_dict` output."""
+        """Rebuild a timeline from :meth:`to_dict` output (also older output, whose
+        windows have no ``emotion_rich_clip`` key for a model without clip scores)."""
         names = tuple(data["mean_probabilities"])
         windows = data["windows"]
-        rich = None
-        if windows and all("emotion_rich_clip" in w for w in windows):
-            rich = [
-                [w["emotion_rich_clip"]["first_frame"], w["emotion_rich_clip"]["last_frame"]]
-                for w in windows
-            ]
+        clips = [w.get("emotion_rich_clip") for w in windows]
+        scored = [w.get("probabilities") is not None for w in windows]
+        rich = rich_times = None
+        if any(c is not None for c in clips):  # windows not scored have none
+            rich = [[c["first_frame"], c["last_frame"]] if c else [-1, -1] for c in clips]
+            if all("start_s" in c for c in clips if c):
+                rich_times = [[c["start_s"], c["end_s"]] if c else [math.nan] * 2 for c in clips]
         video = data.get("video") or {}
-        times = rich_times = None
+        times = None
         if windows and all("start_s" in w for w in windows):
             times = [[w["start_s"], w["end_s"]] for w in windows]
-        if rich is not None and all("start_s" in w["emotion_rich_clip"] for w in windows):
-            rich_times = [
-                [w["emotion_rich_clip"]["start_s"], w["emotion_rich_clip"]["end_s"]]
-                for w in windows
-            ]
+        nan_row = [math.nan] * len(names)
         return cls(
             window_times=times,
             rich_clip_times=rich_times,
@@ -370,7 +390,10 @@ class Timeline:
             label_names=names,
             starts=[w["first_frame"] for w in windows],
             ends=[w["last_frame"] for w in windows],
-            probs=[[w["probabilities"][n] for n in names] for w in windows],
+            probs=[
+                [w["probabilities"][n] for n in names] if ok else nan_row
+                for w, ok in zip(windows, scored)
+            ],
             rich_clip_frames=rich,
             fps=video.get("fps"),
             num_frames=video.get("num_frames"),
@@ -389,10 +412,12 @@ class Timeline:
     def summary(self) -> str:
         """One line: source, overall label and the number of windows and segments."""
         segs = self.segments()
+        missing = len(self) - int(self.scored.sum())
         return (
             f"{self.source}: {self.label} over {plural(len(self), 'window')} "
             f"({plural(len(segs), 'segment')}: "
             + ", ".join(s["label"] for s in segs[:6])
             + (", ..." if len(segs) > 6 else "")
             + ")"
+            + (f"; {plural(missing, 'window')} without a face, not scored" if missing else "")
         )
