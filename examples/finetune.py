@@ -120,9 +120,9 @@ def build_trainer(args):
     # 1. The model, and the preprocessing that matches it (seeded: a new head's initial
     #    weights are part of what --seed makes repeatable).
     seed_everything(args.seed)
-    extra = (
-        {"pretrained_backbone": True} if args.pretrained_backbone and not args.pretrained else {}
-    )
+    # (a saved folder or hf-hub: repo brings its own backbone weights: no ImageNet download)
+    imagenet = args.pretrained_backbone and not args.pretrained and cefl_zoo.is_model(args.model)
+    extra = {"pretrained_backbone": True} if imagenet else {}
     model = cefl_zoo.create_model(args.model, pretrained=args.pretrained, **extra)
     size = {"input_size": args.img_size} if args.img_size else {}
     train_tf = cefl_zoo.transforms_for(model, train=True, **size)

@@ -115,6 +115,14 @@ def test_two_dfew_folds_mean_and_std(tmp_path, dfew, capsys):
         and "(best epoch)" in printed
     )
     assert "mean WAR" in printed
+    # the best epoch is picked on the test split it reports: said so, after the last epoch
+    assert printed.index("(last epoch)") < printed.index("(best epoch)")
+    best_table = printed[printed.index("(best epoch)") :]
+    note = "note: each fold's best epoch is picked on the same test split it is scored on"
+    assert best_table.splitlines()[1].startswith(note) and "optimistic" in best_table
+    assert "note:" not in printed[: printed.index("(best epoch)")]
+    assert "optimistic" in json.loads(printed.strip().splitlines()[-1])["best_note"]
+    assert "optimistic" in result["best"]["note"] and "note" not in result["last"]
     mean = 100 * result["last"]["summary"]["war"]["mean"]
     assert f"{mean:.2f} +- " in printed
 

@@ -3,9 +3,13 @@
 Examples::
 
     cefl-zoo eval --checkpoint runs/synth/best.pt --data synthetic:data/synth --split test
-    cefl-zoo eval --model runs/synth/model --data synthetic:data/synth --output eval.json
+    cefl-zoo eval --model runs/synth --data synthetic:data/synth --output eval.json
     cefl-zoo eval --model ceflnet_tiny.synthetic --data synthetic:data/synth
     cefl-zoo eval --model ceflnet_resnet18.dfew --data dfew:/data/DFEW --fold 1
+
+A checkpoint, or a training run folder (--model runs/synth: its best.pt, else last.pt),
+brings its data options (--data-kwargs merges into them) and the fold it was trained on
+(the default --fold).
 
 A --model name with a weight tag (arch.tag, e.g. ceflnet_tiny.synthetic) evaluates that
 weight set, as `cefl-zoo predict` does; --pretrained is implied. A bare architecture
@@ -15,6 +19,7 @@ weight set, as `cefl-zoo predict` does; --pretrained is implied. A bare architec
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 NAME = "eval"
@@ -46,9 +51,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="test",
         help="split to evaluate; 'none' for a dataset without splits (default: test)",
     )
-    parser.add_argument("--fold", type=int, default=None, help="fold of datasets with several")
     parser.add_argument(
-        "--data-kwargs", default=None, metavar="JSON", help="extra build_dataset arguments"
+        "--fold",
+        type=int,
+        default=None,
+        help="fold of datasets with several (default: the fold the model was trained on)",
+    )
+    parser.add_argument(
+        "--data-kwargs",
+        default=None,
+        metavar="JSON",
+        help="extra build_dataset arguments, merged into a checkpoint's own",
     )
     parser.add_argument(
         "--num-clips", type=int, default=None, help="clips per video (default: the model's)"
@@ -96,6 +109,47 @@ def _load_model(name: str, pretrained: bool):
         return create_model(name, pretrained=pretrained)
 
 
+#: ``data_kwargs`` entries that are dicts themselves: merged key by key.
+_NESTED_DATA_KWARGS = ("sampler_kwargs", "transform_kwargs")
+
+
+def _merge_data_kwargs(saved: dict, given: dict) -> dict:
+    """A checkpoint's ``data_kwargs`` updated by ``--data-kwargs`` (its keys win; one
+    level deeper for ``sampler_kwargs`` and ``transform_kwargs``)."""
+    merged = {**saved, **given}
+    for key in _NESTED_DATA_KWARGS:
+        if isinstance(saved.get(key), dict) and isinstance(given.get(key), dict):
+            merged[key] = {**saved[key], **given[key]}
+    return merged
+
+
+def _trained_fold(base: dict, pcfg) -> tuple[str | None, int | None]:
+    """The dataset name and fold the model was trained on, where known."""
+    from ..train.config import parse_data_spec
+
+    if base.get("data"):  # a checkpoint's TrainConfig
+        return parse_data_spec(base["data"]).name, base.get("fold")
+    fold = pcfg.fold  # a saved model's: free text for registry weights
+    return pcfg.dataset, int(fold) if fold and str(fold).isdigit() else None
+
+
+def _output_problem(option: str, path: str | None) -> str | None:
+    """Why ``path`` cannot be written as a file (checked before the evaluation), if so."""
+    if not path:
+        return None
+    target = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(target):
+        return f"{option} {path} is a folder: give a file name (e.g. {path}/eval.json)"
+    parent = os.path.dirname(target)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{option} {path} lies under {parent}, which is a file: choose another path"
+    if not os.access(parent, os.W_OK):
+        return f"{option} {path}: cannot write under {parent} (no permission); choose another path"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import logging
@@ -103,13 +157,23 @@ def run(args: argparse.Namespace) -> int:
     from ..data import SampleTransformError
     from ..train import CheckpointError, ConfigError, DataError, TrainConfig
     from ..train.checkpoint import load_checkpoint, model_from_checkpoint
-    from ..train.distributed import cleanup_distributed, init_distributed, setup_logging
+    from ..train.config import parse_data_spec
+    from ..train.distributed import (
+        cleanup_distributed,
+        init_distributed,
+        launch_rank,
+        setup_logging,
+    )
     from ..train.evaluate import evaluate
     from ..train.loaders import build_split, unreadable_video_message
-    from ._common import MODEL_ERRORS, run_folder_checkpoint, training_setup_error
+    from ._common import MODEL_ERRORS, run_folder_checkpoint, training_setup_error, warn
 
     setup_logging(args.verbose)
     log = logging.getLogger("cefl_zoo.train")
+    for option, path in (("--output", args.output), ("--confusion-png", args.confusion_png)):
+        if problem := _output_problem(option, path):
+            print(f"cefl-zoo eval: error: {problem}", file=sys.stderr)
+            return 2
     if args.model and (ckpt_path := run_folder_checkpoint(args.model)):
         args.checkpoint, args.model = ckpt_path, None  # --model RUN_DIR: its best.pt
     try:
@@ -121,9 +185,23 @@ def run(args: argparse.Namespace) -> int:
         else:
             model = _load_model(args.model, args.pretrained)
         pcfg = model.pretrained_cfg
+        fold = args.fold
+        trained_on, trained_fold = _trained_fold(base, pcfg)
+        same_data = (trained_on or "").lower() == parse_data_spec(args.data).name.lower()
+        if same_data and trained_fold is not None:
+            if fold is None:
+                fold = trained_fold
+                log.info("evaluating fold %d, the fold the model was trained on", fold)
+            elif fold != trained_fold and launch_rank() == 0:
+                warn(
+                    f"the model was trained on fold {trained_fold} of {trained_on}: the test "
+                    f"videos of fold {fold} overlap its training set, so these scores are "
+                    f"optimistic. Leave out --fold (or pass --fold {trained_fold}) to evaluate "
+                    "on videos it has not seen"
+                )
         overrides = {
             "data": args.data,
-            "fold": args.fold,
+            "fold": fold,
             "num_clips": args.num_clips or pcfg.num_clips,
             "frames_per_clip": args.frames_per_clip or pcfg.frames_per_clip,
             "img_size": args.img_size or pcfg.input_size[-1],
@@ -131,12 +209,13 @@ def run(args: argparse.Namespace) -> int:
             "num_workers": args.num_workers,
             "device": args.device,
         }
-        if args.data_kwargs:
-            overrides["data_kwargs"] = args.data_kwargs
         keep = {"data_kwargs", "seed"}
         cfg = TrainConfig().update(
             {k: v for k, v in base.items() if k in keep}, source=str(args.checkpoint)
         )
+        if args.data_kwargs:
+            given = TrainConfig().update({"data_kwargs": args.data_kwargs}, "--data-kwargs")
+            overrides["data_kwargs"] = _merge_data_kwargs(cfg.data_kwargs, given.data_kwargs)
         cfg = cfg.update(overrides, source="the command line")
         info = init_distributed(cfg.device)
         model.to(info.device)

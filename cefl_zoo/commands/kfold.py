@@ -8,6 +8,9 @@ Examples::
     cefl-zoo kfold --data dfew:/data/DFEW --folds 1,2 ...            # some folds only
     cefl-zoo kfold --data dfew:/data/DFEW --no-resume ...            # train every fold again
 
+The last-epoch table comes first: it is what the paper reports. The best-epoch table
+picks each fold's epoch on the same split it scores (optimistic).
+
 Re-running a command reuses the folds it finished and resumes an interrupted one. Folds
 trained with other options (another --model, --lr, ...) are not reused: the command
 stops and names the options; --overwrite retrains those folds. --train-split and
@@ -95,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise problem from err
     if launch_rank() == 0:
         print(format_fold_table(result, "last"))
-        print(format_fold_table(result, "best"))
-        print(json.dumps({k: result[k]["summary"] for k in ("last", "best")}))
+        print(format_fold_table(result, "best"))  # (with its note: optimistic)
+        summary = {k: result[k]["summary"] for k in ("last", "best")}
+        print(json.dumps(summary | {"best_note": result["best"]["note"]}))
     return 0

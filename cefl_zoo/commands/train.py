@@ -7,7 +7,11 @@ Examples::
         --output-dir runs/synth
     cefl-zoo train --config recipe.toml --data dfew:/data/DFEW --fold 1 --amp bf16
     cefl-zoo train ... --resume            # continue runs/.../last.pt
-    torchrun --nproc_per_node 8 -m cefl_zoo.cli train --data dfew:/data/DFEW --fold 1
+    torchrun --nproc_per_node 8 -m cefl_zoo.cli train --data dfew:/data/DFEW --fold 1 \\
+        --batch-size 1
+
+--batch-size is per process: 8 processes x --batch-size 1 keep the paper's batch of 8
+(8 x the default 8 would make 64; then scale --lr with it).
 """
 
 from __future__ import annotations

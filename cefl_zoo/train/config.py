@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -234,6 +235,14 @@ class TrainConfig:
             "log_every_steps",
             "prefetch_factor",
         )
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                flag = "--" + f.name.replace("_", "-")
+                raise ConfigError(
+                    f"{f.name} ({flag}) must be a finite number, got {value}: pass a real "
+                    "number (nan and inf are none)"
+                )
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -533,7 +542,7 @@ def _coerce(name: str, value: Any) -> Any:
             return [str(v).strip() for v in value]
         if typ is str:
             return str(value)
-    except (ValueError, TypeError, json.JSONDecodeError) as err:
+    except (ValueError, TypeError, OverflowError, json.JSONDecodeError) as err:
         raise ConfigError(f"bad value for {name}: {value!r} ({err})") from err
     return value
 

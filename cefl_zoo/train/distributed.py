@@ -2,9 +2,13 @@
 
 There is no launcher here: start a run with PyTorch's own::
 
-    torchrun --nproc_per_node 8 -m cefl_zoo.cli train --data dfew:/data/DFEW --fold 1
+    torchrun --nproc_per_node 8 -m cefl_zoo.cli train --data dfew:/data/DFEW --fold 1 \\
+        --batch-size 1
     torchrun --nnodes 2 --node_rank 0 --master_addr HOST --nproc_per_node 8 \\
         -m cefl_zoo.cli train ...
+
+``--batch-size`` is per process: 8 processes with ``--batch-size 1`` keep the paper's
+batch of 8 videos per optimizer step (with the default 8 they make 64: scale ``--lr``).
 
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; :func:`init_distributed`
 reads them, picks the backend (NCCL on CUDA, gloo on CPU) and the device. Without them

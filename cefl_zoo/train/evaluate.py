@@ -32,7 +32,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, SequentialSampler, Subset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    SequentialSampler,
+    Subset,
+)
 
 from .checkpoint import unwrap_model
 from .config import TrainConfig
@@ -40,6 +47,7 @@ from .distributed import DistInfo, gather_objects
 from .loaders import (
     DataError,
     EpochAwareDataset,
+    EpochIndexSampler,
     SubsetIndex,
     build_loader,
     check_not_empty,
@@ -105,8 +113,11 @@ class EvalResult:
                 rows.append(row)
             data["predictions"] = rows
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(data, indent=1) + "\n")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # (gone once replaced; left by a failed write)
         return path
 
 
@@ -118,6 +129,21 @@ def _item_path(dataset: Dataset, index: int) -> str | None:
         index = base[index]
     items = getattr(dataset, "items", None)
     return str(items[index].path) if items is not None else None
+
+
+def _sampler_order(loader: DataLoader) -> tuple[Any, list[int] | None]:
+    """What picks the items of ``loader``, and the dataset index of each item it yields
+    where that fixes the order (sequential or distributed); ``None`` for a random or
+    custom one."""
+    batches = loader.batch_sampler
+    if type(batches) is not BatchSampler or batches.sampler is not loader.sampler:
+        return batches, None  # a batch_sampler of its own chooses the items
+    sampler = loader.sampler
+    if isinstance(sampler, EpochIndexSampler):
+        sampler = sampler.sampler
+    if not isinstance(sampler, (SequentialSampler, DistributedSampler)):
+        return sampler, None
+    return sampler, [int(i[-1] if isinstance(i, tuple) else i) for i in sampler]
 
 
 def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
@@ -150,7 +176,10 @@ def evaluate(
         model: A video classifier (``forward_explain`` gives clip scores where the model
             has them). DDP / compile wrappers are unwrapped.
         data: A dataset of dicts (``video``, ``label``, optional ``apex_clip``,
-            ``path``) or a DataLoader over one (then ``dist_info`` must match it).
+            ``path``) or a DataLoader over one (then ``dist_info`` must match it). A
+            DataLoader that shuffles, or has a sampler or batch sampler of its own
+            (other than a ``DistributedSampler``), needs items that name their dataset
+            index under ``index``.
         class_names: The model's output classes. Defaults to the model's
             ``label_names`` if they name real classes, else the dataset's classes.
             Dataset labels are mapped onto them by name.
@@ -167,7 +196,9 @@ def evaluate(
         :class:`EvalResult` (the same on every rank).
 
     Raises:
-        DataError: For an empty dataset, or dataset classes the model does not know.
+        DataError: For an empty dataset, dataset classes the model does not know, a
+            ``DistributedSampler`` of another world size than ``dist_info``'s, or
+            items without ``index`` from a DataLoader whose order is unknown.
     """
     from tqdm.auto import tqdm
 
@@ -180,15 +211,12 @@ def evaluate(
     # Subset of a VideoDataset: there it is the index in the dataset under the subset
     # (translated below).
     subset: SubsetIndex | None = None
-    sequential = False
     if isinstance(data, DataLoader):
         loader = data
         wrapped = isinstance(data.dataset, EpochAwareDataset)
         dataset = data.dataset.dataset if wrapped else data.dataset
-        sampler = getattr(loader.sampler, "sampler", None)
         if not wrapped and isinstance(dataset, Subset):
             subset = SubsetIndex(dataset)
-            sequential = isinstance(loader.sampler, SequentialSampler)
     else:
         dataset = data
         check_not_empty(dataset, f"evaluation dataset {type(dataset).__name__}")
@@ -196,6 +224,14 @@ def evaluate(
         loader, sampler = build_loader(dataset, cfg, info, train=False)
         sampler.set_epoch(0)
     check_not_empty(dataset, f"evaluation dataset {type(dataset).__name__}")
+    # The dataset index of each row, for items without an "index" of their own
+    picker, order = _sampler_order(loader)
+    if isinstance(picker, DistributedSampler) and picker.num_replicas != info.world_size:
+        raise DataError(
+            f"the DataLoader's DistributedSampler splits the videos over "
+            f"{picker.num_replicas} processes but dist_info has {info.world_size}: pass the "
+            "dist_info of this run (init_distributed()), or the dataset itself"
+        )
 
     model_names = list(getattr(bare, "label_names", []) or [])
     if class_names is None:
@@ -222,7 +258,6 @@ def evaluate(
     bare.eval()
     rows: list[dict[str, Any]] = []
     own_index = False  # samples name their dataset index (then skipped items are known)
-    order = [i[-1] if isinstance(i, tuple) else i for i in sampler] if sampler is not None else None
     seen = 0
     # The model's outputs stay on the device until the loop ends: reading them batch by
     # batch (per video, even) would wait for the device every time and leave it idle
@@ -241,7 +276,7 @@ def evaluate(
         if "index" in batch:
             idx = torch.as_tensor(batch["index"]).tolist()
             if subset is not None:
-                asked = [seen + j if sequential else None for j in range(len(idx))]
+                asked = [order[seen + j] if order else None for j in range(len(idx))]
                 pos = [subset.position(int(i), a) for i, a in zip(idx, asked)]
                 # None: a VideoDataset's replacement from outside the subset (-1: dropped),
                 # or an id of another dataset's own (kept as it is)
@@ -253,7 +288,13 @@ def evaluate(
         elif order is not None:
             idx = order[seen : seen + b]
         else:
-            idx = list(range(seen, seen + b))
+            raise DataError(
+                f"evaluate() cannot tell which video each row is: the DataLoader's "
+                f"{type(picker).__name__} picks the items "
+                "in an order it does not reveal, and they have no 'index'. Put each item's "
+                "dataset index under 'index', use a DataLoader with shuffle=False or a "
+                "DistributedSampler, or pass the dataset itself"
+            )
         seen += b
         apex = batch.get("apex_clip")
         apex = apex.long() if torch.is_tensor(apex) else torch.full((b,), -1, dtype=torch.long)

@@ -115,6 +115,14 @@ def _fold_record(fold: int | None, summary: dict[str, Any], which: str) -> dict[
     }
 
 
+def _best_epoch_note(split: str | None) -> str:
+    """Why the "best" results of :func:`run_folds` are optimistic (for reports)."""
+    return (
+        f"each fold's best epoch is picked on the same {split or 'evaluated'} split it is "
+        "scored on: optimistic; compare the last-epoch numbers with the paper"
+    )
+
+
 def summarize_folds(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation (ddof = 1) of every numeric metric over folds.
 
@@ -144,10 +152,10 @@ def format_fold_table(result: dict[str, Any], which: str = "last") -> str:
         return "   -  " if v is None else f"{100 * v:6.2f}"
 
     rows = result[which]["folds"]
-    lines = [
-        f"{result.get('protocol', '')} ({which} epoch)",
-        f"{'fold':>6} {'WAR':>7} {'UAR':>7} {'apex(gt)':>9} {'apex(pred)':>10}",
-    ]
+    lines = [f"{result.get('protocol', '')} ({which} epoch)"]
+    if result[which].get("note"):
+        lines.append(f"note: {result[which]['note']}")
+    lines.append(f"{'fold':>6} {'WAR':>7} {'UAR':>7} {'apex(gt)':>9} {'apex(pred)':>10}")
     for r in rows:
         lines.append(
             f"{r['fold']!s:>6} {pct(r['war']):>7} {pct(r['uar']):>7} "
@@ -228,7 +236,10 @@ def run_folds(
 
     Returns:
         ``{"protocol", "folds", "last": {"folds": [...], "summary": {...}},
-        "best": {...}}``; also written to ``output_dir/folds.json`` (rank 0).
+        "best": {..., "note"}}``; also written to ``output_dir/folds.json`` (rank 0).
+        ``last`` is each fold's final epoch, as the paper reports; ``best`` is each
+        fold's best epoch, picked on the split it is scored on (optimistic, ``note``
+        says so).
 
     Raises:
         ConfigError: A fold directory holds a run made with other options (they are
@@ -256,6 +267,12 @@ def run_folds(
     fold_list = tuple(folds) if folds is not None else protocol.folds  # type: ignore[union-attr]
     if not fold_list:
         raise ConfigError("no folds to run")
+    repeated = sorted({str(f) for f in fold_list if fold_list.count(f) > 1})
+    if repeated:
+        raise ConfigError(
+            f"folds (--folds) names fold {', '.join(repeated)} more than once: each fold "
+            "would count again in the mean; list every fold once"
+        )
     own = protocol is None or "train_split" in user_splits
     train_split = config.train_split if own else protocol.train_split  # type: ignore[union-attr]
     own = protocol is None or "val_split" in user_splits
@@ -358,6 +375,7 @@ def run_folds(
         }
         for which, records in per_fold.items():
             result[which] = {"folds": records, "summary": summarize_folds(records)}
+        result["best"]["note"] = _best_epoch_note(val_split)
         if info.is_main:
             root.mkdir(parents=True, exist_ok=True)
             tmp = root / f".folds.json.tmp-{os.getpid()}"

@@ -1298,6 +1298,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
+            lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
             self.scheduler.step()
             step += 1
             self.step_in_epoch = step
@@ -1306,7 +1307,6 @@ class Trainer:
             log_now = self.global_step % cfg.log_every_steps == 0 or step == self.steps_per_epoch
             if log_now or (bar_shown and step % bar_every == 0):
                 local = float(window) / max(window_videos, 1)  # (waits for the device)
-                lr = self.optimizer.param_groups[0]["lr"]
                 elapsed = time.perf_counter() - t0
                 videos_all = self._global_videos(0, position)  # the epoch's so far
                 rate = self._global_videos(clock_from, position) / max(1e-9, elapsed)
@@ -1439,6 +1439,14 @@ class Trainer:
     def _current_epoch_stats(self) -> torch.Tensor:
         return self._epoch_stats + self._live_totals()
 
+    def _last_step_lr(self) -> float:
+        """The learning rate the last optimizer step used (the scheduler has moved on to
+        the next step's; after a resume too, where no step of this session was taken)."""
+        sched = self.scheduler
+        if sched.last_epoch < 1:  # no step yet
+            return self.optimizer.param_groups[0]["lr"]
+        return sched.base_lrs[0] * sched.lr_lambdas[0](sched.last_epoch - 1)
+
     def _end_epoch(self) -> None:
         """Reduce the epoch's statistics, evaluate, record history, checkpoint."""
         cfg, info = self.cfg, self.info
@@ -1452,7 +1460,7 @@ class Trainer:
             "global_step": self.global_step,
             "train_loss": float(totals[0] / totals[1]) if totals[1] else None,
             "train_acc": float(totals[2] / totals[1]) if totals[1] else None,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self._last_step_lr(),
             "time_s": getattr(self, "_epoch_time", None),
             "videos_per_s": getattr(self, "_epoch_rate", None),
         }
@@ -1471,11 +1479,11 @@ class Trainer:
             self.last_eval = result
             self.last_metrics = m
             value = m["loss"] if cfg.best_metric == "loss" else m[cfg.best_metric]
-            better = self.best["value"] is None or (
-                value < self.best["value"]
-                if cfg.best_metric == "loss"
-                else value > self.best["value"]
-            )
+            best = self.best["value"]
+            # nan / inf (an overflowed loss) never wins, and never blocks a real value
+            better = value is not None and math.isfinite(value)
+            if better and best is not None and math.isfinite(best):
+                better = value < best if cfg.best_metric == "loss" else value > best
             if info.is_main:
                 log.info(
                     "epoch %d/%d  train loss %.4f acc %.4f | val %s",
