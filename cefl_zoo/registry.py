@@ -568,9 +568,10 @@ def apply_cfg_overlay(
         new = new.replace(
             status=overlay.get("status", "available"),
             sha256=overlay.get("sha256"),
-            hf_hub_revision=overlay.get("hf_hub_revision")
-            if "hf_hub_id" in overlay
-            else overlay.get("hf_hub_revision", new.hf_hub_revision),
+            # one location: a file replaces the registered repo, a repo the file
+            file=overlay.get("file"),
+            hf_hub_id=overlay.get("hf_hub_id"),
+            hf_hub_revision=overlay.get("hf_hub_revision"),
             metrics=dict(overlay.get("metrics") or {}),
             train_command=overlay.get("train_command"),
             tag=new.tag or "custom",

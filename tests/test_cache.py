@@ -476,6 +476,27 @@ def test_changed_frame_folder_is_reported(tmp_path):
         CachedVideoDataset(out)
 
 
+def test_frame_folder_stamp_follows_the_readers_frame_order_and_ignores_other_files(tmp_path):
+    root = tmp_path / "frames"
+    _frame_folders(root, 10)
+    ds = VideoFolderDataset(root, split=None)
+    out = build_frame_cache(ds, tmp_path / "c", format="uint8", progress=False)
+    sad = root / "sad" / "vid0"
+    (sad / "Thumbs.db").write_bytes(b"x")  # not a frame: no change
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CachedVideoDataset(out)
+    last = sad / "12.png"  # the last frame in natural order (plain sorting says 9.png)
+    later = last.stat().st_mtime_ns + 10**9
+    os.utime(last, ns=(later, later))
+    with pytest.warns(RuntimeWarning, match=r"sad/vid0: modification time differs"):
+        CachedVideoDataset(out)
+    for frame in (root / "happy" / "vid0").glob("*.png"):  # frames deleted after caching
+        frame.unlink()
+    with pytest.warns(RuntimeWarning, match=r"happy/vid0: 12 frames then, 0 now"):
+        assert len(CachedVideoDataset(out)) == 2  # the cache still serves them
+
+
 def test_video_rewritten_with_the_same_size_is_reported(tmp_path):
     root = tmp_path / "synth"
     write_synthetic_dataset(root, num_videos=2, seed=1, size=32, progress=False)

@@ -65,6 +65,16 @@ def test_explicit_preprocessing_wins_and_drop_rates_do_not_change_it() -> None:
     )
 
 
+def test_overlay_file_on_a_bare_name_is_not_the_default_weight_set(tmp_path) -> None:
+    folder = create_model("ceflnet_tiny", num_classes=5).save_pretrained(tmp_path / "five")
+    cfg = create_model(
+        "ceflnet_tiny", pretrained=True, num_classes=5, pretrained_cfg_overlay={"file": str(folder)}
+    ).pretrained_cfg
+    # the caller's weights: not the synthetic set's classes, dataset or notes
+    assert (cfg.tag, cfg.label_names, cfg.dataset) == ("custom", None, None)
+    assert (cfg.file, cfg.hf_hub_id) == (str(folder), None)
+
+
 def test_overlay_weights_from_elsewhere_do_not_keep_the_registered_scores(tmp_path) -> None:
     folder = create_model("ceflnet_tiny.synthetic", pretrained=True).save_pretrained(tmp_path / "m")
     cfg = create_model(

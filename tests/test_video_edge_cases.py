@@ -80,6 +80,24 @@ def test_variable_frame_rate_video_ends_after_its_last_frame(tmp_path):
         assert video.info.duration == pytest.approx(1.2)
 
 
+def test_a_pause_before_the_last_frame_does_not_stretch_the_duration(tmp_path):
+    # 25 frames at 25 fps, then one last frame at 5 s (its packet says it shows 40 ms).
+    pts = [40 * i for i in range(25)] + [5000]
+    path = write_video(tmp_path / "pause.mkv", barcode_frames(26), pts=pts)
+    with open_video(path) as video:
+        assert video.info.duration == pytest.approx(5.04, abs=0.005)
+
+
+def test_a_clip_without_any_keyframe_says_so(tmp_path):
+    src = write_video(tmp_path / "src.mkv", barcode_frames(30), gop=40)  # one keyframe: 0
+    cut = tmp_path / "cut.mkv"
+    _cut_before_packet(src, cut, 5)
+    from cefl_zoo.video import VideoReadError
+
+    with pytest.raises(VideoReadError, match="starts mid-GOP .* holds no keyframe"):
+        open_video(cut)
+
+
 def test_16_bit_png_frames_come_out_as_8_bit_rgb(tmp_path):
     from PIL import Image
 

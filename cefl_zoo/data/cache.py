@@ -41,7 +41,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..video.io import IMAGE_EXTENSIONS, VideoInfo, VideoReader, VideoReadError, quiet_image_io
+from ..video.io import (
+    IMAGE_EXTENSIONS,
+    VideoInfo,
+    VideoReader,
+    VideoReadError,
+    natural_sort_key,
+    quiet_image_io,
+)
 from ..video.sampling import ClipSampler
 from .base import (
     ITEM_ERRORS,
@@ -141,21 +148,26 @@ class _EncodeItems(Dataset):
 
 def _source_stamp(path: str) -> dict[str, int]:
     """What tells a source video changed: a file's size and modification time (ns); a frame
-    folder's number of frames and the newest modification time of the folder and of its
-    first and last frame (three ``stat`` calls, so opening a cache of a large dataset stays
-    quick; frames re-extracted or added show there). ``{}`` if it is unreadable."""
+    folder's number of frames and the newer modification time of its first and last frame
+    (in the reader's natural order; two ``stat`` calls, so opening a cache of a large
+    dataset stays quick, and frames re-extracted, added or removed show). ``{}`` if it is
+    unreadable."""
     try:
         if os.path.isfile(path):
             st = os.stat(path)
             return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
         with os.scandir(path) as entries:
             names = sorted(
-                e.name
-                for e in entries
-                if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_EXTENSIONS)
+                (
+                    e.name
+                    for e in entries
+                    if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_EXTENSIONS)
+                ),
+                key=natural_sort_key,
             )
-        probes = [path, *(os.path.join(path, n) for n in {names[0], names[-1]} if names)]
-        newest = max(os.stat(p).st_mtime_ns for p in probes)
+        if not names:
+            return {"source_frames": 0}
+        newest = max(os.stat(os.path.join(path, n)).st_mtime_ns for n in {names[0], names[-1]})
         return {"source_frames": len(names), "source_mtime_ns": newest}
     except OSError:
         return {}
@@ -524,8 +536,8 @@ class CachedVideoDataset(VideoDataset):
     which the cache follows over all the frames it holds and a direct read over the
     sampled ones, so crop boxes differ by a fraction of a pixel). A source video that is
     still there but changed since the build (a file's size or modification time, a frame
-    folder's number of frames or the modification time of the folder or of its first or
-    last frame) is reported with a warning:
+    folder's number of frames or the modification time of its first or last frame) is
+    reported with a warning:
     the cache keeps serving the old frames.
 
     Args:

@@ -414,8 +414,11 @@ def build_model(
             cfg = get_pretrained_cfg(variant)
         except UnknownModelError:
             cfg = None
-    if pretrained and (cfg is None or not cfg.tag):
-        # A bare architecture with pretrained=True means its default weight set (timm).
+    elsewhere = bool({"file", "hf_hub_id"} & set(overlay or {}))
+    if pretrained and (cfg is None or not cfg.tag) and not elsewhere:
+        # A bare architecture with pretrained=True means its default weight set (timm);
+        # weights from a file or repo of the caller's are not that set (its classes,
+        # dataset and notes would not describe them).
         cfg = default_pretrained_cfg(variant) or cfg
     # The overlay changes the weight set settled on; its fields win over all derived here.
     final = apply_cfg_overlay(cfg, overlay, variant)

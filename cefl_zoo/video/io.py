@@ -477,6 +477,7 @@ class PyAVReader(VideoReader):
                 "The file holds no pictures; re-encode it or drop it from the dataset",
             )
         last = max(range(len(pts)), key=pts.__getitem__)
+        self._last_duration = durations[last]  # how long the last frame shows (0: not stored)
         problem = self._incomplete(pts, has_all_pts, skipped, durations[last])
         if problem and not self.allow_truncated:
             raise VideoReadError(
@@ -496,7 +497,10 @@ class PyAVReader(VideoReader):
             if not keep:
                 raise VideoReadError(
                     self.path,
-                    f"truncated: {problem}; no frame decodes",
+                    f"truncated: {problem}; no frame decodes"
+                    if problem
+                    else "no frame decodes: the stream starts mid-GOP (cut without "
+                    "re-encoding) and holds no keyframe",
                     "Re-download or re-encode the file",
                 )
             pts, keys = [pts[i] for i in keep], [keys[i] for i in keep]
@@ -587,9 +591,13 @@ class PyAVReader(VideoReader):
             tb = float(stream.time_base) if stream.time_base else 0.0
             duration = 0.0
             if n > 1 and tb and not self._sequential:
-                # Until the last frame ends: shown as long as the frame before it (the
-                # average step would be wrong for a variable frame rate).
+                # Until the last frame ends (the average step would be wrong for a variable
+                # frame rate): shown as long as the frame before it, or as its packet says
+                # when that is shorter (a pause before the last frame; muxers store a
+                # nominal duration for the last frame of a variable frame rate).
                 last_step = self._pts[-1] - self._pts[-2]
+                if 0 < self._last_duration < last_step:
+                    last_step = self._last_duration
                 duration = (self._pts[-1] - self._pts[0] + last_step) * tb
             if duration <= 0 and stream.duration and tb:
                 duration = float(stream.duration * tb)
