@@ -173,6 +173,49 @@ def test_eval_merges_data_kwargs_into_the_checkpoints(dfew_run, eval_data):
     }
 
 
+def test_eval_data_kwargs_null_drops_a_key_and_another_dataset_gets_none(dfew_run, eval_data):
+    kwargs = '{"fold_seed": null, "sampler_kwargs": {"max_start": null}}'
+    assert _eval(dfew_run, "--data-kwargs", kwargs) == 0
+    assert eval_data[-1].data_kwargs == {"sampler_kwargs": {"clip_stride": 5}}
+    argv = ["eval", "--checkpoint", str(dfew_run / "last.pt"), "--data", "synthetic:/nowhere"]
+    assert cli([*argv, "--num-workers", "0", "--no-progress"]) == 0
+    assert eval_data[-1].data_kwargs == {}  # DFEW's options do not fit another dataset
+
+
+def test_eval_reads_the_fold_of_an_exported_folder(dfew_run, eval_data, tmp_path, capsys):
+    from cefl_zoo.commands.export import export
+
+    scores = tmp_path / "eval.json"  # (the run had no validation split to score)
+    scores.write_text(json.dumps({"metrics": {"war": 0.5, "uar": 0.5}}))
+    folder = export(dfew_run, tmp_path / "exported", checkpoint="last", eval_json=scores)
+    assert "fold 3" in json.loads((folder / "config.json").read_text())["pretrained_cfg"]["fold"]
+    argv = ["eval", "--model", str(folder), "--data", "dfew:/nowhere", "--num-workers", "0"]
+    assert cli([*argv, "--no-progress"]) == 0
+    assert eval_data[-1].fold == 3
+    assert cli([*argv, "--no-progress", "--fold", "1"]) == 0
+    assert "trained on fold 3 of dfew" in capsys.readouterr().err
+
+
+def test_eval_expands_the_home_folder_once(dfew_run, eval_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert _eval(dfew_run, "--output", "~/results/eval.json") == 0
+    assert json.loads((tmp_path / "results" / "eval.json").read_text())["metrics"]["war"] >= 0
+
+
+def test_evaluate_an_iterable_dataset_in_one_process(tiny_model):
+    from torch.utils.data import IterableDataset
+
+    class Stream(IterableDataset):
+        classes = NoIndexVideos.classes
+
+        def __iter__(self):
+            return (NoIndexVideos()[i] for i in range(5))
+
+    r = evaluate(tiny_model, DataLoader(Stream(), batch_size=2))
+    assert r.indices.tolist() == list(range(5))
+    assert torch.allclose(r.logits, evaluate(tiny_model, NoIndexVideos(5)).logits, atol=1e-5)
+
+
 def test_eval_defaults_to_the_trained_fold_and_warns_about_another(dfew_run, eval_data, capsys):
     assert _eval(dfew_run) == 0
     assert eval_data[-1].fold == 3
@@ -221,8 +264,10 @@ def test_eval_help_example_run_folder_works(dfew_run, eval_data, capsys):
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_non_finite_options_are_config_errors(name, value):
     flag = "--" + name.replace("_", "-")
-    with pytest.raises(ConfigError, match=f"{name} \\({flag}\\) must be a finite number"):
+    with pytest.raises(ConfigError, match=f"{name} \\({flag}\\) must be a finite number") as err:
         TrainConfig().update({name: value})
+    assert "not accepted" in str(err.value)
+    assert ("no clipping" in str(err.value)) == (name == "clip_grad_norm")
 
 
 def test_train_command_refuses_a_nan_option(tmp_path, capsys):

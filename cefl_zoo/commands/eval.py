@@ -8,8 +8,9 @@ Examples::
     cefl-zoo eval --model ceflnet_resnet18.dfew --data dfew:/data/DFEW --fold 1
 
 A checkpoint, or a training run folder (--model runs/synth: its best.pt, else last.pt),
-brings its data options (--data-kwargs merges into them) and the fold it was trained on
-(the default --fold).
+brings its data options for the dataset it was trained on (--data-kwargs merges into
+them; a null value drops one) and the fold it was trained on (the default --fold; an
+exported folder or a registered weight set names its fold too).
 
 A --model name with a weight tag (arch.tag, e.g. ceflnet_tiny.synthetic) evaluates that
 weight set, as `cefl-zoo predict` does; --pretrained is implied. A bare architecture
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 NAME = "eval"
@@ -61,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-kwargs",
         default=None,
         metavar="JSON",
-        help="extra build_dataset arguments, merged into a checkpoint's own",
+        help="extra build_dataset arguments, merged into a checkpoint's own for its dataset "
+        "(a null value removes one of them)",
     )
     parser.add_argument(
         "--num-clips", type=int, default=None, help="clips per video (default: the model's)"
@@ -114,13 +117,18 @@ _NESTED_DATA_KWARGS = ("sampler_kwargs", "transform_kwargs")
 
 
 def _merge_data_kwargs(saved: dict, given: dict) -> dict:
-    """A checkpoint's ``data_kwargs`` updated by ``--data-kwargs`` (its keys win; one
-    level deeper for ``sampler_kwargs`` and ``transform_kwargs``)."""
+    """A checkpoint's ``data_kwargs`` updated by ``--data-kwargs``: its keys win, one
+    level deeper for ``sampler_kwargs`` and ``transform_kwargs``, and a ``null`` value
+    removes the key (the dataset's default applies)."""
+
+    def set_keys(d: dict) -> dict:
+        return {k: v for k, v in d.items() if v is not None}
+
     merged = {**saved, **given}
     for key in _NESTED_DATA_KWARGS:
         if isinstance(saved.get(key), dict) and isinstance(given.get(key), dict):
-            merged[key] = {**saved[key], **given[key]}
-    return merged
+            merged[key] = set_keys({**saved[key], **given[key]})
+    return set_keys(merged)
 
 
 def _trained_fold(base: dict, pcfg) -> tuple[str | None, int | None]:
@@ -129,8 +137,10 @@ def _trained_fold(base: dict, pcfg) -> tuple[str | None, int | None]:
 
     if base.get("data"):  # a checkpoint's TrainConfig
         return parse_data_spec(base["data"]).name, base.get("fold")
-    fold = pcfg.fold  # a saved model's: free text for registry weights
-    return pcfg.dataset, int(fold) if fold and str(fold).isdigit() else None
+    # A saved model's: "2" or text, as export writes it ("fold 2, evaluated on the 'test'
+    # split") and the registry does ("fold 1 of 5 (EmoLabel_DataSplit set_1)").
+    match = re.match(r"(?:fold\s*)?(\d+)\b", str(pcfg.fold or "").strip(), flags=re.IGNORECASE)
+    return pcfg.dataset, int(match.group(1)) if match else None
 
 
 def _output_problem(option: str, path: str | None) -> str | None:
@@ -170,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(args.verbose)
     log = logging.getLogger("cefl_zoo.train")
+    # one path for the check and the write (a quoted --output=~/x reaches us unexpanded)
+    args.output = os.path.expanduser(args.output) if args.output else args.output
+    args.confusion_png = os.path.expanduser(args.confusion_png) if args.confusion_png else None
     for option, path in (("--output", args.output), ("--confusion-png", args.confusion_png)):
         if problem := _output_problem(option, path):
             print(f"cefl-zoo eval: error: {problem}", file=sys.stderr)
@@ -209,7 +222,15 @@ def run(args: argparse.Namespace) -> int:
             "num_workers": args.num_workers,
             "device": args.device,
         }
-        keep = {"data_kwargs", "seed"}
+        # The checkpoint's data options (its sampler, its split seed) belong to its dataset:
+        # kept for that dataset, not for another one.
+        keep = {"data_kwargs", "seed"} if same_data else {"seed"}
+        if base.get("data_kwargs") and not same_data:
+            log.info(
+                "not using the checkpoint's data options %s: it was trained on %s",
+                base["data_kwargs"],
+                trained_on,
+            )
         cfg = TrainConfig().update(
             {k: v for k, v in base.items() if k in keep}, source=str(args.checkpoint)
         )

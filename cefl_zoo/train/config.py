@@ -239,9 +239,10 @@ class TrainConfig:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 flag = "--" + f.name.replace("_", "-")
+                off = " (0 or none: no clipping)" if f.name == "clip_grad_norm" else ""
                 raise ConfigError(
-                    f"{f.name} ({flag}) must be a finite number, got {value}: pass a real "
-                    "number (nan and inf are none)"
+                    f"{f.name} ({flag}) must be a finite number{off}, got {value}: nan and "
+                    "inf are not accepted"
                 )
         for name in positive:
             if int(getattr(self, name)) < 1:

@@ -37,6 +37,7 @@ from torch.utils.data import (
     DataLoader,
     Dataset,
     DistributedSampler,
+    IterableDataset,
     SequentialSampler,
     Subset,
 )
@@ -287,6 +288,8 @@ def evaluate(
             own_index = True
         elif order is not None:
             idx = order[seen : seen + b]
+        elif isinstance(dataset, IterableDataset) and info.world_size == 1:
+            idx = list(range(seen, seen + b))  # one process: in the order it iterates
         else:
             raise DataError(
                 f"evaluate() cannot tell which video each row is: the DataLoader's "

@@ -1578,7 +1578,8 @@ class Trainer:
                 m["confusion_matrix"],
                 m["class_names"],
                 self.output_dir / "confusion_matrix.png",
-                title=f"{getattr(self.model, 'architecture', '')} epoch {self.best.get('epoch')}",
+                title=f"{getattr(self.model, 'architecture', '')} epoch "
+                f"{self.best.get('epoch') if best else self.epoch}",
             )
         if last is not None:
             log.info("final evaluation:\n%s", format_metrics(last))
