@@ -693,8 +693,38 @@ def test_cli_folder_of_videos_with_a_stray_image_crops_the_videos(tmp_path, monk
         mixed, torch.zeros(1, 3, 8, 8, dtype=torch.uint8), ext="png", names=["cover.png"]
     )
     write_frame_folder(mixed / "crops" / "a", torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    (mixed / "crops" / "a" / "faces.json").write_text("{}")
     assert main(["faces", str(mixed), str(mixed / "crops"), "--no-progress"]) == 0
     assert seen == [(os.path.join("mixed", "a.mp4"), "a")]  # not the folder, not OUT's crops
+
+
+@pytest.mark.parametrize("out", [".", "videos"])
+def test_cli_out_at_or_above_the_input_folder_crops_its_videos(tmp_path, monkeypatch, capsys, out):
+    from cefl_zoo.cli import main
+
+    seen = []
+
+    def fake_crops(video, out, cropper, name, **kwargs):
+        seen.append(video)
+        return os.path.join(out, name)
+
+    monkeypatch.setattr("cefl_zoo.faces.RetinaFaceDetector", lambda **kwargs: ScriptedDetector({}))
+    monkeypatch.setattr("cefl_zoo.faces.precompute_face_crops", fake_crops)
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.mp4", "b.mp4"):
+        write_video(tmp_path / "videos" / name, torch.zeros(4, 3, 32, 32, dtype=torch.uint8))
+    write_frame_folder(tmp_path / "videos" / "frames", torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    crops = tmp_path / out / "a"  # the crops of an earlier run
+    write_frame_folder(crops, torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    (crops / "faces.json").write_text("{}")
+    assert main(["faces", "videos", out, "--no-progress"]) == 0
+    want = ["a.mp4", "b.mp4", "frames"]
+    assert seen == [os.path.join("videos", v) for v in want]  # crops of a not cropped again
+    (tmp_path / "videos" / "a.mp4").unlink()
+    (tmp_path / "videos" / "b.mp4").unlink()
+    (tmp_path / "videos" / "frames" / "faces.json").write_text("{}")
+    assert main(["faces", "videos", "videos", "--no-progress"]) == 2
+    assert "holds only face crops" in capsys.readouterr().err
 
 
 def test_no_face_hint_fits_predict_and_the_library():

@@ -99,6 +99,23 @@ def test_a_batch_that_fails_is_retried_video_by_video():
         predictor.predict_many([good, -good], on_error="raise")
 
 
+class HungryModel(BrightnessModel):
+    """Runs out of memory on every forward pass, counting them."""
+
+    def forward_explain(self, x):
+        self.calls.append(tuple(x.shape))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_out_of_memory_in_a_batch_is_raised_at_once_not_retried():
+    model = HungryModel()
+    predictor = Predictor(model, device="cpu", num_workers=0, batch_size=4)
+    good = torch.rand(7, 5, 3, 16, 16)
+    with pytest.raises(torch.OutOfMemoryError, match="out of memory"):
+        predictor.predict_many([good] * 8)
+    assert len(model.calls) == 1  # not once per video after the batch
+
+
 # -- 4: NaN outputs -----------------------------------------------------------------------
 def _nan_model() -> BrightnessModel:
     model = BrightnessModel()
@@ -208,13 +225,36 @@ def test_plot_into_an_input_folder_is_refused(model_dir, tmp_path, capsys):
     assert _predict(model_dir, str(root), "--plot", str(tmp_path / "plots")) == 0
 
 
-def test_window_word_that_is_an_existing_path_is_an_input(model_dir, tmp_path, monkeypatch, capsys):
+def test_plot_into_a_hidden_folder_of_an_input_folder_is_allowed(model_dir, tmp_path, capsys):
+    root = tmp_path / "dfew"
     for name in ("00001", "00002"):
-        write_frame_folder(tmp_path / name, flash_frames(20, None, size=32), ext="png")
-    monkeypatch.chdir(tmp_path)
-    assert _predict(model_dir, "--window", "00001", "00002", "--json", "-") == 0
+        write_frame_folder(root / name, flash_frames(20, None, size=32), ext="png")
+    assert _predict(model_dir, str(root), "--plot", str(root / ".plots"), "-q") == 0
+    assert sorted(os.listdir(root / ".plots")) == ["00001.png", "00002.png"]
+    assert _predict(model_dir, str(root), "--json", "-") == 0  # the plots are not videos
     data = json.loads(capsys.readouterr().out)
-    assert [r["source"] for r in data["results"]] == ["00001", "00002"]
+    assert [os.path.basename(r["source"]) for r in data["results"]] == ["00001", "00002"]
+
+
+def test_window_word_that_is_a_valid_value_is_the_value_even_where_that_path_exists(
+    model_dir, tmp_path, monkeypatch, capsys
+):
+    import argparse
+
+    from cefl_zoo.commands import predict
+
+    write_video(tmp_path / "clip.mp4", flash_frames(100, None, size=32), fps=25)
+    (tmp_path / "2s").write_text("notes")  # a stray file named like a length
+    (tmp_path / "retinaface").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert _predict(model_dir, "--window", "2s", "clip.mp4", "--json", "-") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["source"] for r in data["results"]] == ["clip.mp4"]
+    assert data["results"][0]["window"]["frames"] == 50  # 2 s, not 105 frames
+    parser = argparse.ArgumentParser()
+    predict.add_arguments(parser)
+    argv = ["--faces", "retinaface", "clip.mp4", "--window", "clip.mp4"]
+    assert predict.prepare_argv(parser, argv) == [*argv[:3], "--window=105", "clip.mp4"]
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
@@ -223,3 +263,35 @@ def test_json_where_no_file_can_be_created_is_a_usage_error(model_dir, tmp_path,
     assert _predict(model_dir, str(video), "--json", "/proc/nope/x.json") == 2
     err = capsys.readouterr().err
     assert "--json: cannot write /proc/nope/x.json" in err and "predicted with" not in err
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="needs /dev/fd")
+def test_json_into_a_pipe_is_written(model_dir, tmp_path):
+    video = write_video(tmp_path / "v.mp4", flash_frames(40, None, size=32))
+    read, write = os.pipe()  # as the shell's --json >(wc -c) gives /dev/fd/63
+    try:
+        assert _predict(model_dir, str(video), "--json", f"/dev/fd/{write}", "-q") == 0
+    finally:
+        os.close(write)
+    with os.fdopen(read) as fh:
+        assert _strict_json(fh.read())["results"][0]["ok"] is True
+
+
+def test_json_onto_an_existing_file_where_no_new_file_can_be_created(
+    model_dir, tmp_path, monkeypatch, capsys
+):
+    import tempfile
+
+    def refuse(*args, dir=None, **kwargs):  # a folder the user may not add files to
+        raise PermissionError(13, "Permission denied", os.path.join(dir, "tmpx1y2z3"))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    video = write_video(tmp_path / "v.mp4", flash_frames(40, None, size=32))
+    results = tmp_path / "results.json"
+    results.write_text("{}")
+    assert _predict(model_dir, str(video), "--json", str(results), "-q") == 0
+    assert _strict_json(results.read_text())["results"][0]["ok"] is True
+    assert _predict(model_dir, str(video), "--json", str(tmp_path / "new.json")) == 2
+    err = capsys.readouterr().err
+    assert "no file can be created in" in err and "Permission denied" in err
+    assert "tmpx1y2z3" not in err

@@ -92,12 +92,11 @@ def optional_value_argv(
 ) -> list[str]:
     """Keep options whose value is optional (``nargs="?"``) from swallowing an input.
 
-    For ``OPTION X`` with ``options[OPTION] = (const, is_value)``: when ``X`` is an
-    existing path, or is not a value of the option (``is_value(X)`` is false) but looks
-    like an input (a folder written as ``DIR/``, or a video file name), ``OPTION`` becomes
-    ``OPTION=const`` and ``X`` stays a positional argument, so ``cefl-zoo predict --faces
-    clip.mp4`` means what it says and ``--window 00001`` reads the frame folder
-    ``00001`` when it exists (``--window=00001`` is always a value). Unique
+    For ``OPTION X`` with ``options[OPTION] = (const, is_value)``: a value of the option
+    (``is_value(X)``) is its value, even where a file or folder ``X`` exists. When ``X``
+    is not a value but an input (an existing path, a folder written as ``DIR/``, or a
+    video file name), ``OPTION`` becomes ``OPTION=const`` and ``X`` stays a positional
+    argument, so ``cefl-zoo predict --faces clip.mp4`` means what it says. Unique
     abbreviations of ``OPTION`` count; ``--`` ends the options.
 
     Example:
@@ -125,9 +124,7 @@ def optional_value_argv(
         if option is not None and i + 1 < len(argv):
             value = argv[i + 1]
             const, is_value = options[option]
-            if not value.startswith("-") and (
-                os.path.exists(value) or (not is_value(value) and _looks_like_input(value))
-            ):
+            if not value.startswith("-") and not is_value(value) and _looks_like_input(value):
                 out.append(f"{option}={const}")
                 i += 1
                 continue

@@ -5,11 +5,11 @@ a dataset root. Each video becomes a frame folder of square face crops plus
 ``faces.json`` under OUT (see :mod:`cefl_zoo.faces.cache`); existing, current crops are
 kept. A folder INPUT is read as ``cefl-zoo predict`` reads it
 (:func:`~cefl_zoo.predict.expand_inputs`): a frame folder is one video, any other folder
-is searched for videos and frame folders (leaving out anything inside OUT). Exit codes:
-0 all done, 1 some videos failed (each reported on stderr), 2 usage error, before
-anything is cropped (a bad ``--quality``, ``--size``, ``--stride`` or ``--threads``, an
-INPUT that does not exist or a folder without videos, missing ``faces`` extra, unknown
-dataset), as for ``cefl-zoo predict``.
+is searched for videos and frame folders (leaving out the crops folders already in
+OUT). Exit codes: 0 all done, 1 some videos failed (each reported on stderr), 2 usage
+error, before anything is cropped (a bad ``--quality``, ``--size``, ``--stride`` or
+``--threads``, an INPUT that does not exist or a folder without videos or with only
+crops, missing ``faces`` extra, unknown dataset), as for ``cefl-zoo predict``.
 
 Examples::
 
@@ -91,16 +91,23 @@ def _bad_option(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _videos_in(folder: str, out: str) -> list[str]:
-    """The videos of a folder INPUT, as ``predict`` expands it, without those inside
-    ``out`` (crops written into the input folder are not cropped again)."""
+def _videos_in(folder: str, out: str) -> tuple[list[str], int]:
+    """The videos of a folder INPUT, as ``predict`` expands it, without the crops folders
+    already in ``out`` (frame folders there that hold a ``faces.json``: crops written into
+    or above the input folder are not cropped again); and how many were left out."""
+    from ..faces.cache import FACES_JSON
     from ..predict.inputs import expand_inputs, is_frame_folder
 
     if is_frame_folder(folder):
-        return [folder]
-    outside = os.path.realpath(out).rstrip(os.sep) + os.sep
+        return [folder], 0
+    out = os.path.realpath(out).rstrip(os.sep) + os.sep
     found = [p for p in expand_inputs([folder]) if p != folder]
-    return [p for p in found if not os.path.realpath(p).startswith(outside)]
+    videos = [
+        p
+        for p in found
+        if not (os.path.realpath(p).startswith(out) and os.path.isfile(os.path.join(p, FACES_JSON)))
+    ]
+    return videos, len(found) - len(videos)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,9 +169,12 @@ def run(args: argparse.Namespace) -> int:
 
     videos = [args.input]
     if os.path.isdir(args.input):
-        videos = _videos_in(args.input, args.out)
+        videos, crops = _videos_in(args.input, args.out)
         if not videos:
-            _error(f"{args.input}: holds neither frame images nor video files")
+            what = "neither frame images nor video files"
+            if crops:  # all it holds are the crops of an earlier run
+                what = f"only face crops already in {args.out} ({plural(crops, 'crops folder')})"
+            _error(f"{args.input}: holds {what}")
             return 2
     from tqdm.auto import tqdm
 

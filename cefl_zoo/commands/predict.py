@@ -264,14 +264,20 @@ def _json_entry(result: Any) -> dict[str, Any]:
 def _unwritable(path: str) -> str | None:
     """Why the file ``path`` cannot be written (checked before predicting), or ``None``.
 
-    Checked: ``path`` is not a folder, and its nearest existing folder is a folder in
-    which a file can be created (a temporary file is made there and removed). Plots are
-    extra; one that cannot be written is reported after the results are out.
+    Checked: ``path`` is not a folder; an existing ``path`` is writable, or not a regular
+    file (``/dev/stdout``, a pipe such as ``>(wc -c)``); for a new file, its nearest
+    existing folder is a folder in which a file can be created (a temporary file is made
+    there and removed). Plots are extra; one that cannot be written is reported after the
+    results are out.
     """
     import tempfile
 
     if os.path.isdir(path):
         return f"{path} is a folder; give a file name such as {os.path.join(path, 'results.json')}"
+    if os.path.exists(path):
+        if os.path.isfile(path) and not os.access(path, os.W_OK):
+            return f"cannot write {path}: the file is not writable"
+        return None
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
@@ -281,7 +287,8 @@ def _unwritable(path: str) -> str | None:
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as err:
-        return f"cannot write {path}: no file can be created in {parent} ({one_line(err)})"
+        reason = err.strerror or type(err).__name__  # without the temporary file's name
+        return f"cannot write {path}: no file can be created in {parent} ({reason})"
     return None
 
 
@@ -291,12 +298,20 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def _hidden_below(path: str, folder: str) -> bool:
+    """Whether a folder of ``path`` below ``folder`` is hidden (its name starts with
+    ``.``), so that :func:`~cefl_zoo.predict.expand_inputs` never reads it."""
+    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(folder))
+    return any(part.startswith(".") for part in rel.split(os.sep) if part != ".")
+
+
 def _clashes_with_inputs(args: argparse.Namespace, videos: list[str]) -> str | None:
     """Why ``--json`` or ``--plot`` would write over or into the inputs, or ``None``.
 
     ``--json`` must not be an input (it would overwrite the video) nor lie in an input
     frame folder (it would be a file of the video). ``--plot`` must not be an input
-    folder nor lie inside one: its PNGs would be read as frames on the next run.
+    folder nor lie inside one: its PNGs would be read as frames on the next run (a hidden
+    folder in it, such as ``videos/.plots``, is never read, so it may hold plots).
     """
     from ..predict.inputs import is_frame_folder
 
@@ -311,7 +326,7 @@ def _clashes_with_inputs(args: argparse.Namespace, videos: list[str]) -> str | N
                 )
     if args.plot:
         for src in inputs:
-            if os.path.isdir(src) and _inside(args.plot, src):
+            if os.path.isdir(src) and _inside(args.plot, src) and not _hidden_below(args.plot, src):
                 return (
                     f"--plot {args.plot}: is the input folder {src} or inside it; its PNGs "
                     "would be read as video frames on the next run. Write the plots to a "

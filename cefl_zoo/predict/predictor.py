@@ -814,12 +814,18 @@ class Predictor:
     ) -> list[Prediction | PredictionFailure]:
         """Predict many videos, batched through the model while threads decode ahead.
 
+        Out of memory (``torch.OutOfMemoryError``, in the model or in decoding) is raised
+        at once with either ``on_error``, neither retried nor recorded as failures: every
+        other video would fail too. Lower ``batch_size`` then.
+
         Args:
             videos: Inputs as for :meth:`predict` (paths, readers, tensors).
             batch_size: Videos per forward pass (default: the predictor's).
             on_error: ``"return"``: a video that fails becomes a
                 :class:`~cefl_zoo.predict.PredictionFailure` with a one-line message and
-                the others go on; ``"raise"``: the first failure raises.
+                the others go on (a batch the model fails on is run again video by video,
+                so that only the video at fault fails); ``"raise"``: the first failure
+                raises.
             fps: Frame rate for tensor inputs and frame folders.
             progress: Show a tqdm bar (default: the predictor's ``progress``).
 
@@ -847,7 +853,7 @@ class Predictor:
             try:
                 return self._predictions(items)
             except Exception as err:
-                if on_error == "raise":
+                if on_error == "raise" or isinstance(err, torch.OutOfMemoryError):
                     raise
                 if len(items) > 1:  # one by one: only the video the model fails on fails
                     return [pred for item in items for pred in run([item])]
@@ -869,7 +875,7 @@ class Predictor:
         try:
             for i, prep in prepared:
                 if isinstance(prep, BaseException):
-                    if on_error == "raise":
+                    if on_error == "raise" or isinstance(prep, torch.OutOfMemoryError):
                         raise prep
                     source = _source_name(inputs[i])
                     results[i] = PredictionFailure(
