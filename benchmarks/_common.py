@@ -83,6 +83,7 @@ GPU_PEAKS: list[tuple[str, str, float]] = [
     (r"H100.*PCIe", "H100 PCIe", 756.0),
     (r"H100.*NVL", "H100 NVL", 835.0),
     (r"H100", "H100 SXM", 989.4),
+    (r"H800.*PCIe", "H800 PCIe", 756.0),
     (r"H800", "H800 SXM", 989.4),
     (r"B200", "B200", 2250.0),
     (r"A100", "A100", 312.0),

@@ -185,7 +185,7 @@ def batched_decode_rows(
     makes it). The device is synchronised after every batch.
     """
     import cefl_zoo
-    from cefl_zoo.data import CachedVideoDataset, collate_encoded, decode_jpeg_batch
+    from cefl_zoo.data import CachedVideoDataset, collate_encoded, decode_jpeg_batch, encoded_frames
     from cefl_zoo.data.cache import prepare_batch
 
     raw = CachedVideoDataset(cache_dir, decode=False, train=True)
@@ -193,7 +193,7 @@ def batched_decode_rows(
     transform = cefl_zoo.transforms_for("ceflnet_resnet18", train=True, input_size=size)
 
     def decode(_):
-        out = decode_jpeg_batch(batch["jpeg"], batch["shape"], device=device)
+        out = decode_jpeg_batch(encoded_frames(batch), batch["shape"], device=device)
         synchronize(device)
         return out
 

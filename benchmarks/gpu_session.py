@@ -18,14 +18,14 @@ Steps, in order (``--steps`` picks some; ``--list`` prints the plan):
 5. ``data``: ``data.py --device cuda``, the data pipeline (nvJPEG rows first) against
    the frames/s that the training speed measured in step 3 consumes (point 3). Needs
    PyAV.
-6. ``throughput_peers_fp32``: the same models in fp32 (their bf16 speed-ups).
+6. ``cuda_tests``: ``pytest -m cuda`` (the tests that skip without a GPU, e.g. nvJPEG
+   decoding next to queued kernels). Needs PyAV.
 7. ``train_speed``: the trainer end to end (bf16 + CL + compile, batch 32; the eager and
    fp32 rows are step 3's) from memory on the GPU (the compute roof), from the JPEG frame
    cache decoded on the GPU (nvJPEG) and in CPU workers, and from mp4. Its warm-up
    covers the batches the loader workers queue, so the pipeline itself is timed. Needs
    PyAV.
-8. ``cuda_tests``: ``pytest -m cuda`` (the tests that skip without a GPU, e.g. nvJPEG
-   decoding next to queued kernels). Needs PyAV.
+8. ``throughput_peers_fp32``: the peers in fp32 (their bf16 speed-ups).
 
 Each step has its own time limit and a minimum it needs to be started at all; the
 default ``--budget`` (500 s) leaves a 600 s command room for start-up, and the order
@@ -84,9 +84,9 @@ STEP_NAMES = (
     "throughput_training",
     "throughput_peers",
     "data",
-    "throughput_peers_fp32",
-    "train_speed",
     "cuda_tests",
+    "train_speed",
+    "throughput_peers_fp32",
 )
 
 #: torchvision's video models, as ``throughput.py`` names them.
@@ -200,7 +200,23 @@ def plan(args: argparse.Namespace, slug: str) -> list[Step]:
             needs_av=True,
             min_s=20 if quick else 45,
         ),
-        peers_step("throughput_peers_fp32", "fp32", 120, 30),
+        Step(
+            "cuda_tests",
+            [
+                py,
+                "-m",
+                "pytest",
+                "-q",
+                "-m",
+                "cuda",
+                "-p",
+                "no:cacheprovider",
+                str(REPO_ROOT / "tests"),
+            ],
+            120,
+            needs_av=True,
+            min_s=20 if quick else 45,
+        ),
         Step(
             "train_speed",
             [
@@ -226,24 +242,9 @@ def plan(args: argparse.Namespace, slug: str) -> list[Step]:
             needs_av=True,
             min_s=20 if quick else 90,
         ),
-        Step(
-            "cuda_tests",
-            [
-                py,
-                "-m",
-                "pytest",
-                "-q",
-                "-m",
-                "cuda",
-                "-p",
-                "no:cacheprovider",
-                str(REPO_ROOT / "tests"),
-            ],
-            120,
-            needs_av=True,
-            min_s=20 if quick else 45,
-        ),
+        peers_step("throughput_peers_fp32", "fp32", 120, 30),
     ]
+    assert [s.name for s in steps] == list(STEP_NAMES)
     return [s for s in steps if s.name in args.steps]
 
 

@@ -24,6 +24,7 @@ from cefl_zoo.data import (
     build_frame_cache,
     collate_encoded,
     decode_jpeg_batch,
+    encoded_frames,
     item_seed,
     prepare_batch,
     write_synthetic_dataset,
@@ -119,7 +120,10 @@ def test_undecoded_batches_decode_to_the_same_video(synth, tmp_path):
         batch = next(iter(DataLoader(raw, batch_size=4, collate_fn=collate_encoded, num_workers=2)))
         assert batch["shape"] == (4, 7, 5)
         if fmt == "jpeg":
-            assert len(batch["jpeg"]) == 4 * 35 and batch["jpeg"][0].dtype == torch.uint8
+            # one buffer per batch, not a tensor (shared-memory segment) per frame
+            assert isinstance(batch["jpeg"], torch.Tensor) and batch["jpeg"].dtype == torch.uint8
+            frames = encoded_frames(batch)
+            assert len(frames) == 4 * 35 and frames[0][:2].tolist() == [0xFF, 0xD8]  # JPEG SOI
         video = prepare_batch(batch, "cpu", transform=tf)
         expected = torch.stack([decoded[i]["video"] for i in range(4)])
         assert torch.equal(video, expected)

@@ -56,17 +56,17 @@ def test_cuda_plan_runs_the_targets_first_and_writes_results_under_out(tmp_path)
     assert "cache_gpu" in _value(by["train_speed"].argv, "--sources")
     assert _value(by["train_speed"].argv, "--configs") == "bf16_cl_compile"  # the target's
     # Issue 8's deliverables first: the targets, the peers in bf16 (point 2), the data
-    # pipeline against the training speed just measured (point 3); the fp32 peers, the
-    # trainer end to end and the GPU-only tests take what time is left.
+    # pipeline against the training speed just measured (point 3); the GPU-only tests,
+    # the trainer end to end and the fp32 peers take what time is left, in that order.
     assert [s.name for s in steps] == [
         "smoke",
         "throughput_inference",
         "throughput_training",
         "throughput_peers",
         "data",
-        "throughput_peers_fp32",
-        "train_speed",
         "cuda_tests",
+        "train_speed",
+        "throughput_peers_fp32",
     ]
     # No step is started where it cannot measure anything.
     assert by["throughput_training"].min_s >= 60 and by["train_speed"].min_s >= 60

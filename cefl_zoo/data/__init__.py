@@ -24,6 +24,7 @@ from .cache import (
     build_frame_cache,
     collate_encoded,
     decode_jpeg_batch,
+    encoded_frames,
     prepare_batch,
 )
 from .factory import build_dataset, get_dataset_builder, list_datasets, register_dataset
@@ -58,6 +59,7 @@ __all__ = [
     "build_frame_cache",
     "collate_encoded",
     "decode_jpeg_batch",
+    "encoded_frames",
     "get_dataset_builder",
     "item_seed",
     "list_datasets",

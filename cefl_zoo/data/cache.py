@@ -69,6 +69,7 @@ __all__ = [
     "build_frame_cache",
     "collate_encoded",
     "decode_jpeg_batch",
+    "encoded_frames",
     "prepare_batch",
 ]
 
@@ -758,10 +759,16 @@ def _apex(clip: Any, item: VideoItem) -> int:
 def collate_encoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch the samples of ``CachedVideoDataset(decode=False)`` for :func:`prepare_batch`.
 
+    The encoded frames of the batch travel as one tensor: a loader worker hands each
+    tensor to the training process as a shared-memory segment of its own, and one per
+    frame (1,120 at batch 32 of 7 x 5 frames) would cap the loader at a few thousand
+    frames/s, far below what nvJPEG decodes.
+
     Returns:
-        A dict with ``"jpeg"`` (flat list of B*N*K encoded frames) or ``"video"``
-        (``uint8 (B, N, K, 3, S, S)``), ``"shape"`` ``(B, N, K)``, and the other keys
-        collated as the default collate does.
+        A dict with ``"jpeg"`` (the B*N*K encoded frames end to end, one ``uint8``
+        tensor) and ``"jpeg_sizes"`` (each frame's length; :func:`encoded_frames` splits
+        them) or ``"video"`` (``uint8 (B, N, K, 3, S, S)``), ``"shape"`` ``(B, N, K)``,
+        and the other keys collated as the default collate does.
     """
     from torch.utils.data import default_collate
 
@@ -770,8 +777,19 @@ def collate_encoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
     n, k = samples[0]["frame_indices"].shape
     batch["shape"] = (len(samples), n, k)
     if "jpeg" in samples[0]:
-        batch["jpeg"] = [frame for s in samples for frame in s["jpeg"]]
+        frames = [frame for s in samples for frame in s["jpeg"]]
+        batch["jpeg"] = torch.cat(frames)
+        batch["jpeg_sizes"] = [int(f.numel()) for f in frames]
     return batch
+
+
+def encoded_frames(batch: dict[str, Any]) -> list[torch.Tensor]:
+    """The encoded frames of a :func:`collate_encoded` batch, one 1-D ``uint8`` tensor
+    each (views of the batch's buffer), in ``(B, N, K)`` order."""
+    jpeg = batch["jpeg"]
+    if isinstance(jpeg, torch.Tensor):
+        return list(torch.split(jpeg, list(batch["jpeg_sizes"])))
+    return list(jpeg)  # a list of frames (batches made by hand)
 
 
 def decode_jpeg_batch(
@@ -924,7 +942,7 @@ def prepare_batch(
     """
     device = torch.device(device)
     if "jpeg" in batch:
-        video = decode_jpeg_batch(batch["jpeg"], batch["shape"], device=device)
+        video = decode_jpeg_batch(encoded_frames(batch), batch["shape"], device=device)
     else:
         video = batch["video"].to(device, non_blocking=non_blocking)
     if transform is None:
