@@ -32,7 +32,7 @@ def _soft_targets(target: torch.Tensor, num_classes: int, label_smoothing: float
                 f"target class indices must lie in [0, {num_classes - 1}], got "
                 f"min {int(target.min())}, max {int(target.max())}"
             )
-        y = F.one_hot(target, num_classes).float()
+        y = F.one_hot(target.long(), num_classes).float()
     elif target.ndim == 2 and target.shape[1] == num_classes:
         y = target.float()
     else:
@@ -43,6 +43,11 @@ def _soft_targets(target: torch.Tensor, num_classes: int, label_smoothing: float
     if label_smoothing:
         y = y * (1.0 - label_smoothing) + label_smoothing / num_classes
     return y
+
+
+def _check_label_smoothing(label_smoothing: float) -> None:
+    if not 0.0 <= float(label_smoothing) < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -68,7 +73,8 @@ def ceflnet_loss(
         target: ``(B,)`` class indices or ``(B, C)`` target probabilities.
         reduction: ``"mean"`` over videos (default), ``"sum"`` (the paper's sum over
             videos) or ``"none"`` (per video, ``(B,)``).
-        label_smoothing: Mix the targets with the uniform distribution by this amount.
+        label_smoothing: Mix the targets with the uniform distribution by this amount,
+            in ``[0, 1)``.
 
     Returns:
         The loss; a scalar unless ``reduction="none"``.
@@ -83,6 +89,7 @@ def ceflnet_loss(
     """
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(f"logits must have shape (B, C) with C >= 2, got {tuple(logits.shape)}")
+    _check_label_smoothing(label_smoothing)
     z = logits.float()
     num_classes = z.shape[1]
     y = _soft_targets(target, num_classes, label_smoothing).to(z.device)
@@ -99,7 +106,7 @@ class CEFLNetLoss(nn.Module):
 
     Args:
         kind: ``"bce"`` (paper, eq. 11) or ``"ce"`` (softmax cross-entropy).
-        label_smoothing: Target smoothing for either kind.
+        label_smoothing: Target smoothing for either kind, in ``[0, 1)``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
     Shape:
@@ -118,6 +125,7 @@ class CEFLNetLoss(nn.Module):
         super().__init__()
         if kind not in ("bce", "ce"):
             raise ValueError(f"kind must be 'bce' (paper eq. 11) or 'ce', got {kind!r}")
+        _check_label_smoothing(label_smoothing)
         self.kind = kind
         self.label_smoothing = label_smoothing
         self.reduction = reduction

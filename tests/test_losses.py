@@ -109,3 +109,17 @@ def test_bad_targets_get_clear_errors(logits, target, error, match) -> None:
 def test_unknown_kind() -> None:
     with pytest.raises(ValueError, match="bce"):
         CEFLNetLoss("focal")
+
+
+def test_label_smoothing_outside_0_1_is_refused_and_small_int_targets_work() -> None:
+    logits = torch.randn(3, 4)
+    for bad in (-0.5, 1.0, 1.5):
+        with pytest.raises(ValueError, match="label_smoothing must be in"):
+            ceflnet_loss(logits, torch.tensor([0, 1, 2]), label_smoothing=bad)
+        with pytest.raises(ValueError, match="label_smoothing must be in"):
+            CEFLNetLoss("ce", label_smoothing=bad)
+    target = torch.tensor([0, 1, 3])
+    for kind in ("bce", "ce"):
+        loss = CEFLNetLoss(kind)
+        for dtype in (torch.uint8, torch.int32):
+            assert torch.equal(loss(logits, target.to(dtype)), loss(logits, target))

@@ -132,6 +132,44 @@ def test_rendering_some_frames_equals_rendering_all():
         render_frames(spec, [spec.num_frames], 32)
 
 
+def test_a_disgust_frame_renders_the_same_alone_as_with_the_whole_video():
+    label = SYNTHETIC_CLASSES.index("disgust")
+    frames, spec = render_synthetic_video(seed=0, index=3, label=label, size=32)
+    alone = torch.stack([render_frames(spec, [t], 32)[0] for t in range(spec.num_frames)])
+    assert torch.equal(alone, frames)  # also far from the apex, where wrinkles are faint
+    with pytest.raises(ValueError, match="no class of the synthetic data.*disgust"):
+        render_synthetic_video(seed=0, index=0, label="contempt")
+
+
+def test_bad_encoder_options_fail_before_anything_is_written(tmp_path, capsys):
+    base = ["synth", str(tmp_path / "d"), "--videos", "1", "--size", "16", "--quiet"]
+    assert main([*base, "--min-frames", "8", "--max-frames", "8"]) == 0
+    before = (tmp_path / "d" / "labels.csv").read_bytes()
+    for extra, problem in (
+        (["--fps", "3e9"], "--fps: fps 3e+09 is too high"),
+        (["--seed", "-1"], "--seed must be >= 0"),
+    ):
+        assert main([*base, "--overwrite", *extra]) == 2
+        assert problem in capsys.readouterr().err
+        assert (tmp_path / "d" / "labels.csv").read_bytes() == before  # the dataset is intact
+    with pytest.raises(ValueError, match="crf must be an integer"):
+        write_synthetic_dataset(tmp_path / "e", num_videos=1, crf=-5, progress=False, **SMALL)
+    assert not (tmp_path / "e").exists()
+
+
+def test_files_that_are_no_synthetic_dataset_are_not_overwritten(tmp_path, capsys):
+    videos = tmp_path / "mine" / "videos"
+    videos.mkdir(parents=True)
+    for name in ("00000.mp4", "00003.mp4"):
+        (videos / name).write_text("my own video")
+    argv = ["synth", str(tmp_path / "mine"), "--videos", "1", "--size", "16", "--quiet"]
+    assert main(argv) == 2
+    assert "has no labels.csv" in capsys.readouterr().err
+    assert sorted(p.read_text() for p in videos.iterdir()) == ["my own video"] * 2
+    assert main([*argv, "--overwrite", "--min-frames", "8", "--max-frames", "8"]) == 0
+    assert sorted(p.name for p in videos.iterdir()) == ["00000.mp4"]
+
+
 def test_splits_are_class_balanced():
     labels = synthetic_labels(280, 0)
     splits = synthetic_splits(labels, 0.25)

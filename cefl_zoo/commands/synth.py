@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an existing dataset (its labels.csv, and videos/NNNNN.mp4 beyond --videos)",
+        help="replace an existing dataset, or write into a videos/ folder that already holds "
+        "files (its videos/NNNNN.mp4 are replaced, those beyond --videos removed)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -65,6 +66,8 @@ def _check(args: argparse.Namespace) -> str | None:
 
     if args.videos < 1:
         return f"--videos must be >= 1, got {args.videos}"
+    if args.seed < 0:
+        return f"--seed must be >= 0, got {args.seed}"
     try:
         check_video_size(args.size)
     except ValueError as err:

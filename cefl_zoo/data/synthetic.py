@@ -63,6 +63,7 @@ from .generic import CSVVideoDataset
 
 __all__ = [
     "EXPRESSIONS",
+    "MAX_SYNTHETIC_FPS",
     "MIN_VIDEO_SIZE",
     "SYNTHETIC_CLASSES",
     "SyntheticTensorDataset",
@@ -431,7 +432,10 @@ def _render(
     nose = _segment_dist(X, Y, 0.0, top, 0.03, top + idn["nose_len"])
     _paint(view, _soft(nose - 0.018, A) * H * 0.6, skin * 0.55)
     wrinkle = p["wrinkle"].clamp(0, 1)
-    if float(wrinkle.max()) > 0.01:
+    # Whether the video has wrinkles at all is decided over all its frames, so that a
+    # frame renders the same alone as with the others.
+    whole = spec.intensity(np.arange(spec.num_frames)) * target["wrinkle"]
+    if float(np.clip(whole, 0, 1).max()) > 0.01:
         for j in range(3):
             wy = idn["eye_y"] + 0.02 + 0.045 * j
             w = _segment_dist(X, Y, -0.07, wy, 0.07, wy + 0.01)
@@ -515,7 +519,13 @@ def render_synthetic_video(
     elif isinstance(label, str):
         from ..labels import canonical_label
 
-        label = SYNTHETIC_CLASSES.index(canonical_label(label))
+        name = canonical_label(label)
+        if name not in SYNTHETIC_CLASSES:
+            raise ValueError(
+                f"label {label!r} is no class of the synthetic data; use one of "
+                f"{', '.join(SYNTHETIC_CLASSES)}"
+            )
+        label = SYNTHETIC_CLASSES.index(name)
     spec = make_video_spec(seed, index, int(label), **spec_kwargs)
     return render_frames(spec, np.arange(spec.num_frames), size), spec
 
@@ -555,6 +565,11 @@ def check_video_size(size: int) -> int:
     return size
 
 
+#: Highest frame rate :func:`write_synthetic_dataset` encodes (at a few thousand frames
+#: per second, short h264 videos no longer decode).
+MAX_SYNTHETIC_FPS = 1000.0
+
+
 def synthetic_frame_rate(fps: float | Fraction) -> Fraction:
     """The exact frame rate the mp4s of :func:`write_synthetic_dataset` are encoded at.
 
@@ -563,7 +578,8 @@ def synthetic_frame_rate(fps: float | Fraction) -> Fraction:
     ``float(rate)``, the rate the files report.
 
     Raises:
-        ValueError: For a rate that is not a positive finite number.
+        ValueError: For a rate that is not a positive finite number, or above
+            :data:`MAX_SYNTHETIC_FPS`.
 
     Example:
         >>> synthetic_frame_rate(25), synthetic_frame_rate(12.5), synthetic_frame_rate(29.97)
@@ -575,6 +591,10 @@ def synthetic_frame_rate(fps: float | Fraction) -> Fraction:
         raise ValueError(f"fps must be a positive number, got {fps!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"fps must be a positive number, got {fps!r}")
+    if value > MAX_SYNTHETIC_FPS:
+        raise ValueError(
+            f"fps {value:g} is too high for the mp4 encoder; use at most {MAX_SYNTHETIC_FPS:g}"
+        )
     rate = Fraction(fps).limit_denominator(1001)
     if rate <= 0:
         raise ValueError(f"fps {fps!r} is too small; use at least 1/1001 frames per second")
@@ -692,8 +712,8 @@ def write_synthetic_dataset(
         The path of ``labels.csv``.
 
     Raises:
-        FileExistsError: If ``out_dir`` already holds a ``labels.csv`` and not
-            ``overwrite``.
+        FileExistsError: If ``out_dir`` already holds a ``labels.csv``, or files in
+            ``videos/``, and not ``overwrite``.
         ValueError: For a bad argument (before anything is written).
 
     Example:
@@ -720,9 +740,20 @@ def write_synthetic_dataset(
         raise ValueError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
+        raise ValueError(f"crf must be an integer x264 quality in 0..51, got {crf!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     labels = synthetic_labels(num_videos, seed)
     splits = synthetic_splits(labels, test_fraction)  # checks test_fraction
     videos_dir = out / "videos"
+    if not overwrite and videos_dir.is_dir() and any(os.scandir(videos_dir)):
+        raise FileExistsError(
+            f"{videos_dir} already holds files but {out} has no labels.csv, so it is no "
+            "synthetic dataset this would replace (or an earlier write was interrupted): "
+            "pass overwrite=True (CLI: --overwrite) to write over its numbered videos, or "
+            "choose another directory"
+        )
     videos_dir.mkdir(parents=True, exist_ok=True)
     if overwrite:  # until the new labels.csv is in place, the folder is not a dataset
         csv_path.unlink(missing_ok=True)
