@@ -18,8 +18,10 @@ Entry points (each takes ``pretrained`` and ``**kwargs``, which go to
 * Every registered architecture (``ceflnet_resnet18``, ``ceflnet_tiny``,
   ``frameavg_resnet18``, ...), timm style: ``pretrained`` defaults to ``False``.
 
-List them with ``[n for n in dir(hubconf) if not n.startswith("_")]`` after importing
-this file; ``torch.hub.list`` only reads GitHub repositories.
+List them with ``torch.hub.list("cefl-zoo/cefl-zoo")``, or, for a local checkout, with
+``[n for n in dir(hubconf) if callable(getattr(hubconf, n)) and not n.startswith("_")]``
+after importing this file (what ``torch.hub.list`` does; it reads GitHub repositories
+only).
 """
 
 dependencies = ["torch", "torchvision", "timm", "huggingface_hub", "safetensors", "numpy"]

@@ -325,8 +325,9 @@ def check_artifacts(folder: str | os.PathLike[str], config: Mapping[str, Any]) -
         it, does = ("it", "does") if one else ("they", "do")
         raise ConfigMismatchError(
             f"{', '.join(stale)} in {source} {'is' if one else 'are'} not recorded in its "
-            f"config.json: left over from an export of other weights, so {it} {does} not "
-            f"match model.safetensors. Fix: delete {'it' if one else 'them'}, or export "
+            f"config.json: left over from an earlier export (of other weights, or one that "
+            f"failed), so {it} {does} not match model.safetensors. Fix: delete "
+            f"{'it' if one else 'them'}, or export "
             "again with --onnx / --torch-export (which records the sha256 of what it writes)."
         )
     for name, digest in sorted(artifacts.items()):
@@ -464,11 +465,16 @@ class HubMixin:
         """Write ``model.safetensors`` + ``config.json`` + ``README.md`` (see
         :func:`cefl_zoo.hub_mixin.save_pretrained`); optionally push the folder.
 
+        With ``push_to_hub=True`` the card's usage line names ``repo_id`` (unless
+        ``model_card_kwargs`` gives another ``repo_id``).
+
         Returns:
             The folder.
         """
         if push_to_hub and not repo_id:  # before anything is written
             raise ValueError("push_to_hub=True needs repo_id='org/name'")
+        if push_to_hub:  # the card names the repository it is uploaded to
+            model_card_kwargs = {"repo_id": repo_id, **dict(model_card_kwargs or {})}
         folder = save_pretrained(
             self,  # type: ignore[arg-type]
             save_directory,

@@ -128,6 +128,18 @@ def render_model_card(
         cfg.get("label_names") or [f"class_{i}" for i in range(int(config.get("num_classes", 0)))]
     )
     load_name = f"hf-hub:{repo_id}" if repo_id else "<this folder>"
+    n_clips, n_frames = cfg.get("num_clips", 7), cfg.get("frames_per_clip", 5)
+    c, h, w = tuple(cfg.get("input_size") or (3, 224, 224))
+    crop_pct = float(cfg.get("crop_pct") or 1.0)
+    interpolation = cfg.get("interpolation", "bilinear")
+    if crop_pct < 1:  # as cefl_zoo.transforms.video_transform does at evaluation
+        resize = (
+            f"{interpolation} resize of the frame to cover "
+            f"{round(h / crop_pct)} x {round(w / crop_pct)} (crop_pct {crop_pct:g}), "
+            f"then a centre crop to {h} x {w}"
+        )
+    else:
+        resize = f"{interpolation} resize"
 
     lines = ["---", _metadata(config, cfg).rstrip(), "---", "", f"# {name}", ""]
     lines += [
@@ -146,11 +158,9 @@ def render_model_card(
         "```python",
         "import torch, cefl_zoo",
         f'model = cefl_zoo.create_model("{load_name}").eval()',
-        "video = torch.randn(1, {n}, {k}, 3, {h}, {w})  # (B, N clips, K frames, 3, H, W), normalised".format(
-            n=cfg.get("num_clips", 7),
-            k=cfg.get("frames_per_clip", 5),
-            h=(cfg.get("input_size") or [3, 224, 224])[1],
-            w=(cfg.get("input_size") or [3, 224, 224])[2],
+        (
+            f"video = torch.randn(1, {n_clips}, {n_frames}, {c}, {h}, {w})"
+            f"  # (B, N clips, K frames, {c}, H, W), normalised"
         ),
         "probs = model(video).softmax(-1)",
         "print(dict(zip(model.label_names, probs[0].tolist())))",
@@ -164,14 +174,8 @@ def render_model_card(
         "",
         "## Preprocessing",
         "",
-        (
-            f"- clips per video (N): {cfg.get('num_clips', 7)}; frames per clip (K): "
-            f"{cfg.get('frames_per_clip', 5)}"
-        ),
-        (
-            f"- frame size: {tuple(cfg.get('input_size') or (3, 224, 224))}, "
-            f"{cfg.get('interpolation', 'bilinear')} resize"
-        ),
+        f"- clips per video (N): {n_clips}; frames per clip (K): {n_frames}",
+        f"- frame size: {(c, h, w)}, {resize}",
         f"- mean {tuple(cfg.get('mean') or ())}, std {tuple(cfg.get('std') or ())}",
         "- `cefl_zoo.transforms_for(model)` builds exactly this pipeline.",
         "",

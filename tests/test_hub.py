@@ -415,14 +415,17 @@ def test_push_to_hub_uploads_a_checked_folder(saved):
     )
 
 
-def test_push_command_checks_then_uploads_and_prints_the_pin(saved, capsys):
+def test_push_command_checks_then_uploads_and_prints_the_pin(saved, capsys, tmp_path):
     from cefl_zoo.cli import main
 
-    _, folder = saved
+    model, _ = saved
+    cfg = model.pretrained_cfg.replace(tag="dfew")  # a registry name needs a tag
+    folder = model.save_pretrained(tmp_path / "tagged", pretrained_cfg=cfg)
     sent, patches = mock_hub()
     with patches[0], patches[1] as create_branch, patches[2]:
         assert main(["push", str(folder), "org/tiny"]) == 0
     out = capsys.readouterr().out
+    assert "ceflnet_tiny.dfew: hf_hub_id='org/tiny'" in out
     assert f"hf_hub_revision='{'f' * 40}'" in out and sha256sum(folder / "model.safetensors") in out
     assert "hf-hub:org/tiny@" + "f" * 40 in out
     create_branch.assert_not_called()

@@ -137,3 +137,15 @@ def test_entry_point_signatures():
         default = params["pretrained"].default
         assert default is (name in DATASET_ENTRIES or name == SHIPPED_ENTRY), name
         assert getattr(hubconf, name).__doc__
+
+
+def test_docstring_recipe_lists_only_the_entry_points():
+    import re
+
+    spec = importlib.util.spec_from_file_location("hubconf_doc", REPO_ROOT / "hubconf.py")
+    hubconf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hubconf)
+    recipe = re.search(r"``(\[n for n in dir\(hubconf\)[^`]*\])``", hubconf.__doc__)[1]
+    names = eval(recipe, {"hubconf": hubconf})  # our own docstring
+    assert "dependencies" not in names and all(callable(getattr(hubconf, n)) for n in names)
+    assert {*DATASET_ENTRIES, SHIPPED_ENTRY, *cefl_zoo.list_models()} <= set(names)

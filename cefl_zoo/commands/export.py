@@ -4,11 +4,12 @@
 :class:`~cefl_zoo.train.Trainer`), one checkpoint file, or a ``save_pretrained``
 folder. ``OUT_DIR`` receives ``model.safetensors``, ``config.json`` (architecture,
 constructor arguments, labels, preprocessing, provenance, sha256) and the model card
-``README.md`` with the metrics of the run's ``metrics.json`` (or ``--eval-json``), and
-optionally ``model.onnx`` (``--onnx``) and ``model.pt2`` (``--torch-export``), whose
-sha256 ``config.json`` records; an earlier export's ``model.onnx`` / ``model.pt2`` that
-this export does not write again is removed. ``cefl-zoo push OUT_DIR REPO_ID`` then
-publishes it.
+``README.md`` with the metrics of the exported checkpoint's epoch (from the run's
+``metrics.json`` or ``history.json``, or ``--eval-json``), and optionally ``model.onnx``
+(``--onnx``) and ``model.pt2`` (``--torch-export``), whose sha256 ``config.json``
+records; an earlier export's ``model.onnx`` / ``model.pt2`` that this export does not
+write again is removed. ``OUT_DIR`` must not be a training run directory, and a failed
+export leaves it as it was. ``cefl-zoo push OUT_DIR REPO_ID`` then publishes it.
 
 Example:
     >>> import tempfile, cefl_zoo
@@ -78,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "save_pretrained folder",
     )
     parser.add_argument(
-        "out_dir", help="folder to write (created; files of the same names are replaced)"
+        "out_dir",
+        help="folder to write (created; files of the same names are replaced); not a run directory",
     )
     parser.add_argument(
         "--checkpoint",
@@ -91,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE",
         help="metrics to record: the trainer's metrics.json or an evaluation JSON "
-        "(default: metrics.json of the run directory when present)",
+        "(default: the exported epoch's metrics in the run's metrics.json or history.json)",
     )
     parser.add_argument(
         "--tag", default=None, help="weight tag, e.g. 'dfew' (default: the dataset name)"
@@ -146,37 +148,24 @@ def train_command_from_config(config: Mapping[str, Any]) -> str:
     return shlex.join(parts)
 
 
-def metrics_from_json(
-    path: str | Path, label_names: tuple[str, ...] | None = None, prefer: str = "best"
-) -> dict[str, float]:
-    """Scalar metrics of an evaluation JSON.
-
-    Accepts the trainer's ``metrics.json`` (``{"best": {...}, "last": {...}}``; the
-    entry named by ``prefer`` wins, i.e. the one of the exported checkpoint), an
-    evaluation result (``{"metrics": {...}}``) or a flat mapping. Nested
-    mappings of numbers (``clip_locating``) become ``"clip_locating.pred_class"``.
-
-    Raises:
-        ExportError: For an unreadable file, no metrics, or metrics computed over
-            another class order than ``label_names``.
-    """
-    path = Path(path)
+def _read_metrics_file(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ExportError(
             f"cannot read metrics file {path}: {err}. Fix: pass --eval-json FILE"
         ) from err
-    metrics = data
-    if isinstance(data, dict) and ("best" in data or "last" in data):
-        other = "last" if prefer == "best" else "best"
-        metrics = data.get(prefer) or data.get(other)
-    elif isinstance(data, dict) and isinstance(data.get("metrics"), dict):
-        metrics = data["metrics"]
-    if not isinstance(metrics, dict):
-        raise ExportError(
-            f"metrics file {path} holds no metrics (expected an object with 'war', 'uar', ...)"
-        )
+
+
+def _is_run_metrics(data: Any) -> bool:
+    """Whether ``data`` is a trainer's ``metrics.json`` (``{"best": ..., "last": ...}``)."""
+    return isinstance(data, dict) and ("best" in data or "last" in data)
+
+
+def _scalar_metrics(
+    metrics: Mapping[str, Any], path: Path, label_names: tuple[str, ...] | None
+) -> dict[str, float]:
+    """The numbers of one metrics mapping, nested ones as ``"clip_locating.pred_class"``."""
     names = metrics.get("class_names")
     if label_names is not None and names is not None and tuple(names) != tuple(label_names):
         raise ExportError(
@@ -199,6 +188,97 @@ def metrics_from_json(
                 ):
                     out[f"{key}.{sub}"] = float(v)
     return out
+
+
+def metrics_from_json(
+    path: str | Path, label_names: tuple[str, ...] | None = None, prefer: str = "best"
+) -> dict[str, float]:
+    """Scalar metrics of an evaluation JSON.
+
+    Accepts the trainer's ``metrics.json`` (``{"best": {...}, "last": {...}}``; the
+    entry named by ``prefer`` wins; ``null`` entries, as a run without a validation
+    split writes, give no metrics), an evaluation result (``{"metrics": {...}}``) or a
+    flat mapping. Nested mappings of numbers (``clip_locating``) become
+    ``"clip_locating.pred_class"``. :func:`~cefl_zoo.commands.export.export` picks the
+    entry by the epoch of the exported checkpoint instead.
+
+    Raises:
+        ExportError: For an unreadable file, no metrics, or metrics computed over
+            another class order than ``label_names``.
+    """
+    path = Path(path)
+    data = _read_metrics_file(path)
+    metrics = data
+    if _is_run_metrics(data):
+        other = "last" if prefer == "best" else "best"
+        metrics = data.get(prefer) or data.get(other)
+        if metrics is None:  # trained without validation: nothing was measured
+            return {}
+    elif isinstance(data, dict) and isinstance(data.get("metrics"), dict):
+        metrics = data["metrics"]
+    if not isinstance(metrics, dict):
+        raise ExportError(
+            f"metrics file {path} holds no metrics (expected an object with 'war', 'uar', ...)"
+        )
+    return _scalar_metrics(metrics, path, label_names)
+
+
+def _history_metrics(history: Path, epoch: int) -> dict[str, Any] | None:
+    """The validation metrics ``history.json`` records for ``epoch`` (``None``: none)."""
+    try:
+        records = json.loads(history.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for record in records if isinstance(records, list) else []:
+        if isinstance(record, dict) and record.get("epoch") == epoch:
+            metrics = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
+            if "clip_locating" in metrics:  # the trainer's history keeps the gt_class score
+                metrics["clip_locating"] = {"gt_class": metrics["clip_locating"]}
+            return metrics if any(v is not None for v in metrics.values()) else None
+    return None
+
+
+def _checkpoint_metrics(
+    path: Path,
+    label_names: tuple[str, ...] | None,
+    epoch: int | None,
+    history: Path | None,
+) -> tuple[dict[str, float] | None, str]:
+    """The metrics of the checkpoint of ``epoch`` that ``path`` records.
+
+    A trainer's ``metrics.json`` gives its ``"last"`` entry when ``epoch`` is the run's
+    last (evaluated) epoch, ``"best"`` when it is ``best_epoch``, else ``history``'s
+    validation metrics of ``epoch``: never another epoch's (``metrics.json`` is not
+    rewritten by a run that was stopped, and ``epoch_XXX.pt`` is neither entry's).
+
+    Returns:
+        ``(metrics, why)``: ``metrics`` is ``None`` when nothing records that epoch's
+        (``why`` says so), ``{}`` when the run measured nothing (no validation split).
+    """
+    data = _read_metrics_file(path)
+    if not _is_run_metrics(data) or epoch is None:  # an evaluation result: as given
+        return metrics_from_json(path, label_names), ""
+    if epoch == data.get("epochs"):
+        entry = data.get("last")
+    elif epoch == data.get("best_epoch"):
+        entry = data.get("best")
+    else:
+        entry = _history_metrics(history, epoch) if history is not None else None
+        if entry is None:
+            return None, (
+                f"the checkpoint is epoch {epoch}, but {path} holds the metrics of epochs "
+                f"{data.get('best_epoch')} (best) and {data.get('epochs')} (last)"
+                + (f" and {history} no validation of epoch {epoch}" if history else "")
+            )
+    if entry is None:
+        return {}, f"{path} records no validation metrics (the run had no validation split)"
+    return _scalar_metrics(entry, path, label_names), ""
+
+
+def _checkpoints_in(folder: Path) -> list[str]:
+    """The training checkpoints (``best.pt``, ``last.pt``, ``epoch_XXX.pt``) in ``folder``."""
+    names = [n for n in ("best.pt", "last.pt") if (folder / n).is_file()]
+    return names + sorted(p.name for p in folder.glob("epoch_*.pt") if p.is_file())
 
 
 def _run_dir_checkpoint(run_dir: Path, which: str) -> Path:
@@ -234,6 +314,15 @@ def load_source(
     if path.is_dir() and (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file():
         config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
         if isinstance(config, dict) and config.get("model_class"):
+            checkpoints = _checkpoints_in(path)
+            if checkpoints:
+                raise ExportError(
+                    f"{path} holds both a saved model ({CONFIG_NAME} + {WEIGHTS_NAME}) and "
+                    f"training checkpoints ({', '.join(checkpoints)}), so which weights to "
+                    "export is ambiguous (an export was written into the run directory, "
+                    f"replacing the run's {CONFIG_NAME}). Fix: pass the checkpoint file, e.g. "
+                    f"{path / checkpoints[0]}, or move the saved model to a folder of its own."
+                )
             model = from_pretrained(path)
             return model, dict(config.get("training") or {}), None
     if path.is_dir():
@@ -306,6 +395,17 @@ def _example_input(model: VideoClassifier) -> Any:
     return torch.randn(2, cfg.num_clips, cfg.frames_per_clip, c, h, w)
 
 
+def _check_onnx_installed() -> None:
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ExportError(
+            f"--onnx needs {' and '.join(missing)}: pip install 'cefl-zoo[export]' "
+            "(onnx, onnxscript, onnxruntime)"
+        )
+
+
 def export_onnx(model: VideoClassifier, path: str | Path) -> Path:
     """Write ``model`` as ONNX (input ``video`` ``(B, N, K, 3, H, W)``, output ``logits``).
 
@@ -314,16 +414,9 @@ def export_onnx(model: VideoClassifier, path: str | Path) -> Path:
     Raises:
         ExportError: When ``onnx`` / ``onnxscript`` are not installed.
     """
-    import importlib.util
-
     import torch
 
-    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ExportError(
-            f"--onnx needs {' and '.join(missing)}: pip install 'cefl-zoo[export]' "
-            "(onnx, onnxscript, onnxruntime)"
-        )
+    _check_onnx_installed()
     path = Path(path)
     model = model.eval()
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -357,6 +450,52 @@ def export_torch_program(model: VideoClassifier, path: str | Path) -> Path:
 
 
 # -- the command ------------------------------------------------------------------------------
+def _refuse_run_dir(out: Path) -> None:
+    checkpoints = _checkpoints_in(out) if out.is_dir() else []
+    if checkpoints:
+        raise ExportError(
+            f"OUT_DIR {out} holds training checkpoints ({', '.join(checkpoints)}): it is a "
+            "training run directory, and the export would replace the run's config.json and "
+            "README.md. Fix: pass another OUT_DIR, e.g. export/" + (out.resolve().name or "weights")
+        )
+
+
+def _select_metrics(
+    eval_json: str | Path | None,
+    cfg: PretrainedCfg,
+    training: Mapping[str, Any],
+    run_dir: Path | None,
+) -> dict[str, float]:
+    """The metrics of the exported weights (see ``_checkpoint_metrics``)."""
+    import logging
+
+    explicit = eval_json is not None
+    if not explicit and run_dir is not None and (run_dir / "metrics.json").is_file():
+        eval_json = run_dir / "metrics.json"
+    if eval_json is None:
+        return dict(cfg.metrics)
+    history = run_dir / "history.json" if run_dir is not None else None
+    metrics, why = _checkpoint_metrics(
+        Path(eval_json),
+        cfg.label_names,
+        training.get("epochs_trained"),
+        history if history is not None and history.is_file() else None,
+    )
+    if metrics is None and explicit:
+        raise ExportError(
+            f"--eval-json {eval_json}: {why}, so none of its metrics are those of the exported "
+            "weights. Fix: evaluate the checkpoint (cefl-zoo eval ... --output FILE) and pass "
+            "--eval-json FILE."
+        )
+    if not metrics:
+        logging.getLogger(__name__).warning(
+            "recording no metrics with the exported weights: %s. To record some, evaluate the "
+            "checkpoint (cefl-zoo eval ... --output FILE) and pass --eval-json FILE",
+            why or f"{eval_json} holds none",
+        )
+    return metrics or {}
+
+
 def export(
     source: str | Path,
     out_dir: str | Path,
@@ -370,23 +509,33 @@ def export(
 ) -> Path:
     """Write the publishable folder of a run or saved model (see module docs).
 
+    The metrics recorded are those of the exported checkpoint's epoch: a run's
+    ``metrics.json`` entry of that epoch (``"last"`` or ``"best"``), else that epoch's
+    validation metrics in ``history.json``, else none (logged). Everything is written
+    into a temporary sibling of ``out_dir`` first, so a failed export leaves
+    ``out_dir`` as it was.
+
     Returns:
         ``out_dir``.
+
+    Raises:
+        ExportError: For an ``out_dir`` that is a training run directory, a missing
+            ``--onnx`` dependency, an ``--eval-json`` that holds no metrics of the
+            exported epoch, or a failed ONNX / ``torch.export`` export.
     """
+    import shutil
+    import tempfile
+
     from ..hub_mixin import save_pretrained
     from ..train.config import parse_data_spec
 
+    out = Path(out_dir)
+    _refuse_run_dir(out)
+    if onnx:  # before anything is written
+        _check_onnx_installed()
     model, training, run_dir = load_source(source, checkpoint)
     cfg = model.pretrained_cfg
-    if eval_json is None and run_dir is not None and (run_dir / "metrics.json").is_file():
-        eval_json = run_dir / "metrics.json"
-    # The metrics of the exported weights: a run's last.pt gets metrics.json's "last".
-    prefer = "last" if str(training.get("checkpoint", "")).startswith("last") else "best"
-    metrics = (
-        metrics_from_json(eval_json, cfg.label_names, prefer=prefer)
-        if eval_json is not None
-        else dict(cfg.metrics)
-    )
+    metrics = _select_metrics(eval_json, cfg, training, run_dir)
     dataset = cfg.dataset
     if training.get("data"):
         dataset = parse_data_spec(training["data"]).name
@@ -422,9 +571,48 @@ def export(
             else cfg.notes
         ),
     )
-    out = save_pretrained(model, out_dir, pretrained_cfg=cfg, training=training or None)
-    write_artifacts(model, out, onnx=onnx, torch_export=torch_export)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        save_pretrained(model, staging, pretrained_cfg=cfg, training=training or None)
+        try:
+            write_artifacts(model, staging, onnx=onnx, torch_export=torch_export)
+        except ExportError as err:
+            raise ExportError(f"{err} Nothing was written to {out}.") from err
+        _move_into(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _move_into(staging: Path, out: Path) -> None:
+    """Replace ``out``'s files by those of ``staging``; drop ``out``'s stale extras.
+
+    Other files of ``out`` (the user's) are kept. ``config.json`` goes last.
+    """
+    import logging
+    import os
+
+    from ..hub import ARTIFACT_NAMES, CONFIG_NAME
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ARTIFACT_NAMES:
+        path = out / name
+        if not (staging / name).exists() and (path.is_file() or path.is_symlink()):
+            path.unlink()
+            logging.getLogger(__name__).warning(
+                "removed %s: exported from the weights %s held before", name, out
+            )
+    names = sorted(p.name for p in staging.iterdir() if p.name != CONFIG_NAME)
+    for name in [*names, CONFIG_NAME]:
+        os.replace(staging / name, out / name)
+
+
+#: What each extra format is called in messages, with its option and files.
+_FORMATS = {
+    "onnx": ("the ONNX model", "--onnx", ("model.onnx", "model.onnx.data")),
+    "torch_export": ("the torch.export program", "--torch-export", ("model.pt2",)),
+}
 
 
 def write_artifacts(
@@ -435,10 +623,15 @@ def write_artifacts(
     Extras of the known names (``model.onnx``, ``model.onnx.data``, ``model.pt2``) that
     this export does not write are deleted: they were exported from the folder's earlier
     weights. The sha256 of each extra written goes to ``config.json``'s ``artifacts``,
-    which ``cefl-zoo push`` checks (other files in the folder are left alone).
+    which ``cefl-zoo push`` checks (other files in the folder are left alone). When one
+    format fails, its partial files are removed and the extras written before it stay
+    recorded, so the folder remains consistent.
 
     Returns:
         ``{file name: sha256}`` of the extras written.
+
+    Raises:
+        ExportError: Naming the format that failed to export.
     """
     import logging
 
@@ -446,28 +639,38 @@ def write_artifacts(
     from ..hub_mixin import atomic_write
 
     logger = logging.getLogger(__name__)
-    writing = set()
-    if onnx:
-        writing |= {"model.onnx", "model.onnx.data"}
-    if torch_export:
-        writing.add("model.pt2")
+    exporters = {"onnx": export_onnx, "torch_export": export_torch_program}
+    wanted = [key for key, on in (("onnx", onnx), ("torch_export", torch_export)) if on]
+    writing = {name for key in wanted for name in _FORMATS[key][2]}
     for name in ARTIFACT_NAMES:  # stale: from the weights this folder held before
         path = out / name
         if path.exists() or path.is_symlink():
             path.unlink()
             if name not in writing:
                 logger.warning("removed %s: exported from the weights %s held before", name, out)
-    if onnx:
-        export_onnx(model, out / "model.onnx")
-    if torch_export:
-        export_torch_program(model, out / "model.pt2")
-    artifacts = {name: sha256sum(out / name) for name in ARTIFACT_NAMES if (out / name).is_file()}
-    config_path = out / CONFIG_NAME
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    config.pop(ARTIFACTS_KEY, None)
-    if artifacts:
-        config[ARTIFACTS_KEY] = artifacts
-    atomic_write(config_path, json.dumps(config, indent=2, sort_keys=False) + "\n")
+    try:
+        for key in wanted:
+            label, option, files = _FORMATS[key]
+            try:
+                exporters[key](model, out / files[0])
+            except ExportError:
+                raise
+            except Exception as err:
+                for name in files:  # partial output of the failed format
+                    (out / name).unlink(missing_ok=True)
+                raise ExportError(
+                    f"exporting {label} ({option}) of {model.architecture or type(model).__name__} "
+                    f"failed: {type(err).__name__}: {' '.join(str(err).split())[:300]}. Fix: "
+                    f"export without {option}, or report the failure."
+                ) from err
+    finally:  # record what was written, also when a later format failed
+        artifacts = {n: sha256sum(out / n) for n in ARTIFACT_NAMES if (out / n).is_file()}
+        config_path = out / CONFIG_NAME
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config.pop(ARTIFACTS_KEY, None)
+        if artifacts:
+            config[ARTIFACTS_KEY] = artifacts
+        atomic_write(config_path, json.dumps(config, indent=2, sort_keys=False) + "\n")
     return artifacts
 
 
@@ -510,5 +713,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  sha256 {cfg['sha256']}")
     if cfg["metrics"]:
         print("  metrics " + ", ".join(f"{k} {v:.4g}" for k, v in cfg["metrics"].items()))
+    else:
+        print("  metrics none recorded")
     print(f"publish with: cefl-zoo push {out} <org>/<repo>")
     return 0

@@ -51,12 +51,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def registry_snippet(config: dict, repo_id: str, commit: str | None) -> str:
     """The fields that make a pushed folder a pinned registry weight set.
 
+    Raises:
+        ValueError: For weights without a tag (``pretrained_cfg["tag"]``): a registry
+            weight set is named ``ARCH.TAG``.
+
     Example:
         >>> cfg = {"architecture": "a", "pretrained_cfg": {"tag": "t", "sha256": "ab", "metrics": {}}}
         >>> print(registry_snippet(cfg, "org/a.t", "c" * 40).splitlines()[0])
         a.t: hf_hub_id='org/a.t',
     """
     cfg = config.get("pretrained_cfg") or {}
+    if not cfg.get("tag"):
+        raise ValueError(
+            f"{config.get('architecture')} weights without a tag have no registry name (ARCH.TAG)"
+        )
     name = f"{config.get('architecture')}.{cfg.get('tag')}"
     return (
         f"{name}: hf_hub_id={repo_id!r},\n"
@@ -123,8 +131,15 @@ def run(args: argparse.Namespace) -> int:
         return error(NAME, f"cannot upload to {args.repo_id!r}: {one_line(err)}", 1)
     commit = getattr(info, "oid", None)
     print(f"pushed {args.folder} to {getattr(info, 'commit_url', args.repo_id)}")
-    print(f"pin it with revision {commit}; registry fields for cefl_zoo/models/weights.py:")
-    print(registry_snippet(config, args.repo_id, commit))
+    if (config.get("pretrained_cfg") or {}).get("tag"):
+        print(f"pin it with revision {commit}; registry fields for cefl_zoo/models/weights.py:")
+        print(registry_snippet(config, args.repo_id, commit))
+    else:
+        print(
+            f"pin it with revision {commit}. To register it in cefl_zoo/models/weights.py, the "
+            f"weights need a tag (registry names are {config.get('architecture')}.TAG): "
+            "export again with `cefl-zoo export SOURCE OUT_DIR --tag NAME` and push that folder."
+        )
     print(f"load it with: cefl_zoo.create_model('hf-hub:{args.repo_id}@{commit}')")
     print(
         json.dumps(

@@ -1,0 +1,264 @@
+"""Regression tests for the export review: whose metrics an export records, where it
+writes, what a failed export leaves, and what the card and ``push`` print.
+
+Each test pins one finding: an ``epoch_XXX.pt`` or renamed checkpoint, or a resumed and
+stopped run, getting another epoch's metrics; exporting into the run directory; a run
+without validation; a failed ``--onnx`` / ``--torch-export`` replacing the folder; the
+card's channels and centre crop; the card of ``save_pretrained(push_to_hub=True)``; the
+registry snippet of an untagged folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from _hub_utils import mock_hub, tiny_model
+
+import cefl_zoo
+from cefl_zoo.commands.export import ExportError, export, load_source, write_artifacts
+from cefl_zoo.hub_mixin import check_folder
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
+
+
+def _recorded_metrics(out: Path) -> dict[str, float]:
+    return json.loads((out / "config.json").read_text())["pretrained_cfg"]["metrics"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A 3-epoch run of the real trainer that keeps ``epoch_XXX.pt``."""
+    from cefl_zoo.train import TrainConfig, Trainer
+
+    class Videos(torch.utils.data.Dataset):
+        classes = ["happiness", "sadness"]
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(i)
+            return {"video": torch.randn(2, 2, 3, 32, 32, generator=g) + i % 2, "label": i % 2}
+
+    run = tmp_path_factory.mktemp("export_review") / "run"
+    cfg = TrainConfig(
+        model="ceflnet_tiny",
+        model_kwargs={"backbone": "test_convnext"},
+        epochs=3,
+        batch_size=2,
+        num_workers=0,
+        data="synthetic:unused",
+        output_dir=str(run),
+        progress=False,
+        save_plots=False,
+        num_clips=2,
+        frames_per_clip=2,
+        img_size=32,
+        keep_epoch_checkpoints=True,
+        seed=3,
+    )
+    Trainer(cfg, train_dataset=Videos(), val_dataset=Videos()).fit()
+    return run
+
+
+@pytest.fixture
+def run_copy(run_dir, tmp_path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+def _val_loss(run: Path, epoch: int) -> float:
+    history = json.loads((run / "history.json").read_text())
+    return next(r["val_loss"] for r in history if r["epoch"] == epoch)
+
+
+# -- 1. an epoch_XXX.pt or renamed checkpoint gets its own epoch's metrics ----------------
+def test_epoch_and_renamed_checkpoints_get_their_own_epochs_metrics(run_copy, tmp_path):
+    best_epoch = json.loads((run_copy / "metrics.json").read_text())["best_epoch"]
+    for epoch in (1, 2, 3):
+        out = export(run_copy / f"epoch_{epoch:03d}.pt", tmp_path / f"ep{epoch}")
+        assert _recorded_metrics(out)["loss"] == pytest.approx(_val_loss(run_copy, epoch))
+    other = next(e for e in (1, 2, 3) if e != best_epoch)  # not metrics.json's "best"
+    shutil.copy(run_copy / f"epoch_{other:03d}.pt", run_copy / "final_weights.pt")
+    out = export(run_copy / "final_weights.pt", tmp_path / "renamed")
+    assert _recorded_metrics(out)["loss"] == pytest.approx(_val_loss(run_copy, other))
+
+
+# -- 2. a metrics.json left behind by a resumed, stopped run is not the checkpoint's ------
+def test_stale_metrics_json_is_not_recorded_for_a_later_checkpoint(run_copy, tmp_path, caplog):
+    metrics_json = run_copy / "metrics.json"
+    stale = json.loads(metrics_json.read_text())
+    stale.update(epochs=2, best_epoch=1, last={"war": 0.123, "loss": 9.9})  # an earlier run's
+    metrics_json.write_text(json.dumps(stale))
+
+    out = export(run_copy, tmp_path / "last", checkpoint="last")  # last.pt is epoch 3
+    assert _recorded_metrics(out)["loss"] == pytest.approx(_val_loss(run_copy, 3))
+
+    history = json.loads((run_copy / "history.json").read_text())
+    (run_copy / "history.json").write_text(json.dumps([r for r in history if r["epoch"] != 3]))
+    with caplog.at_level(logging.WARNING, logger="cefl_zoo.commands.export"):
+        out = export(run_copy, tmp_path / "none", checkpoint="last")
+    assert _recorded_metrics(out) == {}
+    assert "recording no metrics" in caplog.text and "epoch 3" in caplog.text
+    with pytest.raises(ExportError, match=r"epoch 3.*--eval-json FILE"):
+        export(run_copy, tmp_path / "explicit", checkpoint="last", eval_json=metrics_json)
+
+
+# -- 3. exporting into the run directory is refused ---------------------------------------
+def test_export_into_the_run_directory_is_refused(run_copy, capsys):
+    from cefl_zoo.cli import main
+
+    before = _snapshot(run_copy)
+    assert main(["export", str(run_copy), str(run_copy), "--checkpoint", "last"]) == 1
+    assert "training run directory" in capsys.readouterr().err
+    assert _snapshot(run_copy) == before
+
+
+def test_a_folder_with_a_saved_model_and_checkpoints_is_ambiguous(run_copy):
+    model, _, _ = load_source(run_copy, "last")
+    model.save_pretrained(run_copy)  # what an export into the run directory used to leave
+    with pytest.raises(ExportError, match=r"both a saved model.*checkpoints \(best\.pt"):
+        load_source(run_copy, "best")
+
+
+# -- 4. a run without a validation split exports with no metrics --------------------------
+def test_run_without_validation_exports_without_metrics(run_copy, tmp_path):
+    from cefl_zoo.commands.export import metrics_from_json
+
+    metrics_json = run_copy / "metrics.json"
+    data = json.loads(metrics_json.read_text())
+    data.update(best=None, last=None, best_epoch=3)  # as --val-split none writes it
+    metrics_json.write_text(json.dumps(data))
+    assert metrics_from_json(metrics_json) == {}
+    out = export(run_copy, tmp_path / "out")
+    assert _recorded_metrics(out) == {}
+    assert "No evaluation results were recorded" in (out / "README.md").read_text()
+
+
+# -- 5. / 6. a failed export leaves the folder as it was ----------------------------------
+@pytest.fixture
+def fake_exporters(monkeypatch):
+    """Fast stand-ins for torch.export / ONNX: files derived from the weights."""
+    import cefl_zoo.commands.export as export_mod
+
+    def program(model, path):
+        digest = hashlib.sha256()
+        for tensor in model.state_dict().values():
+            digest.update(tensor.detach().contiguous().numpy().tobytes())
+        Path(path).write_bytes(b"program of " + digest.hexdigest().encode())
+        return Path(path)
+
+    monkeypatch.setattr(export_mod, "export_torch_program", program)
+    monkeypatch.setattr(export_mod, "export_onnx", program)
+    return export_mod
+
+
+def _two_sources(tmp_path):
+    torch.manual_seed(0)
+    one = tiny_model(num_classes=3).save_pretrained(tmp_path / "src1")
+    torch.manual_seed(1)
+    two = tiny_model(num_classes=3).save_pretrained(tmp_path / "src2")
+    return one, two
+
+
+def test_missing_onnx_dependency_writes_nothing(tmp_path, fake_exporters, monkeypatch):
+    src1, src2 = _two_sources(tmp_path)
+    out = export(src1, tmp_path / "out", onnx=True, torch_export=True)
+    before = _snapshot(out)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "onnxscript" else real(n, *a)
+    )
+    with pytest.raises(ExportError, match="--onnx needs onnxscript"):
+        export(src2, out, onnx=True)
+    assert _snapshot(out) == before
+
+
+def test_a_failed_torch_export_names_the_format_and_keeps_the_folder(
+    tmp_path, fake_exporters, monkeypatch
+):
+    src1, src2 = _two_sources(tmp_path)
+    out = export(src1, tmp_path / "out", onnx=True, torch_export=True)
+    before = _snapshot(out)
+
+    def fail(model, path):
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("unsupported op (simulated)")
+
+    monkeypatch.setattr(fake_exporters, "export_torch_program", fail)
+    with pytest.raises(ExportError, match=r"torch\.export .*--torch-export.*unsupported op"):
+        export(src2, out, onnx=True, torch_export=True)
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src1", "src2"]  # no staging
+    with pytest.raises(ExportError):
+        export(src2, tmp_path / "new", onnx=True, torch_export=True)
+    assert not (tmp_path / "new").exists()
+
+    folder = tiny_model(num_classes=3).save_pretrained(tmp_path / "direct")
+    with pytest.raises(ExportError, match="torch.export"):
+        write_artifacts(cefl_zoo.create_model(str(folder)), folder, onnx=True, torch_export=True)
+    assert not (folder / "model.pt2").exists()  # the partial program is removed
+    assert check_folder(folder)["artifacts"].keys() == {"model.onnx"}  # what was written
+
+
+# -- 7. / 8. the card describes the weights' input -----------------------------------------
+def test_card_usage_has_the_models_channels_and_the_crop_is_described(tmp_path):
+    model = tiny_model(in_chans=1)
+    model.pretrained_cfg = model.pretrained_cfg.replace(
+        input_size=(1, 32, 32), num_clips=2, frames_per_clip=2, crop_pct=0.875
+    )
+    folder = model.save_pretrained(tmp_path / "gray")
+    card = (folder / "README.md").read_text()
+    usage = next(line for line in card.splitlines() if line.startswith("video = torch.randn"))
+    shape = [int(v) for v in re.search(r"randn\(([\d, ]+)\)", usage)[1].split(",")]
+    assert shape == [1, 2, 2, 1, 32, 32]
+    with torch.no_grad():
+        assert cefl_zoo.create_model(str(folder))(torch.randn(*shape)).shape[0] == 1
+    assert "cover 37 x 37 (crop_pct 0.875), then a centre crop to 32 x 32" in card
+    plain = tiny_model().save_pretrained(tmp_path / "plain")
+    assert "centre crop" not in (plain / "README.md").read_text()
+
+
+# -- 9. save_pretrained(push_to_hub=True, model_card_kwargs=...) names the repository ------
+def test_save_pretrained_push_with_card_kwargs_names_the_repo(tmp_path):
+    sent, patches = mock_hub()
+    with contextlib.ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
+        tiny_model().save_pretrained(
+            tmp_path / "w",
+            push_to_hub=True,
+            repo_id="org/tiny",
+            model_card_kwargs={"intended_use": "Benchmarking only."},
+        )
+    card = sent["files"]["README.md"].decode()
+    assert 'create_model("hf-hub:org/tiny")' in card and "Benchmarking only." in card
+
+
+# -- 10. push of an untagged folder asks for a tag -----------------------------------------
+def test_push_of_an_untagged_folder_asks_for_a_tag(tmp_path, capsys):
+    from cefl_zoo.cli import main
+    from cefl_zoo.commands.push import registry_snippet
+
+    folder = tiny_model().save_pretrained(tmp_path / "plain")
+    config = json.loads((folder / "config.json").read_text())
+    assert not config["pretrained_cfg"]["tag"]
+    _, patches = mock_hub()
+    with contextlib.ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
+        assert main(["push", str(folder), "org/tiny"]) == 0
+    printed = capsys.readouterr().out
+    assert "ceflnet_tiny.:" not in printed and "--tag NAME" in printed
+    with pytest.raises(ValueError, match="without a tag"):
+        registry_snippet(config, "org/tiny", "c" * 40)
