@@ -132,14 +132,13 @@ def render_model_card(
     c, h, w = tuple(cfg.get("input_size") or (3, 224, 224))
     crop_pct = float(cfg.get("crop_pct") or 1.0)
     interpolation = cfg.get("interpolation", "bilinear")
-    if crop_pct < 1:  # as cefl_zoo.transforms.video_transform does at evaluation
-        resize = (
-            f"{interpolation} resize of the frame to cover "
-            f"{round(h / crop_pct)} x {round(w / crop_pct)} (crop_pct {crop_pct:g}), "
-            f"then a centre crop to {h} x {w}"
-        )
-    else:
-        resize = f"{interpolation} resize"
+    # as cefl_zoo.transforms.video_transform does at evaluation
+    cover = f"{round(h / crop_pct)} x {round(w / crop_pct)}"
+    resize = (
+        f"{interpolation} resize of the frame to cover {cover}"
+        + (f" (crop_pct {crop_pct:g})" if crop_pct < 1 else "")
+        + f", then a centre crop to {h} x {w}"
+    )
 
     lines = ["---", _metadata(config, cfg).rstrip(), "---", "", f"# {name}", ""]
     lines += [

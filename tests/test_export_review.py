@@ -225,8 +225,9 @@ def test_card_usage_has_the_models_channels_and_the_crop_is_described(tmp_path):
     with torch.no_grad():
         assert cefl_zoo.create_model(str(folder))(torch.randn(*shape)).shape[0] == 1
     assert "cover 37 x 37 (crop_pct 0.875), then a centre crop to 32 x 32" in card
-    plain = tiny_model().save_pretrained(tmp_path / "plain")
-    assert "centre crop" not in (plain / "README.md").read_text()
+    plain = tiny_model().save_pretrained(tmp_path / "plain")  # crop_pct 1: still a crop
+    h, w = cefl_zoo.create_model(str(plain)).pretrained_cfg.input_size[1:]
+    assert f"cover {h} x {w}, then a centre crop to {h} x {w}" in (plain / "README.md").read_text()
 
 
 # -- 9. save_pretrained(push_to_hub=True, model_card_kwargs=...) names the repository ------
@@ -262,3 +263,86 @@ def test_push_of_an_untagged_folder_asks_for_a_tag(tmp_path, capsys):
     assert "ceflnet_tiny.:" not in printed and "--tag NAME" in printed
     with pytest.raises(ValueError, match="without a tag"):
         registry_snippet(config, "org/tiny", "c" * 40)
+
+
+# -- review of the fixes --------------------------------------------------------------------
+def test_export_stages_inside_out_dir_and_removes_a_new_out_dir_on_failure(
+    run_copy, tmp_path, monkeypatch
+):
+    import tempfile
+
+    from cefl_zoo.commands import export as export_module
+
+    seen = []
+    real = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: seen.append(kw["dir"]) or real(**kw))
+    out = export(run_copy, tmp_path / "shared" / "alice", checkpoint="last")
+    # inside OUT_DIR: same file system (a mount point or a link to one) and writable
+    # wherever OUT_DIR is, whatever its parent allows
+    assert [Path(d) for d in seen] == [out] and not any(
+        p.name.startswith(".") for p in out.iterdir()
+    )
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export_module, "_move_into", fail)
+    with pytest.raises(OSError, match="disk full"):
+        export(run_copy, tmp_path / "new", checkpoint="last")
+    assert not (tmp_path / "new").exists()  # created by the failed export: gone again
+    before = _snapshot(out)
+    with pytest.raises(OSError, match="disk full"):
+        export(run_copy, out, checkpoint="last")
+    assert _snapshot(out) == before  # an existing folder: as it was
+
+
+def test_a_failed_move_keeps_the_earlier_extras_until_the_new_config_is_in(tmp_path, monkeypatch):
+    import os
+
+    from cefl_zoo.commands import export as export_module
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "model.pt2").write_bytes(b"earlier program")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    for name in ("config.json", "model.safetensors", "README.md"):
+        (staging / name).write_text(name)
+    moved = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == "config.json":
+            raise OSError("interrupted")
+        moved.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="interrupted"):
+        export_module._move_into(staging, folder)
+    assert (folder / "model.pt2").read_bytes() == b"earlier program"
+    monkeypatch.setattr(os, "replace", real_replace)
+    export_module._move_into(staging, folder)
+    assert not (folder / "model.pt2").exists()  # stale once the new config.json is in
+
+
+def test_a_mid_epoch_checkpoint_records_no_metrics(run_copy, tmp_path, caplog):
+    ckpt = torch.load(run_copy / "last.pt", map_location="cpu", weights_only=False)
+    ckpt["step_in_epoch"] = 1  # a stop in the middle of the next epoch
+    torch.save(ckpt, run_copy / "last.pt")
+    with caplog.at_level(logging.WARNING, logger="cefl_zoo.commands.export"):
+        out = export(run_copy, tmp_path / "mid", checkpoint="last")
+    assert _recorded_metrics(out) == {}
+    assert "in the middle of epoch" in caplog.text
+
+
+def test_a_stopped_run_without_metrics_json_takes_the_epoch_from_history(run_copy, tmp_path):
+    (run_copy / "metrics.json").unlink()
+    out = export(run_copy / "epoch_002.pt", tmp_path / "e2")
+    assert _recorded_metrics(out)["loss"] == pytest.approx(_val_loss(run_copy, 2))
+
+
+def test_a_run_directory_spelt_with_dot_dot_is_refused(run_copy):
+    with pytest.raises(ExportError, match="training run directory"):
+        export(run_copy, run_copy / "sub" / "..", checkpoint="last")
+    assert not (run_copy / "sub").exists()

@@ -275,6 +275,11 @@ def _checkpoint_metrics(
     return _scalar_metrics(entry, path, label_names), ""
 
 
+def _is_run_metrics_file(path: str | Path) -> bool:
+    """Whether ``path`` is a trainer's ``metrics.json`` (not an evaluation result)."""
+    return _is_run_metrics(_read_metrics_file(Path(path)))
+
+
 def _checkpoints_in(folder: Path) -> list[str]:
     """The training checkpoints (``best.pt``, ``last.pt``, ``epoch_XXX.pt``) in ``folder``."""
     names = [n for n in ("best.pt", "last.pt") if (folder / n).is_file()]
@@ -363,6 +368,8 @@ def load_source(
         "checkpoint": ckpt_path.name,
         "epochs_trained": ckpt.get("epoch"),
         "global_step": ckpt.get("global_step"),
+        # > 0: written in the middle of an epoch, after the last evaluation
+        "step_in_epoch": ckpt.get("step_in_epoch") or None,
         "best_epoch": (ckpt.get("best") or {}).get("epoch"),
         "data": train_cfg.get("data"),
         "fold": train_cfg.get("fold"),
@@ -451,6 +458,9 @@ def export_torch_program(model: VideoClassifier, path: str | Path) -> Path:
 
 # -- the command ------------------------------------------------------------------------------
 def _refuse_run_dir(out: Path) -> None:
+    import os
+
+    out = Path(os.path.realpath(out))  # (RUN/sub/.. is RUN)
     checkpoints = _checkpoints_in(out) if out.is_dir() else []
     if checkpoints:
         raise ExportError(
@@ -470,17 +480,27 @@ def _select_metrics(
     import logging
 
     explicit = eval_json is not None
+    history = run_dir / "history.json" if run_dir is not None else None
+    history = history if history is not None and history.is_file() else None
+    epoch = training.get("epochs_trained")
     if not explicit and run_dir is not None and (run_dir / "metrics.json").is_file():
         eval_json = run_dir / "metrics.json"
-    if eval_json is None:
+    if eval_json is None and history is None:
         return dict(cfg.metrics)
-    history = run_dir / "history.json" if run_dir is not None else None
-    metrics, why = _checkpoint_metrics(
-        Path(eval_json),
-        cfg.label_names,
-        training.get("epochs_trained"),
-        history if history is not None and history.is_file() else None,
-    )
+    if training.get("step_in_epoch") and not (explicit and not _is_run_metrics_file(eval_json)):
+        metrics, why = (
+            None,
+            (
+                f"the checkpoint was written in the middle of epoch {(epoch or 0) + 1} (step "
+                f"{training['step_in_epoch']}), after the run's last evaluation"
+            ),
+        )
+    elif eval_json is None:  # a stopped run that wrote no metrics.json: its history
+        metrics = _history_metrics(history, epoch) if epoch is not None else None
+        metrics = _scalar_metrics(metrics, history, cfg.label_names) if metrics else None
+        why = f"{history} holds no validation of epoch {epoch}"
+    else:
+        metrics, why = _checkpoint_metrics(Path(eval_json), cfg.label_names, epoch, history)
     if metrics is None and explicit:
         raise ExportError(
             f"--eval-json {eval_json}: {why}, so none of its metrics are those of the exported "
@@ -511,8 +531,9 @@ def export(
 
     The metrics recorded are those of the exported checkpoint's epoch: a run's
     ``metrics.json`` entry of that epoch (``"last"`` or ``"best"``), else that epoch's
-    validation metrics in ``history.json``, else none (logged). Everything is written
-    into a temporary sibling of ``out_dir`` first, so a failed export leaves
+    validation metrics in ``history.json``, else none (logged; also for a checkpoint
+    written in the middle of an epoch). Everything is written into a hidden temporary
+    folder inside ``out_dir`` first and moved in at the end, so a failed export leaves
     ``out_dir`` as it was.
 
     Returns:
@@ -571,8 +592,11 @@ def export(
             else cfg.notes
         ),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    # The staging folder lies inside out_dir: the same file system (out_dir may be a mount
+    # point or a link to one) and writable wherever out_dir is.
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
     try:
         save_pretrained(model, staging, pretrained_cfg=cfg, training=training or None)
         try:
@@ -580,6 +604,10 @@ def export(
         except ExportError as err:
             raise ExportError(f"{err} Nothing was written to {out}.") from err
         _move_into(staging, out)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
@@ -588,24 +616,25 @@ def export(
 def _move_into(staging: Path, out: Path) -> None:
     """Replace ``out``'s files by those of ``staging``; drop ``out``'s stale extras.
 
-    Other files of ``out`` (the user's) are kept. ``config.json`` goes last.
+    Other files of ``out`` (the user's) are kept. ``config.json`` goes last, and the
+    stale extras are removed after it: until then ``out`` keeps its earlier export's.
     """
     import logging
     import os
 
     from ..hub import ARTIFACT_NAMES, CONFIG_NAME
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ARTIFACT_NAMES:
+    stale = [n for n in ARTIFACT_NAMES if not (staging / n).exists()]
+    names = sorted(p.name for p in staging.iterdir() if p.name != CONFIG_NAME)
+    for name in [*names, CONFIG_NAME]:
+        os.replace(staging / name, out / name)
+    for name in stale:
         path = out / name
-        if not (staging / name).exists() and (path.is_file() or path.is_symlink()):
+        if path.is_file() or path.is_symlink():
             path.unlink()
             logging.getLogger(__name__).warning(
                 "removed %s: exported from the weights %s held before", name, out
             )
-    names = sorted(p.name for p in staging.iterdir() if p.name != CONFIG_NAME)
-    for name in [*names, CONFIG_NAME]:
-        os.replace(staging / name, out / name)
 
 
 #: What each extra format is called in messages, with its option and files.
