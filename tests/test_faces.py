@@ -727,6 +727,26 @@ def test_cli_out_at_or_above_the_input_folder_crops_its_videos(tmp_path, monkeyp
     assert "holds only face crops" in capsys.readouterr().err
 
 
+def test_crops_never_replace_a_folder_they_did_not_write(tmp_path):
+    det = ScriptedDetector({i: [[16, 8, 48, 40, 0.9]] for i in range(8)})
+    cropper = FaceCropper(det, size=8)
+    source = tmp_path / "raw" / "train"  # a video stored as frames, named like a folder
+    write_frame_folder(source, indexed_frames(8), ext="png")
+    mine = tmp_path / "train"  # the user's own folder where the crops would go
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="no crops folder"):
+        precompute_face_crops(source, tmp_path, cropper)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    inner = tmp_path / "raw" / "raw"  # crops of raw/raw into tmp_path would replace raw/
+    write_frame_folder(inner, indexed_frames(8), ext="png")
+    with pytest.raises(ValueError, match="would replace the video"):
+        precompute_face_crops(inner, tmp_path, cropper)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["raw", "train"]
+    crops = precompute_face_crops(source, tmp_path / "crops", cropper)
+    assert precompute_face_crops(source, tmp_path / "crops", cropper, overwrite=True) == crops
+
+
 def test_no_face_hint_fits_predict_and_the_library():
     with pytest.raises(NoFaceError) as info:
         FaceCropper(ScriptedDetector({}), size=16)(indexed_frames(4), "clip.mp4")

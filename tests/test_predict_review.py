@@ -295,3 +295,33 @@ def test_json_onto_an_existing_file_where_no_new_file_can_be_created(
     err = capsys.readouterr().err
     assert "no file can be created in" in err and "Permission denied" in err
     assert "tmpx1y2z3" not in err
+
+
+def test_json_to_dev_stdout_is_the_json_alone(model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    video = write_video(tmp_path / "v.mp4", flash_frames(40, None, size=32))
+    argv = [sys.executable, "-m", "cefl_zoo", "predict", str(video), "--model", str(model_dir)]
+    out = subprocess.run(
+        [*argv, "--json", "/dev/stdout", "--no-progress"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert _strict_json(out)["results"][0]["ok"] is True  # no table after it
+
+
+def test_out_of_memory_on_the_cli_is_one_line(model_dir, tmp_path, monkeypatch, capsys):
+    from cefl_zoo.predict import Predictor
+
+    def oom(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Predictor, "predict_many", oom)
+    monkeypatch.setattr(Predictor, "predict_timeline", oom)
+    video = write_video(tmp_path / "v.mp4", flash_frames(40, None, size=32))
+    for extra in ([], ["--window", "20"]):
+        assert _predict(model_dir, str(video), *extra) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "out of memory" in err and "--batch-size" in err

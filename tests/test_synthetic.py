@@ -246,3 +246,11 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     assert len(read_rows(out)) == 7 and len(list((out / "videos").glob("*.mp4"))) == 7
     assert main(["synth", str(out), "--videos", "7", "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_videos_folder_with_only_hidden_files_is_written_into(tmp_path):
+    videos = tmp_path / "d" / "videos"
+    videos.mkdir(parents=True)
+    (videos / ".DS_Store").write_bytes(b"x")
+    write_synthetic_dataset(tmp_path / "d", num_videos=1, progress=False, **SMALL)
+    assert (videos / "00000.mp4").is_file() and (videos / ".DS_Store").is_file()

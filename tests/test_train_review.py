@@ -173,13 +173,41 @@ def test_eval_merges_data_kwargs_into_the_checkpoints(dfew_run, eval_data):
     }
 
 
-def test_eval_data_kwargs_null_drops_a_key_and_another_dataset_gets_none(dfew_run, eval_data):
+def test_eval_data_kwargs_null_drops_a_key_and_another_dataset_keeps_only_the_models(
+    dfew_run, eval_data
+):
     kwargs = '{"fold_seed": null, "sampler_kwargs": {"max_start": null}}'
     assert _eval(dfew_run, "--data-kwargs", kwargs) == 0
     assert eval_data[-1].data_kwargs == {"sampler_kwargs": {"clip_stride": 5}}
     argv = ["eval", "--checkpoint", str(dfew_run / "last.pt"), "--data", "synthetic:/nowhere"]
     assert cli([*argv, "--num-workers", "0", "--no-progress"]) == 0
-    assert eval_data[-1].data_kwargs == {}  # DFEW's options do not fit another dataset
+    # the sampler describes the model's input; DFEW's split seed does not fit another dataset
+    assert eval_data[-1].data_kwargs == {"sampler_kwargs": {"clip_stride": 5, "max_start": 60}}
+    nested = '{"transform_kwargs": {"crop_pct": null}}'  # null drops a key the checkpoint lacks
+    assert cli([*argv, "--num-workers", "0", "--no-progress", "--data-kwargs", nested]) == 0
+    assert (
+        "transform_kwargs" not in eval_data[-1].data_kwargs
+        or not eval_data[-1].data_kwargs["transform_kwargs"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fold"),
+    [
+        ("3", 3),
+        ("fold 2, evaluated on the 'test' split", 2),
+        ("fold 1 of 5 (EmoLabel_DataSplit set_1)", 1),
+        ("10-fold cross-validation, fold 4", None),  # a leading number that is no fold
+        ("5 folds", None),
+        ("1.5", None),
+        ("built-in synthetic validation split", None),
+    ],
+)
+def test_trained_fold_reads_only_fold_numbers(text, fold):
+    from cefl_zoo.commands.eval import _trained_fold
+
+    cfg = cefl_zoo.create_model("ceflnet_tiny").pretrained_cfg.replace(dataset="dfew", fold=text)
+    assert _trained_fold({}, cfg) == ("dfew", fold)
 
 
 def test_eval_reads_the_fold_of_an_exported_folder(dfew_run, eval_data, tmp_path, capsys):
@@ -214,6 +242,8 @@ def test_evaluate_an_iterable_dataset_in_one_process(tiny_model):
     r = evaluate(tiny_model, DataLoader(Stream(), batch_size=2))
     assert r.indices.tolist() == list(range(5))
     assert torch.allclose(r.logits, evaluate(tiny_model, NoIndexVideos(5)).logits, atol=1e-5)
+    with pytest.raises(DataError, match="IterableDataset read by 2 loader workers"):
+        evaluate(tiny_model, DataLoader(Stream(), batch_size=2, num_workers=2))
 
 
 def test_eval_defaults_to_the_trained_fold_and_warns_about_another(dfew_run, eval_data, capsys):

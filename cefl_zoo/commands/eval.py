@@ -8,8 +8,9 @@ Examples::
     cefl-zoo eval --model ceflnet_resnet18.dfew --data dfew:/data/DFEW --fold 1
 
 A checkpoint, or a training run folder (--model runs/synth: its best.pt, else last.pt),
-brings its data options for the dataset it was trained on (--data-kwargs merges into
-them; a null value drops one) and the fold it was trained on (the default --fold; an
+brings its data options (its sampler and transform options always, the others, such
+as a split seed, for the dataset it was trained on; --data-kwargs merges into them and a
+null value drops one) and the fold it was trained on (the default --fold; an
 exported folder or a registered weight set names its fold too).
 
 A --model name with a weight tag (arch.tag, e.g. ceflnet_tiny.synthetic) evaluates that
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-kwargs",
         default=None,
         metavar="JSON",
-        help="extra build_dataset arguments, merged into a checkpoint's own for its dataset "
+        help="extra build_dataset arguments, merged into a checkpoint's own "
         "(a null value removes one of them)",
     )
     parser.add_argument(
@@ -126,8 +127,8 @@ def _merge_data_kwargs(saved: dict, given: dict) -> dict:
 
     merged = {**saved, **given}
     for key in _NESTED_DATA_KWARGS:
-        if isinstance(saved.get(key), dict) and isinstance(given.get(key), dict):
-            merged[key] = set_keys({**saved[key], **given[key]})
+        if isinstance(given.get(key), dict):
+            merged[key] = set_keys({**(saved.get(key) or {}), **given[key]})
     return set_keys(merged)
 
 
@@ -139,8 +140,9 @@ def _trained_fold(base: dict, pcfg) -> tuple[str | None, int | None]:
         return parse_data_spec(base["data"]).name, base.get("fold")
     # A saved model's: "2" or text, as export writes it ("fold 2, evaluated on the 'test'
     # split") and the registry does ("fold 1 of 5 (EmoLabel_DataSplit set_1)").
-    match = re.match(r"(?:fold\s*)?(\d+)\b", str(pcfg.fold or "").strip(), flags=re.IGNORECASE)
-    return pcfg.dataset, int(match.group(1)) if match else None
+    text = str(pcfg.fold or "").strip()
+    match = re.fullmatch(r"\d+", text) or re.match(r"fold\s*(\d+)\b", text, flags=re.IGNORECASE)
+    return pcfg.dataset, int(match.group(match.lastindex or 0)) if match else None
 
 
 def _output_problem(option: str, path: str | None) -> str | None:
@@ -222,15 +224,20 @@ def run(args: argparse.Namespace) -> int:
             "num_workers": args.num_workers,
             "device": args.device,
         }
-        # The checkpoint's data options (its sampler, its split seed) belong to its dataset:
-        # kept for that dataset, not for another one.
-        keep = {"data_kwargs", "seed"} if same_data else {"seed"}
-        if base.get("data_kwargs") and not same_data:
-            log.info(
-                "not using the checkpoint's data options %s: it was trained on %s",
-                base["data_kwargs"],
-                trained_on,
-            )
+        # The checkpoint's data options: its sampler and transform describe the model's
+        # input and always apply; the rest (a split seed, error handling, ...) belongs to
+        # the dataset it was trained on and applies only to that one.
+        keep = {"data_kwargs", "seed"}
+        if not same_data and base.get("data_kwargs"):
+            saved = base["data_kwargs"]
+            dropped = sorted(k for k in saved if k not in _NESTED_DATA_KWARGS)
+            base = {**base, "data_kwargs": {k: saved[k] for k in _NESTED_DATA_KWARGS if k in saved}}
+            if dropped:
+                log.info(
+                    "not using the checkpoint's data options %s: it was trained on %s",
+                    ", ".join(dropped),
+                    trained_on,
+                )
         cfg = TrainConfig().update(
             {k: v for k, v in base.items() if k in keep}, source=str(args.checkpoint)
         )

@@ -179,8 +179,56 @@ def prepare_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     )
 
 
-def _error(message: str) -> int:
-    return error(NAME, message, EXIT_USAGE)
+def _error(message: str, code: int = EXIT_USAGE) -> int:
+    return error(NAME, message, code)
+
+
+def _is_stdout(path: str) -> bool:
+    """Whether ``path`` names this process's standard output (``/dev/stdout``)."""
+    try:
+        here, there = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # (no such path; stdout has no file)
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _predict_all(args: argparse.Namespace, predictor: Any, videos: list[str], progress: bool):
+    """Every input's :class:`~cefl_zoo.predict.Prediction` (or timeline), or its failure."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..predict import PredictionFailure
+    from ..predict.predictor import _one_line
+    from ..video.sampling import VideoTooShortError
+
+    if args.window is None:
+        return predictor.predict_many(videos, fps=args.fps, progress=progress)
+    results: list[Any] = []
+    for path in tqdm(
+        videos,
+        unit="video",
+        desc="timeline",
+        dynamic_ncols=True,
+        disable=not progress or len(videos) < 2,
+    ):
+        try:
+            results.append(
+                predictor.predict_timeline(
+                    path,
+                    window=args.window,
+                    stride=args.stride,
+                    fps=args.fps,
+                    progress=progress and len(videos) == 1,
+                )
+            )
+        except VideoTooShortError as err:  # the window, not the video, is too short
+            message = _short_window(args, predictor, path, err)
+            results.append(PredictionFailure(path, message, type(err).__name__))
+        except torch.OutOfMemoryError:  # every other video would fail the same way
+            raise
+        except Exception as err:  # noqa: BLE001 - one line per failed file; others go on
+            results.append(PredictionFailure(path, _one_line(err, path), type(err).__name__))
+    return results
 
 
 def _model_name(args: argparse.Namespace) -> str:
@@ -390,9 +438,8 @@ def _short_window(args: argparse.Namespace, predictor: Any, path: str, err: Any)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..predict import DEFAULT_MODEL, PredictionFailure, expand_inputs
+    from ..predict import DEFAULT_MODEL, expand_inputs
     from ..predict.predictor import _one_line
-    from ..video.sampling import VideoTooShortError
     from ._common import check_inputs, make_predictor
 
     if args.batch_size < 1:
@@ -415,6 +462,8 @@ def run(args: argparse.Namespace) -> int:
                 parse_span(value, fps=25.0)
             except ValueError as err:
                 return _error(f"{opt}: {err}")
+    if args.json and args.json != "-" and _is_stdout(args.json):
+        args.json = "-"  # /dev/stdout: the JSON alone, as with -
     if args.json and args.json != "-":
         problem = _unwritable(args.json)
         if problem:
@@ -445,35 +494,17 @@ def run(args: argparse.Namespace) -> int:
     if args.window is not None:
         _check_window_frames(args, predictor)
 
-    progress = not args.no_progress
-    if args.window is None:
-        results: list[Any] = predictor.predict_many(videos, fps=args.fps, progress=progress)
-    else:
-        from tqdm.auto import tqdm
+    import torch
 
-        results = []
-        for path in tqdm(
-            videos,
-            unit="video",
-            desc="timeline",
-            dynamic_ncols=True,
-            disable=not progress or len(videos) < 2,
-        ):
-            try:
-                results.append(
-                    predictor.predict_timeline(
-                        path,
-                        window=args.window,
-                        stride=args.stride,
-                        fps=args.fps,
-                        progress=progress and len(videos) == 1,
-                    )
-                )
-            except VideoTooShortError as err:  # the window, not the video, is too short
-                message = _short_window(args, predictor, path, err)
-                results.append(PredictionFailure(path, message, type(err).__name__))
-            except Exception as err:  # noqa: BLE001 - one line per failed file; others go on
-                results.append(PredictionFailure(path, _one_line(err, path), type(err).__name__))
+    progress = not args.no_progress
+    try:
+        results = _predict_all(args, predictor, videos, progress)
+    except torch.OutOfMemoryError as err:
+        return _error(
+            f"out of memory on {predictor.device} ({_one_line(err, '')}): pass a smaller "
+            "--batch-size, or --device cpu",
+            code=1,
+        )
     elapsed = time.perf_counter() - start
 
     # Results first: a plot that cannot be written must not cost the predictions.

@@ -747,7 +747,11 @@ def write_synthetic_dataset(
     labels = synthetic_labels(num_videos, seed)
     splits = synthetic_splits(labels, test_fraction)  # checks test_fraction
     videos_dir = out / "videos"
-    if not overwrite and videos_dir.is_dir() and any(os.scandir(videos_dir)):
+    if (
+        not overwrite
+        and videos_dir.is_dir()
+        and any(not e.name.startswith(".") for e in os.scandir(videos_dir))
+    ):
         raise FileExistsError(
             f"{videos_dir} already holds files but {out} has no labels.csv, so it is no "
             "synthetic dataset this would replace (or an earlier write was interrupted): "

@@ -172,7 +172,9 @@ def precompute_face_crops(
     Raises:
         NoFaceError: If no frame shows a face (nothing is written).
         VideoReadError: If the video cannot be read.
-        ValueError: If ``out_dir / name`` would be the video itself.
+        ValueError: If ``out_dir / name`` would be the video itself or hold it, or is
+            something other than a crops folder (a file, a folder without
+            ``faces.json``): nothing is replaced that this function did not write.
     """
     from torchvision.io import encode_jpeg
 
@@ -182,8 +184,16 @@ def precompute_face_crops(
     cropper = cropper if cropper is not None else FaceCropper()
     out_dir = Path(out_dir)
     target = out_dir / (name or _video_stem(video))
-    if os.path.abspath(target) == os.path.abspath(video):
-        raise ValueError(f"{video}: the crops folder would replace the video; pick another out_dir")
+    if os.path.abspath(target) == os.path.abspath(video) or _is_within(Path(video), target):
+        raise ValueError(
+            f"{video}: the crops folder {target} would replace the video (or the folder "
+            "holding it); pick another out_dir"
+        )
+    if (target.exists() or target.is_symlink()) and not (target / FACES_JSON).is_file():
+        raise ValueError(
+            f"{video}: {target} exists and is no crops folder (it has no {FACES_JSON}), so "
+            "writing the crops there would replace it; pick another out_dir (or name)"
+        )
     if not overwrite and _is_current(target, video, cropper, quality):
         return target
     with open_video(video, **(reader_kwargs or {})) as reader:

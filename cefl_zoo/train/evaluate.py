@@ -288,8 +288,18 @@ def evaluate(
             own_index = True
         elif order is not None:
             idx = order[seen : seen + b]
-        elif isinstance(dataset, IterableDataset) and info.world_size == 1:
-            idx = list(range(seen, seen + b))  # one process: in the order it iterates
+        elif (
+            isinstance(dataset, IterableDataset) and info.world_size == 1 and not loader.num_workers
+        ):
+            idx = list(range(seen, seen + b))  # one process, no workers: as it iterates
+        elif isinstance(dataset, IterableDataset):
+            raise DataError(
+                "evaluate() cannot tell which video each row is: an IterableDataset read by "
+                f"{loader.num_workers} loader workers and {info.world_size} process(es) "
+                "yields its items in an order of its own, and they have no 'index' (each "
+                "worker may also yield every item). Put each item's index under 'index', or "
+                "read it with num_workers=0 in one process"
+            )
         else:
             raise DataError(
                 f"evaluate() cannot tell which video each row is: the DataLoader's "
