@@ -500,9 +500,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = _predict_all(args, predictor, videos, progress)
     except torch.OutOfMemoryError as err:
+        other = "" if predictor.device.type == "cpu" else ", or --device cpu"
         return _error(
             f"out of memory on {predictor.device} ({_one_line(err, '')}): pass a smaller "
-            "--batch-size, or --device cpu",
+            f"--batch-size{other}",
             code=1,
         )
     elapsed = time.perf_counter() - start
