@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -144,3 +145,30 @@ def mock_hub(fail: BaseException | None = None):
         mock.patch.object(huggingface_hub.HfApi, "create_branch", autospec=True),
         mock.patch.object(huggingface_hub.HfApi, "upload_folder", upload_folder),
     ]
+
+
+def fake_program(model: torch.nn.Module, path: str | Path) -> Path:
+    """A fast stand-in for torch.export / ONNX: a file derived from the weights."""
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().contiguous().numpy().tobytes())
+    Path(path).write_bytes(b"program of " + digest.hexdigest().encode())
+    return Path(path)
+
+
+def use_fake_exporters(monkeypatch):
+    """Make ``cefl-zoo export`` write :func:`fake_program` files; returns the export module."""
+    import cefl_zoo.commands.export as export_mod
+
+    monkeypatch.setattr(export_mod, "export_torch_program", fake_program)
+    monkeypatch.setattr(export_mod, "export_onnx", fake_program)
+    return export_mod
+
+
+def two_saved_models(tmp_path: Path) -> tuple[Path, Path]:
+    """Two tiny 3-class models of different weights, saved as folders ``src1``, ``src2``."""
+    torch.manual_seed(0)
+    one = tiny_model(num_classes=3).save_pretrained(tmp_path / "src1")
+    torch.manual_seed(1)
+    two = tiny_model(num_classes=3).save_pretrained(tmp_path / "src2")
+    return one, two

@@ -82,6 +82,15 @@ class BrightnessModel(nn.Module):
         return self.forward_explain(x).logits
 
 
+def baseline_brightness_model() -> BrightnessModel:
+    """A :class:`BrightnessModel` that scores no clips, as the baselines (frame average,
+    CNN-LSTM) do: ``clip_scores`` and ``emotion_rich_clip`` are ``None``."""
+    model = BrightnessModel()
+    original = model.forward_explain
+    model.forward_explain = lambda x: original(x)._replace(clip_scores=None, emotion_rich_clip=None)
+    return model
+
+
 def flash_frames(
     num_frames: int,
     flash: tuple[int, int] | None = None,

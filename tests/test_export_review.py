@@ -11,7 +11,6 @@ registry snippet of an untagged folder.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import logging
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _hub_utils import mock_hub, tiny_model
+from _hub_utils import mock_hub, tiny_model, two_saved_models, use_fake_exporters
 
 import cefl_zoo
 from cefl_zoo.commands.export import ExportError, export, load_source, write_artifacts
@@ -149,30 +148,11 @@ def test_run_without_validation_exports_without_metrics(run_copy, tmp_path):
 @pytest.fixture
 def fake_exporters(monkeypatch):
     """Fast stand-ins for torch.export / ONNX: files derived from the weights."""
-    import cefl_zoo.commands.export as export_mod
-
-    def program(model, path):
-        digest = hashlib.sha256()
-        for tensor in model.state_dict().values():
-            digest.update(tensor.detach().contiguous().numpy().tobytes())
-        Path(path).write_bytes(b"program of " + digest.hexdigest().encode())
-        return Path(path)
-
-    monkeypatch.setattr(export_mod, "export_torch_program", program)
-    monkeypatch.setattr(export_mod, "export_onnx", program)
-    return export_mod
-
-
-def _two_sources(tmp_path):
-    torch.manual_seed(0)
-    one = tiny_model(num_classes=3).save_pretrained(tmp_path / "src1")
-    torch.manual_seed(1)
-    two = tiny_model(num_classes=3).save_pretrained(tmp_path / "src2")
-    return one, two
+    return use_fake_exporters(monkeypatch)
 
 
 def test_missing_onnx_dependency_writes_nothing(tmp_path, fake_exporters, monkeypatch):
-    src1, src2 = _two_sources(tmp_path)
+    src1, src2 = two_saved_models(tmp_path)
     out = export(src1, tmp_path / "out", onnx=True, torch_export=True)
     before = _snapshot(out)
     real = importlib.util.find_spec
@@ -187,7 +167,7 @@ def test_missing_onnx_dependency_writes_nothing(tmp_path, fake_exporters, monkey
 def test_a_failed_torch_export_names_the_format_and_keeps_the_folder(
     tmp_path, fake_exporters, monkeypatch
 ):
-    src1, src2 = _two_sources(tmp_path)
+    src1, src2 = two_saved_models(tmp_path)
     out = export(src1, tmp_path / "out", onnx=True, torch_export=True)
     before = _snapshot(out)
 

@@ -8,14 +8,21 @@ weight set, ``frame_weights`` of the SAL-only ablation).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import huggingface_hub
 import pytest
 import torch
-from _hub_utils import build_hf_cache, mock_hub, tiny_model, video
+from _hub_utils import (
+    build_hf_cache,
+    fake_program,
+    mock_hub,
+    tiny_model,
+    two_saved_models,
+    use_fake_exporters,
+    video,
+)
 
 import cefl_zoo
 from cefl_zoo import registry
@@ -112,32 +119,13 @@ def test_a_card_rewritten_for_another_repo_is_retargeted_and_a_hand_edit_is_kept
 @pytest.fixture
 def fake_exporters(monkeypatch):
     """Fast stand-ins for torch.export / ONNX: files derived from the weights."""
-    import cefl_zoo.commands.export as export_mod
-
-    def program(model, path):
-        digest = hashlib.sha256()
-        for tensor in model.state_dict().values():
-            digest.update(tensor.detach().contiguous().numpy().tobytes())
-        Path(path).write_bytes(b"program of " + digest.hexdigest().encode())
-        return Path(path)
-
-    monkeypatch.setattr(export_mod, "export_torch_program", program)
-    monkeypatch.setattr(export_mod, "export_onnx", program)
-    return program
-
-
-def _two_sources(tmp_path):
-    torch.manual_seed(0)
-    one = tiny_model(num_classes=3).save_pretrained(tmp_path / "src1")
-    torch.manual_seed(1)
-    two = tiny_model(num_classes=3).save_pretrained(tmp_path / "src2")
-    return one, two
+    return use_fake_exporters(monkeypatch)
 
 
 def test_reexport_removes_the_stale_program_and_keeps_user_files(tmp_path, fake_exporters):
     from cefl_zoo.commands.export import export
 
-    src1, src2 = _two_sources(tmp_path)
+    src1, src2 = two_saved_models(tmp_path)
     out = tmp_path / "out"
     export(src1, out, torch_export=True, onnx=True)
     config = json.loads((out / "config.json").read_text())
@@ -166,14 +154,14 @@ def test_reexport_removes_the_stale_program_and_keeps_user_files(tmp_path, fake_
     again = json.loads((out / "config.json").read_text())
     assert sorted(again["artifacts"]) == ["model.pt2"] and not (out / "model.onnx").exists()
     reloaded = cefl_zoo.create_model(str(out)).eval()
-    assert (out / "model.pt2").read_bytes() == fake_exporters(reloaded, tmp_path / "p").read_bytes()
+    assert (out / "model.pt2").read_bytes() == fake_program(reloaded, tmp_path / "p").read_bytes()
 
 
 def test_push_refuses_an_unrecorded_or_changed_artifact(tmp_path, fake_exporters, capsys):
     from cefl_zoo.cli import main
     from cefl_zoo.commands.export import export
 
-    src1, src2 = _two_sources(tmp_path)
+    src1, src2 = two_saved_models(tmp_path)
     old = export(src1, tmp_path / "old", torch_export=True)
     out = export(src2, tmp_path / "out")
     (out / "model.pt2").write_bytes((old / "model.pt2").read_bytes())  # copied in by hand
@@ -193,7 +181,7 @@ def test_push_refuses_an_unrecorded_or_changed_artifact(tmp_path, fake_exporters
 def test_push_uploads_recorded_artifacts_and_deletes_stale_remote_ones(tmp_path, fake_exporters):
     from cefl_zoo.commands.export import export
 
-    src1, _ = _two_sources(tmp_path)
+    src1, _ = two_saved_models(tmp_path)
     out = export(src1, tmp_path / "out", torch_export=True)
     sent, patches = mock_hub()
     with patches[0], patches[1], patches[2]:
@@ -207,7 +195,7 @@ def test_push_uploads_recorded_artifacts_and_deletes_stale_remote_ones(tmp_path,
 def test_save_pretrained_over_an_export_makes_its_program_unpublishable(tmp_path, fake_exporters):
     from cefl_zoo.commands.export import export
 
-    src1, _ = _two_sources(tmp_path)
+    src1, _ = two_saved_models(tmp_path)
     out = export(src1, tmp_path / "out", torch_export=True)
     tiny_model(num_classes=3).save_pretrained(out)  # other weights, written by hand
     with pytest.raises(ConfigMismatchError, match="model.pt2"):

@@ -9,7 +9,7 @@ import os
 
 import pytest
 import torch
-from _predict_utils import BrightnessModel, LazyReader, flash_frames
+from _predict_utils import BrightnessModel, LazyReader, baseline_brightness_model, flash_frames
 from _video_utils import write_frame_folder, write_video
 
 import cefl_zoo
@@ -167,10 +167,7 @@ def test_predictor_fps_applies_to_frame_folders(tmp_path):
 
 
 def test_baseline_timeline_windows_write_null_and_old_json_reads_back():
-    model = BrightnessModel()
-    original = model.forward_explain
-    model.forward_explain = lambda x: original(x)._replace(clip_scores=None, emotion_rich_clip=None)
-    tl = Predictor(model, device="cpu", num_workers=0).predict_timeline(
+    tl = Predictor(baseline_brightness_model(), device="cpu", num_workers=0).predict_timeline(
         flash_frames(200, size=16), fps=25
     )
     data = tl.to_dict()

@@ -7,7 +7,13 @@ import json
 
 import pytest
 import torch
-from _predict_utils import BrightnessModel, LazyReader, SpyReader, flash_frames
+from _predict_utils import (
+    BrightnessModel,
+    LazyReader,
+    SpyReader,
+    baseline_brightness_model,
+    flash_frames,
+)
 
 from cefl_zoo.predict import Predictor, Timeline, parse_span, window_starts
 from cefl_zoo.video import ClipSampler
@@ -153,10 +159,7 @@ def test_timeline_short_video_is_one_window_and_too_short_is_an_error():
 
 
 def test_timeline_without_clip_scores():
-    model = BrightnessModel()
-    original = model.forward_explain
-    model.forward_explain = lambda x: original(x)._replace(clip_scores=None, emotion_rich_clip=None)
-    tl = Predictor(model, device="cpu", num_workers=0).predict_timeline(
+    tl = Predictor(baseline_brightness_model(), device="cpu", num_workers=0).predict_timeline(
         flash_frames(400, size=16), fps=25
     )
     assert tl.rich_clip_frames is None
