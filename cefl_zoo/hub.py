@@ -1007,12 +1007,7 @@ def build_from_config(
     return model  # type: ignore[return-value]
 
 
-def _attach_cfg(
-    model: VideoClassifier,
-    config: Mapping[str, Any],
-    source: WeightsSource,
-    overlay: Mapping[str, Any] | None = None,
-) -> None:
+def _attach_cfg(model: VideoClassifier, config: Mapping[str, Any], source: WeightsSource) -> None:
     saved = dict(config.get("pretrained_cfg") or {})
     cfg = PretrainedCfg.from_dict(saved).replace(
         architecture=config.get("architecture") or "", status="available"
@@ -1035,8 +1030,6 @@ def _attach_cfg(
         cfg = cfg.derived(f"new {model.num_classes}-class head on the weights of {source}").replace(
             label_names=None
         )
-    if overlay:
-        cfg = apply_cfg_overlay(cfg, overlay, cfg.architecture) or cfg
     model.pretrained_cfg = cfg
 
 
@@ -1082,18 +1075,34 @@ def from_pretrained(
         "token": token,
         "local_files_only": local_files_only,
     }
-    overlay = model_kwargs.pop("pretrained_cfg_overlay", None)
-    check_cfg_overlay(overlay)
-    checkpoint_path = model_kwargs.pop("checkpoint_path", None)
+    timm_options = _pop_timm_options(model_kwargs)
     config = read_config(source, **hub)
     model = build_from_config(config, cls, source=source, **model_kwargs)
     _load_weights_file(model, source, config, sha256=None, strict=strict, **hub)
-    _attach_cfg(model, config, source, overlay)
+    _attach_cfg(model, config, source)
+    _apply_timm_options(model, *timm_options)
+    return model
+
+
+def _pop_timm_options(kwargs: dict[str, Any]) -> tuple[Mapping[str, Any] | None, Any]:
+    """Take timm's ``pretrained_cfg_overlay`` (checked) and ``checkpoint_path`` out of the
+    constructor arguments of a folder or hub model."""
+    overlay = kwargs.pop("pretrained_cfg_overlay", None)
+    check_cfg_overlay(overlay)
+    return overlay, kwargs.pop("checkpoint_path", None)
+
+
+def _apply_timm_options(
+    model: VideoClassifier, overlay: Mapping[str, Any] | None, checkpoint_path: Any
+) -> None:
+    """Change the model's ``pretrained_cfg`` by ``overlay``, then load ``checkpoint_path``."""
+    if overlay:
+        cfg = model.pretrained_cfg
+        model.pretrained_cfg = apply_cfg_overlay(cfg, overlay, cfg.architecture) or cfg
     if checkpoint_path is not None:
         from .models.base import load_checkpoint_file
 
         load_checkpoint_file(model, checkpoint_path)
-    return model
 
 
 def load_model(
@@ -1116,18 +1125,8 @@ def load_model(
     if pretrained:
         return from_pretrained(model_name, **hub, **kwargs)
     hub.pop("strict", None)  # nothing to load
-    overlay = kwargs.pop("pretrained_cfg_overlay", None)
-    check_cfg_overlay(overlay)
-    checkpoint_path = kwargs.pop("checkpoint_path", None)
+    timm_options = _pop_timm_options(kwargs)
     source = WeightsSource.parse(model_name, hub.pop("revision", None))
     model = build_from_config(read_config(source, **hub), source=source, **kwargs)
-    if overlay:
-        model.pretrained_cfg = (
-            apply_cfg_overlay(model.pretrained_cfg, overlay, model.pretrained_cfg.architecture)
-            or model.pretrained_cfg
-        )
-    if checkpoint_path is not None:
-        from .models.base import load_checkpoint_file
-
-        load_checkpoint_file(model, checkpoint_path)
+    _apply_timm_options(model, *timm_options)
     return model
