@@ -322,17 +322,17 @@ class Timeline:
         not scored (no face found).
         """
         windows = []
+        labels = self.labels  # (None for a window not scored)
         for w in range(len(self)):
             first, last = int(self.starts[w]), int(self.ends[w])
             entry: dict[str, Any] = {"index": w, "first_frame": first, "last_frame": last}
             seconds = self._window_seconds(w)
             if seconds is not None:
                 entry["start_s"], entry["end_s"] = seconds
-            row = self.probs[w]
-            scored = not bool(row.isnan().any())
-            entry["label"] = self.label_names[int(row.argmax())] if scored else None
+            scored = labels[w] is not None
+            entry["label"] = labels[w]
             entry["probabilities"] = (
-                {n: round(float(p), 6) for n, p in zip(self.label_names, row.tolist())}
+                {n: round(float(p), 6) for n, p in zip(self.label_names, self.probs[w].tolist())}
                 if scored
                 else None
             )
