@@ -101,10 +101,13 @@ def model_complexity(
         (12.24, 63.5)
     """
     if isinstance(model, str):
-        from .registry import create_model
+        from .registry import _create_on_meta, create_model
 
-        with torch.device(device):
-            model = create_model(model, **model_kwargs)
+        if torch.device(device).type == "meta":
+            model = _create_on_meta(model, **model_kwargs)
+        else:
+            with torch.device(device):
+                model = create_model(model, **model_kwargs)
     cfg = getattr(model, "pretrained_cfg", None)
     n = num_clips or (cfg.num_clips if cfg else 7)
     k = frames_per_clip or (cfg.frames_per_clip if cfg else 5)

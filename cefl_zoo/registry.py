@@ -506,6 +506,26 @@ def create_model(
     return entry(pretrained=pretrained, pretrained_cfg=cfg, **kwargs)
 
 
+def _create_on_meta(model_name: str, **kwargs: Any) -> nn.Module:
+    """:func:`create_model` on the ``meta`` device: shapes and config, no memory.
+
+    A backbone whose construction reads the values of tensors it makes (timm before
+    1.0.21 turns ``torch.linspace`` into ConvNeXt's drop-path rates with ``.tolist()``)
+    cannot be built on ``meta``; such a model is built on the CPU instead, with a real
+    (random) copy of its weights.
+    """
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return create_model(model_name, **kwargs)
+    except (NotImplementedError, RuntimeError) as err:
+        if "meta" not in str(err):
+            raise
+    with torch.device("cpu"):
+        return create_model(model_name, **kwargs)
+
+
 def _resolve_cfg_argument(
     arch: str, cfg: PretrainedCfg | None, kwargs: dict[str, Any]
 ) -> PretrainedCfg | None:

@@ -234,10 +234,9 @@ def resolve_data_cfg(model_or_name_or_cfg: nn.Module | str | PretrainedCfg | dic
     if isinstance(obj, str):
         cfg = get_pretrained_cfg(obj)
         if cfg is None:  # architecture without a registered config: ask the model itself
-            from .registry import create_model
+            from .registry import _create_on_meta
 
-            with torch.device("meta"):
-                cfg = create_model(obj).pretrained_cfg
+            cfg = _create_on_meta(obj).pretrained_cfg
         return cfg
     raise TypeError(f"expected a model, a model name or a PretrainedCfg, got {type(obj).__name__}")
 

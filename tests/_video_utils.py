@@ -11,7 +11,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -147,8 +149,6 @@ def write_video(
     elif gop is not None:
         stream.codec_context.gop_size = gop
     stream.options = opts
-    if rotation:
-        stream.set_display_rotation(rotation)
     if pts is not None:
         stream.codec_context.time_base = time_base or Fraction(1, 1000)
         stream.time_base = time_base or Fraction(1, 1000)
@@ -162,7 +162,32 @@ def write_video(
     for packet in stream.encode():
         container.mux(packet)
     container.close()
+    if rotation:
+        _set_display_rotation(path, rotation)
     return path
+
+
+def _set_display_rotation(path: Path, rotation: int) -> None:
+    """Store a counter-clockwise display rotation in an MP4/MOV file's track header.
+
+    The ``tkhd`` box's matrix is what FFmpeg reads as the display matrix (and what
+    PyAV >= 18's ``set_display_rotation`` writes, byte for byte); patching it works with
+    every PyAV the package supports.
+    """
+    if path.suffix.lower() not in (".mp4", ".mov"):
+        raise ValueError(f"rotation= needs an .mp4 or .mov file, not {path.name}")
+    data = bytearray(path.read_bytes())
+    box = data.index(b"tkhd")
+    version = data[box + 4]
+    # size+type precede `box`; then version/flags, times, track id, duration, reserved,
+    # layer, alternate group, volume, reserved: the matrix follows.
+    matrix = box + 4 + 4 + (32 if version == 1 else 20) + 8 + 8
+    cos = round(math.cos(math.radians(rotation)))
+    sin = round(math.sin(math.radians(rotation)))
+    one = 1 << 16  # 16.16 fixed point; the last entry is 2.30
+    values = (cos * one, -sin * one, 0, sin * one, cos * one, 0, 0, 0, 1 << 30)
+    data[matrix : matrix + 36] = struct.pack(">9i", *values)
+    path.write_bytes(bytes(data))
 
 
 def write_frame_folder(

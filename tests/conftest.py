@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -34,3 +35,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_cefl_zoo_logger():
+    """A command run in-process sets the ``cefl_zoo`` logger up for the console (its own
+    stderr handler, ``propagate`` off); put it back after each test, so that a later
+    test's ``caplog`` sees its records (pytest before 9.1 attaches only to the root) and
+    its stderr holds no lines from that handler."""
+    logger = logging.getLogger("cefl_zoo")
+    handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
+    logger.setLevel(level)

@@ -77,3 +77,36 @@ def test_model_complexity_leaves_the_model_in_its_mode() -> None:
     model.eval()
     model_complexity(model, device="cpu")
     assert not model.training
+
+
+def _reads_tensor_values(monkeypatch) -> None:
+    """Make every registry model's construction read a tensor's values, as timm before
+    1.0.21 does for ConvNeXt's drop-path rates: impossible on the ``meta`` device."""
+    from cefl_zoo import registry
+
+    real = registry.create_model
+
+    def create_model(name, **kwargs):
+        torch.linspace(0, 0.1, 3).tolist()
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(registry, "create_model", create_model)
+
+
+def test_a_model_that_cannot_be_built_on_meta_is_counted_on_the_cpu(monkeypatch) -> None:
+    expected = model_complexity("ceflnet_tiny", frames_per_clip=2)
+    _reads_tensor_values(monkeypatch)
+    with pytest.raises(NotImplementedError, match="meta"), torch.device("meta"):
+        cefl_zoo.registry.create_model("ceflnet_tiny")
+    assert model_complexity("ceflnet_tiny", frames_per_clip=2) == expected
+
+
+def test_transforms_of_an_unconfigured_name_survive_a_value_reading_backbone(
+    monkeypatch,
+) -> None:
+    from cefl_zoo import transforms
+
+    expected = repr(cefl_zoo.transforms_for("ceflnet_tiny"))
+    _reads_tensor_values(monkeypatch)
+    monkeypatch.setattr(transforms, "get_pretrained_cfg", lambda name: None)
+    assert repr(cefl_zoo.transforms_for("ceflnet_tiny")) == expected

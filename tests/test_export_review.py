@@ -23,6 +23,7 @@ import torch
 from _hub_utils import mock_hub, tiny_model, two_saved_models, use_fake_exporters
 
 import cefl_zoo
+import cefl_zoo.commands.export as export_module
 from cefl_zoo.commands.export import ExportError, export, load_source, write_artifacts
 from cefl_zoo.hub_mixin import check_folder
 
@@ -145,6 +146,9 @@ def test_run_without_validation_exports_without_metrics(run_copy, tmp_path):
 
 
 # -- 5. / 6. a failed export leaves the folder as it was ----------------------------------
+_REAL_ONNX_CHECK = export_module._check_onnx_installed  # the one use_fake_exporters replaces
+
+
 @pytest.fixture
 def fake_exporters(monkeypatch):
     """Fast stand-ins for torch.export / ONNX: files derived from the weights."""
@@ -155,9 +159,12 @@ def test_missing_onnx_dependency_writes_nothing(tmp_path, fake_exporters, monkey
     src1, src2 = two_saved_models(tmp_path)
     out = export(src1, tmp_path / "out", onnx=True, torch_export=True)
     before = _snapshot(out)
+    monkeypatch.setattr(fake_exporters, "_check_onnx_installed", _REAL_ONNX_CHECK)
     real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda n, *a: None if n == "onnxscript" else real(n, *a)
+    monkeypatch.setattr(  # onnx there (installed or not), onnxscript missing
+        importlib.util,
+        "find_spec",
+        lambda n, *a: None if n == "onnxscript" else real(n, *a) or object(),
     )
     with pytest.raises(ExportError, match="--onnx needs onnxscript"):
         export(src2, out, onnx=True)

@@ -124,8 +124,8 @@ def test_wheel_ships_the_py_typed_marker(installed):
 
 
 def test_sdist_ships_what_its_own_tests_read(installed, tmp_path):
-    """An unpacked sdist runs its tests: tests/test_readme.py reads .ci/constraints.txt and
-    .ci/run, so the sdist carries .ci/ (and the py.typed marker)."""
+    """An unpacked sdist runs its tests: tests/test_readme.py and test_dependency_floors.py
+    read .ci/'s constraints and scripts, so the sdist carries .ci/ (and py.typed)."""
     dist = tmp_path / "dist"
     proc = subprocess.run(
         [sys.executable, "-m", "hatchling", "build", "-t", "sdist", "-d", str(dist)],
@@ -139,7 +139,8 @@ def test_sdist_ships_what_its_own_tests_read(installed, tmp_path):
     sdist = next(dist.glob("cefl_zoo-*.tar.gz"))
     with tarfile.open(sdist) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-    for rel in (".ci/constraints.txt", ".ci/run", "cefl_zoo/py.typed", "tests/test_readme.py"):
+    shipped = (".ci/constraints.txt", ".ci/run", ".ci/floor", ".ci/floor-constraints.txt")
+    for rel in (*shipped, "cefl_zoo/py.typed", "tests/test_readme.py"):
         assert rel in names, f"{rel} is missing from {sdist.name}"
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import dataclasses
 import importlib
 import importlib.util
@@ -178,6 +179,19 @@ def _shadowed(module: str) -> bool:
     )
 
 
+#: The private/special member names the running ``cefl-automodule`` lists.
+_LISTED_MEMBERS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "cefl_listed_members", default=frozenset()
+)
+
+
+def _keep_listed_members(
+    app: Sphinx, what: str, name: str, obj: Any, skip: bool, options: Any
+) -> bool | None:
+    """``autodoc-skip-member``: keep the members a directive lists."""
+    return False if name in _LISTED_MEMBERS.get() else None
+
+
 def _autodoc_lines(module: str, name: str, obj: Any) -> list[str]:
     if inspect.isclass(obj):
         kind = "autoexception" if issubclass(obj, BaseException) else "autoclass"
@@ -216,9 +230,6 @@ class CeflAutomodule(SphinxDirective):
                 lines.append("   :members: " + ", ".join(mine))
                 lines.append("   :member-order: bysource")
                 lines.append("   :show-inheritance:")
-                for option in ("private-members", "special-members"):
-                    if self.options.get(option):
-                        lines.append(f"   :{option}: {self.options[option]}")
             elif mine:
                 after += ["", f".. py:currentmodule:: {module}"]
                 for name in mine:
@@ -228,7 +239,21 @@ class CeflAutomodule(SphinxDirective):
                     f":py:obj:`~{canonical_module(n, exported[n])}.{n}`" for n in elsewhere
                 )
                 lines += ["", f"   Also exported here, documented where shown: {links}."]
-        return self._parse(lines + after)
+        # The private and special members to show are kept by _keep_listed_members while
+        # this directive's autodoc runs, not passed to automodule: before Sphinx 9 a name
+        # in automodule's :private-members: that is not a module attribute (a method,
+        # such as VideoDataset._load_items) is warned about.
+        listed = {
+            name.strip()
+            for option in ("private-members", "special-members")
+            for name in (self.options.get(option) or "").split(",")
+            if name.strip()
+        }
+        token = _LISTED_MEMBERS.set(frozenset(listed))
+        try:
+            return self._parse(lines + after)
+        finally:
+            _LISTED_MEMBERS.reset(token)
 
     def _parse(self, lines: list[str]) -> list[nodes.Node]:
         node = nodes.section()
@@ -794,5 +819,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("cefl-hub-entries", HubEntries)
     app.connect("missing-reference", _missing_reference)
     app.connect("autodoc-process-signature", _dataclass_defaults)
+    app.connect("autodoc-skip-member", _keep_listed_members)
     app.connect("env-updated", _forget_documented)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
