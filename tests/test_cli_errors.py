@@ -504,7 +504,10 @@ def test_a_closed_stdout_pipe_ends_quietly(argv):
     finally:
         os.close(write)
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
-    assert proc.returncode == (141 if argv == ["models"] else 0)  # --help: argparse's exit
+    # --help: argparse's own exit 0 where it ignores the failed write (Python 3.11+);
+    # on 3.10 the BrokenPipeError reaches the CLI, which reports it as 141.
+    help_status = 0 if sys.version_info >= (3, 11) else 141
+    assert proc.returncode == (141 if argv == ["models"] else help_status)
 
 
 def test_a_broken_pipe_that_is_not_stdout_is_not_swallowed(monkeypatch, capsys):
