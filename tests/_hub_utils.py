@@ -176,3 +176,37 @@ def two_saved_models(tmp_path: Path) -> tuple[Path, Path]:
     torch.manual_seed(1)
     two = tiny_model(num_classes=3).save_pretrained(tmp_path / "src2")
     return one, two
+
+
+def train_toy_run(run_dir: Path, *, seed: int, epochs: int = 1, **overrides) -> Path:
+    """A run of the real trainer on 4 toy videos (2 classes, 2 x 2 frames of 32 px), so
+    tests get its checkpoint and results formats; ``overrides`` go to ``TrainConfig``."""
+    from cefl_zoo.train import TrainConfig, Trainer
+
+    class Videos(torch.utils.data.Dataset):
+        classes = ["happiness", "sadness"]
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(i)
+            return {"video": torch.randn(2, 2, 3, 32, 32, generator=g) + i % 2, "label": i % 2}
+
+    cfg = TrainConfig(
+        model="ceflnet_tiny",
+        epochs=epochs,
+        batch_size=2,
+        num_workers=0,
+        data="synthetic:unused",
+        output_dir=str(run_dir),
+        progress=False,
+        save_plots=False,
+        num_clips=2,
+        frames_per_clip=2,
+        img_size=32,
+        seed=seed,
+        **overrides,
+    )
+    Trainer(cfg, train_dataset=Videos(), val_dataset=Videos()).fit()
+    return run_dir

@@ -20,7 +20,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from _hub_utils import mock_hub, tiny_model, two_saved_models, use_fake_exporters
+from _hub_utils import (
+    mock_hub,
+    tiny_model,
+    train_toy_run,
+    two_saved_models,
+    use_fake_exporters,
+)
 
 import cefl_zoo
 import cefl_zoo.commands.export as export_module
@@ -39,37 +45,14 @@ def _recorded_metrics(out: Path) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A 3-epoch run of the real trainer that keeps ``epoch_XXX.pt``."""
-    from cefl_zoo.train import TrainConfig, Trainer
-
-    class Videos(torch.utils.data.Dataset):
-        classes = ["happiness", "sadness"]
-
-        def __len__(self):
-            return 4
-
-        def __getitem__(self, i):
-            g = torch.Generator().manual_seed(i)
-            return {"video": torch.randn(2, 2, 3, 32, 32, generator=g) + i % 2, "label": i % 2}
-
     run = tmp_path_factory.mktemp("export_review") / "run"
-    cfg = TrainConfig(
-        model="ceflnet_tiny",
-        model_kwargs={"backbone": "test_convnext"},
-        epochs=3,
-        batch_size=2,
-        num_workers=0,
-        data="synthetic:unused",
-        output_dir=str(run),
-        progress=False,
-        save_plots=False,
-        num_clips=2,
-        frames_per_clip=2,
-        img_size=32,
-        keep_epoch_checkpoints=True,
+    return train_toy_run(
+        run,
         seed=3,
+        epochs=3,
+        model_kwargs={"backbone": "test_convnext"},
+        keep_epoch_checkpoints=True,
     )
-    Trainer(cfg, train_dataset=Videos(), val_dataset=Videos()).fit()
-    return run
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from unittest import mock
 import huggingface_hub
 import pytest
 import torch
-from _hub_utils import build_hf_cache, mock_hub, tiny_model, video
+from _hub_utils import build_hf_cache, mock_hub, tiny_model, train_toy_run, video
 from safetensors import safe_open
 
 import cefl_zoo
@@ -440,43 +440,11 @@ def test_push_command_checks_then_uploads_and_prints_the_pin(saved, capsys, tmp_
 
 
 # -- export ---------------------------------------------------------------------------------
-def _train_run(run_dir: Path) -> Path:
-    """A one-epoch run of the real trainer on a toy dataset (its checkpoint format)."""
-    from cefl_zoo.train import TrainConfig, Trainer
-
-    class Videos(torch.utils.data.Dataset):
-        classes = ["happiness", "sadness"]
-
-        def __len__(self):
-            return 4
-
-        def __getitem__(self, i):
-            g = torch.Generator().manual_seed(i)
-            return {"video": torch.randn(2, 2, 3, 32, 32, generator=g) + i % 2, "label": i % 2}
-
-    cfg = TrainConfig(
-        model="ceflnet_tiny",
-        epochs=1,
-        batch_size=2,
-        num_workers=0,
-        data="synthetic:unused",
-        output_dir=str(run_dir),
-        progress=False,
-        save_plots=False,
-        num_clips=2,
-        frames_per_clip=2,
-        img_size=32,
-        seed=7,
-    )
-    Trainer(cfg, train_dataset=Videos(), val_dataset=Videos()).fit()
-    return run_dir
-
-
 def test_export_a_training_run(tmp_path, capsys):
     from cefl_zoo.cli import main
     from cefl_zoo.train.checkpoint import load_checkpoint
 
-    run = _train_run(tmp_path / "run")
+    run = train_toy_run(tmp_path / "run", seed=7)
     out = tmp_path / "out"
     assert main(["export", str(run), str(out), "--torch-export"]) == 0
     assert "sha256" in capsys.readouterr().out

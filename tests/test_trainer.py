@@ -1172,18 +1172,14 @@ def test_train_log_has_the_info_lines_of_setting_up_and_resuming(tmp_path):
     the Trainer and the resume lines said before the log opens still reach train.log."""
     import logging
 
-    logger = logging.getLogger("cefl_zoo")
-    level = logger.level
+    logger = logging.getLogger("cefl_zoo")  # conftest restores its level afterwards
     logger.setLevel(logging.WARNING)
-    try:
-        out = tmp_path / "run"
-        _stop_after(out, 4)
-        logger.setLevel(logging.WARNING)
-        cfg = toy_config(out, **{**RESUMED, "warmup_epochs": 5.0, "lr": 0.02})
-        Trainer(cfg, train_dataset=ToyVideos(24)).fit(resume="auto")
-        assert logger.level == logging.WARNING  # the caller's level again afterwards
-    finally:
-        logger.setLevel(level)
+    out = tmp_path / "run"
+    _stop_after(out, 4)
+    logger.setLevel(logging.WARNING)
+    cfg = toy_config(out, **{**RESUMED, "warmup_epochs": 5.0, "lr": 0.02})
+    Trainer(cfg, train_dataset=ToyVideos(24)).fit(resume="auto")
+    assert logger.level == logging.WARNING  # the caller's level again afterwards
     text = (out / "train.log").read_text()
     assert "warm-up of 5 epochs is longer than half the run" in text
     assert "resuming with changed options" in text and "resumed from" in text
